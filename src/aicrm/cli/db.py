@@ -1,0 +1,218 @@
+"""``aicrm db …``: migrate, status, verify, downgrade, restore, stop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from aicrm import config
+from aicrm.cli import output
+from aicrm.db import embedded, target
+from aicrm.errors import AicrmError, UsageError
+from aicrm.migrate import Options, Report, backup, runner
+
+app = typer.Typer(help="Migrate, inspect, verify and restore the CRM database.", no_args_is_help=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON document for scripts.")]
+DryRunOpt = Annotated[
+    bool,
+    typer.Option("--dry-run", help="Run everything for real in a transaction, then roll it back."),
+]
+BackupDirOpt = Annotated[
+    Path | None,
+    typer.Option(help="Folder for the backup [default: BACKUP_DIR or ./backups]."),
+]
+LockTimeoutOpt = Annotated[
+    float, typer.Option(min=0.01, help="Seconds to wait for each table lock before retrying.")
+]
+LockRetriesOpt = Annotated[
+    int, typer.Option(min=0, max=20, help="Retries, with backoff, after a lock timeout.")
+]
+WaitOpt = Annotated[
+    float, typer.Option("--wait", min=0.0, help="Seconds to wait for another runner to finish.")
+]
+AllowDriftOpt = Annotated[
+    bool, typer.Option(help="Carry on although an applied migration's file changed.")
+]
+MigrationsDirOpt = Annotated[
+    Path | None,
+    typer.Option(hidden=True, help="Use the migrations in this folder (for testing the engine)."),
+]
+
+
+def _version(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise UsageError(f"'{text}' is not a migration version; use a number such as 001.") from None
+
+
+def _options(**kwargs: object) -> Options:
+    options = Options(**kwargs)  # type: ignore[arg-type]
+    if options.backup_dir is None:  # type: ignore[comparison-overlap]
+        options.backup_dir = config.backup_dir()
+    return options
+
+
+def _finish(report: Report, as_json: bool) -> None:
+    if as_json:
+        output.emit_json(report.to_dict())
+    else:
+        output.say(report.as_text())
+
+
+def _run(action: str, as_json: bool, call: object) -> None:
+    try:
+        report = call()  # type: ignore[operator]
+    except AicrmError as exc:
+        partial = exc.details.get("report")
+        if isinstance(partial, Report):
+            _finish(partial, as_json)
+        raise
+    _finish(report, as_json)
+
+
+@app.command()
+def migrate(
+    target_version: Annotated[
+        str | None, typer.Option("--target", help="Stop at this version [default: newest].")
+    ] = None,
+    dry_run: DryRunOpt = False,
+    as_json: JsonOpt = False,
+    allow_drift: AllowDriftOpt = False,
+    archive_orphans: Annotated[
+        bool,
+        typer.Option(help="Archive and clear orphaned references instead of refusing (exit 3)."),
+    ] = False,
+    lock_timeout: LockTimeoutOpt = 5.0,
+    lock_retries: LockRetriesOpt = 3,
+    wait: WaitOpt = 10.0,
+    backup_dir: BackupDirOpt = None,
+    migrations_dir: MigrationsDirOpt = None,
+) -> None:
+    """Apply pending migrations: checks, verified backup, one transaction, verification.
+
+    Exit codes: 0 applied or nothing to do; 1 failed and rolled back; 2 usage,
+    prerequisite, connection or lock error; 3 integrity check refused, nothing changed.
+    """
+    with output.progress(not as_json) as step:
+        options = Options(
+            target_version=_version(target_version),
+            dry_run=dry_run,
+            allow_drift=allow_drift,
+            archive_orphans=archive_orphans,
+            lock_timeout=lock_timeout,
+            lock_retries=lock_retries,
+            runner_wait=wait,
+            backup_dir=backup_dir or config.backup_dir(),
+            migrations_dir=migrations_dir,
+            progress=step,
+        )
+        _run("migrate", as_json, lambda: runner.migrate(options))
+
+
+@app.command()
+def downgrade(
+    version: Annotated[str, typer.Argument(help="The version to go back to, e.g. 000.")],
+    dry_run: DryRunOpt = False,
+    as_json: JsonOpt = False,
+    allow_drift: AllowDriftOpt = False,
+    lock_timeout: LockTimeoutOpt = 5.0,
+    lock_retries: LockRetriesOpt = 3,
+    wait: WaitOpt = 10.0,
+    backup_dir: BackupDirOpt = None,
+    migrations_dir: MigrationsDirOpt = None,
+) -> None:
+    """Go back to an earlier version with the migrations' down files (backs up first)."""
+    wanted = _version(version)
+    assert wanted is not None
+    with output.progress(not as_json) as step:
+        options = Options(
+            dry_run=dry_run,
+            allow_drift=allow_drift,
+            lock_timeout=lock_timeout,
+            lock_retries=lock_retries,
+            runner_wait=wait,
+            backup_dir=backup_dir or config.backup_dir(),
+            migrations_dir=migrations_dir,
+            progress=step,
+        )
+        _run("downgrade", as_json, lambda: runner.downgrade(wanted, options))
+
+
+@app.command()
+def status(as_json: JsonOpt = False, migrations_dir: MigrationsDirOpt = None) -> None:
+    """Show the database used, its version, pending migrations and drift."""
+    info = runner.status(migrations_dir=migrations_dir)
+    if as_json:
+        output.emit_json(info)
+        return
+    version = int(info["version"])  # type: ignore[call-overload]
+    lines = [
+        f"database: {info['database']}",
+        f"server:   PostgreSQL {info['server_version']}",
+        f"version:  {'empty' if version < 0 else f'{version:03d}'}"
+        + (" (original schema, not yet recorded: the next migrate records baseline 000)"
+           if info["shape"] == "original" else ""),
+    ]
+    for entry in info["applied"]:  # type: ignore[attr-defined]
+        lines.append(
+            f"  applied {entry['version']:03d}_{entry['name']} ({entry['kind']}) "
+            f"at {entry['applied_at']} by {entry['applied_by']} in {entry['duration_ms']} ms"
+        )
+    pending = info["pending"]
+    lines.append(f"pending:  {', '.join(pending) if pending else 'none'}")  # type: ignore[arg-type]
+    drift = info["drift"]
+    lines.append(f"drift:    {', '.join(drift) if drift else 'none'}")  # type: ignore[arg-type]
+    output.say("\n".join(lines))
+
+
+@app.command()
+def verify(as_json: JsonOpt = False, migrations_dir: MigrationsDirOpt = None) -> None:
+    """Re-run the verification checks of every applied migration (exit 0 ok, 1 failed)."""
+    where = target()
+    results = runner.verify(where, migrations_dir=migrations_dir)
+    ok = all(r.ok for r in results)
+    if as_json:
+        output.emit_json({"database": where.describe(), "ok": ok, "checks": [r.__dict__ for r in results]})
+    else:
+        output.say(f"database: {where.describe()}")
+        for r in results:
+            tail = "" if r.ok else f": {', '.join(r.failures[:10])}"
+            output.say(f"  {'ok    ' if r.ok else 'FAILED'} {r.migration}: {r.description}{tail}")
+    if not ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def restore(
+    file: Annotated[Path, typer.Argument(help="A backup_before_migration_*.sql file.")],
+    into: Annotated[str, typer.Option("--into", help="Database to restore into (new or empty).")],
+) -> None:
+    """Restore a backup into a new or empty database on the same server."""
+    where = target()
+    with output.progress() as step:
+        step(f"restoring {file.name} into {into}")
+        backup.restore(where, file, into)
+    output.say(f"restored {file} into database {into} on {where.describe()}")
+
+
+@app.command()
+def stop() -> None:
+    """Stop the embedded PostgreSQL server (it starts again on the next command)."""
+    settings = config.resolve()
+    if not settings.embedded:
+        raise UsageError(
+            f"The database comes from {settings.source}, not the embedded server; "
+            "there is nothing for aicrm to stop."
+        )
+    stopped = embedded.stop(settings.home)
+    home = embedded.pgdata(settings.home)
+    output.say(f"stopped the embedded server in {home}" if stopped else f"not running ({home})")
+
+
+_ = _options  # kept for library-style callers; see Options

@@ -1,0 +1,84 @@
+"""The ``aicrm`` command: error handling at the edge, sub-commands below."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import typer
+
+from aicrm import __version__
+from aicrm.cli import db, output
+from aicrm.errors import AicrmError
+
+app = typer.Typer(
+    help="aicrm: an AI-centric CRM on PostgreSQL.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(db.app, name="db")
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        output.say(f"aicrm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
+    ),
+) -> None:
+    """aicrm: an AI-centric CRM on PostgreSQL.
+
+    Set AICRM_DEBUG=1 to see the Python traceback of an error.
+    """
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code (the console script exits with it)."""
+    code = _dispatch(argv)
+    if argv is None:
+        sys.exit(code)
+    return code
+
+
+def _dispatch(argv: list[str] | None) -> int:
+    debug = os.environ.get("AICRM_DEBUG") == "1"
+    try:
+        result = typer.main.get_command(app).main(
+            args=argv, prog_name="aicrm", standalone_mode=False
+        )
+    except typer.TyperException as exc:  # click's usage errors: bad flag, missing argument
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            return 2  # typer has printed the help already
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        output.error(exc.format_message() + hint)
+        return exc.exit_code
+    except typer.Abort:
+        output.error("Interrupted.")
+        return 130
+    except typer.Exit as exc:
+        return exc.exit_code
+    except AicrmError as exc:
+        if debug:
+            traceback.print_exc()
+        output.error(exc.message)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        output.error("Interrupted; any open transaction was rolled back.")
+        return 130
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        output.error(
+            f"Internal error: {type(exc).__name__}: {exc}. This is a bug in aicrm; "
+            "rerun with AICRM_DEBUG=1 to see the traceback and report it."
+        )
+        return 1
+    return result if isinstance(result, int) else 0

@@ -1,0 +1,5 @@
+"""The database layer: settings to connections, the embedded server, client tools."""
+
+from aicrm.db.connection import Connection, Target, connect, redact, target
+
+__all__ = ["Connection", "Target", "connect", "redact", "target"]

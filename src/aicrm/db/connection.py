@@ -1,0 +1,123 @@
+"""Opening connections, describing them without secrets, and redacting secrets."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import TupleRow
+
+from aicrm.config import Settings, resolve
+from aicrm.db import embedded
+from aicrm.errors import ConnectionFailed
+
+Connection = psycopg.Connection[TupleRow]
+
+CONNECT_TIMEOUT = 10  # seconds; libpq's default is to wait forever
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a connection goes, with everything but the password.
+
+    ``conninfo`` may hold the password and is never shown; ``describe()`` is what
+    users see.
+    """
+
+    conninfo: str
+    source: str
+    host: str
+    port: str
+    dbname: str
+    user: str
+    secrets: tuple[str, ...]
+
+    def describe(self) -> str:
+        where = f"socket {self.host}" if self.host.startswith("/") else self.host
+        return f"{self.user}@{where}:{self.port}/{self.dbname} ({self.source})"
+
+
+def target(settings: Settings | None = None) -> Target:
+    """Resolve where to connect; starts the embedded server when it is the source."""
+    settings = settings or resolve()
+    info = embedded.conninfo(settings.home) if settings.embedded else settings.conninfo
+    params = conninfo_to_dict(info)
+    env = os.environ
+    host = str(params.get("host") or env.get("PGHOST") or "/var/run/postgresql")
+    port = str(params.get("port") or env.get("PGPORT") or "5432")
+    user = str(params.get("user") or env.get("PGUSER") or _login_name())
+    dbname = str(params.get("dbname") or env.get("PGDATABASE") or user)
+    source = "embedded" if settings.embedded else settings.source
+    return Target(info, source, host, port, dbname, user, settings.secrets)
+
+
+def _login_name() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name at all (odd containers): libpq would fail too
+        return "unknown"
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """Replace each secret, and any ``password=…`` or URL password, with ``***``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    text = re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", text, flags=re.IGNORECASE)
+    return re.sub(r"(postgres(?:ql)?://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
+
+
+def connect(
+    where: Target | None = None,
+    *,
+    autocommit: bool = False,
+    application_name: str = "aicrm",
+    dbname: str | None = None,
+) -> Connection:
+    """Open a connection to ``where`` (default: the resolved settings).
+
+    Raises :class:`ConnectionFailed` with a one-line reason (wrong password, unknown
+    host, refused connection, missing database), never showing the password.
+    """
+    where = where or target()
+    extra: dict[str, str | int] = {"application_name": application_name}
+    if "connect_timeout" not in conninfo_to_dict(where.conninfo) and not os.environ.get(
+        "PGCONNECT_TIMEOUT"
+    ):
+        extra["connect_timeout"] = CONNECT_TIMEOUT
+    if dbname is not None:
+        extra["dbname"] = dbname
+    try:
+        return psycopg.connect(make_conninfo(where.conninfo, **extra), autocommit=autocommit)
+    except psycopg.OperationalError as exc:
+        shown = where if dbname is None else _with_dbname(where, dbname)
+        raise ConnectionFailed(
+            f"Could not connect to {shown.describe()}: {_reason(exc, where.secrets)}. "
+            "Check the server is running and the DATABASE_URL, DB_* or PG* settings."
+        ) from None
+
+
+def _with_dbname(where: Target, dbname: str) -> Target:
+    return Target(
+        where.conninfo, where.source, where.host, where.port, dbname, where.user, where.secrets
+    )
+
+
+def _reason(exc: psycopg.OperationalError, secrets: Iterable[str]) -> str:
+    """The useful line of a libpq connection error, e.g. 'password authentication failed'."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    reason = lines[0] if lines else type(exc).__name__
+    # libpq prefixes: 'connection failed: connection to server at "h" (1.2.3.4), port 5 failed: X'
+    for line in lines:
+        match = re.search(r"failed: (?!.*failed: )(.*)$", line)
+        if match and match.group(1):
+            reason = match.group(1)
+            break
+    reason = reason.removeprefix("FATAL:").strip()
+    return redact(reason.rstrip("."), secrets)

@@ -1,0 +1,6 @@
+"""The migration engine: numbered SQL files, a ledger, checks, backup, runner, report."""
+
+from aicrm.migrate.report import Report
+from aicrm.migrate.runner import Options, downgrade, migrate, status, verify
+
+__all__ = ["Options", "Report", "downgrade", "migrate", "status", "verify"]

@@ -1,0 +1,174 @@
+"""Verified backups with pg_dump, and restoring them into an empty database.
+
+A backup is a plain-SQL dump of the whole database (schema and data), so the
+seed's rollback command works as written::
+
+    psql -h $DB_HOST -p $DB_PORT -U $DB_USER -d $DB_NAME < backup_before_migration_….sql
+
+The file is created with mode 0600 before pg_dump writes a byte, and it is only
+accepted when pg_dump exits 0 and the file ends with pg_dump's end-of-dump marker.
+The password reaches pg_dump and psql through ``PGPASSWORD`` in their environment,
+never on a command line or in a file name.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from aicrm.db import Target, connect, redact
+from aicrm.db import tools
+from aicrm.errors import BackupFailed, UsageError
+
+END_MARKER = b"-- PostgreSQL database dump complete"
+PREFIX = "backup_before_migration_"
+
+NON_EMPTY = """
+SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+  AND n.nspname NOT LIKE 'pg_temp%' AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+"""
+
+
+@dataclass(frozen=True)
+class Backup:
+    path: Path
+    bytes: int
+    seconds: float
+
+
+def client_env(where: Target) -> tuple[str, dict[str, str]]:
+    """A conninfo without the password for a client program's command line, and the
+    environment that carries the password."""
+    params = conninfo_to_dict(where.conninfo)
+    password = params.pop("password", None)
+    env = dict(os.environ)
+    if password:
+        env["PGPASSWORD"] = str(password)
+    return make_conninfo("", **params), env
+
+
+def take(where: Target, folder: Path) -> Backup:
+    """Dump the whole database to a new ``backup_before_migration_*.sql`` in ``folder``.
+
+    Raises :class:`BackupFailed` when pg_dump fails or the dump is incomplete; the
+    partial file is removed, so a backup file that exists is a complete one.
+    """
+    pg_dump = tools.find("pg_dump")
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
+    path = folder / f"{PREFIX}{stamp}.sql"
+    counter = 1
+    while path.exists():
+        counter += 1
+        path = folder / f"{PREFIX}{stamp}_{counter}.sql"
+    conninfo, env = client_env(where)
+    started = time.monotonic()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            proc = subprocess.run(
+                [str(pg_dump.path), "--no-password", "--dbname", conninfo],
+                stdout=out,
+                stderr=subprocess.PIPE,
+                env=env,
+                check=False,
+            )
+            out.flush()
+            os.fsync(out.fileno())
+        if proc.returncode != 0:
+            reason = _first_line(proc.stderr.decode("utf-8", "replace"), where.secrets)
+            raise BackupFailed(
+                f"pg_dump failed (exit {proc.returncode}): {reason}. Nothing was changed."
+            )
+        if not is_complete(path):
+            raise BackupFailed(
+                f"pg_dump exited 0 but {path.name} lacks the end-of-dump marker; the "
+                "backup is incomplete (disk full?). Nothing was changed."
+            )
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return Backup(path, path.stat().st_size, time.monotonic() - started)
+
+
+def is_complete(path: Path) -> bool:
+    """True when the dump ends with pg_dump's end-of-dump marker."""
+    with path.open("rb") as dump:
+        dump.seek(max(0, path.stat().st_size - 4096))
+        return END_MARKER in dump.read()
+
+
+def restore(where: Target, path: Path, into: str) -> None:
+    """Restore a backup file into database ``into`` on the same server.
+
+    Creates ``into`` when it does not exist; refuses (:class:`UsageError`) a target
+    that holds any table, view or sequence. Runs psql in a single transaction with
+    ON_ERROR_STOP, so a failed restore leaves nothing behind (a database it created
+    is dropped again).
+    """
+    if not path.is_file():
+        raise UsageError(f"Backup file {path} does not exist.")
+    if not is_complete(path):
+        raise UsageError(
+            f"{path.name} does not end with pg_dump's end-of-dump marker: it is not a "
+            "complete aicrm backup, so it was not restored."
+        )
+    psql = tools.find("psql")
+    created = _prepare_target(where, into)
+    conninfo, env = client_env(where)
+    proc = subprocess.run(
+        [
+            str(psql.path),
+            "--no-psqlrc",
+            "--no-password",
+            "--quiet",
+            "--single-transaction",
+            "--set",
+            "ON_ERROR_STOP=1",
+            "--file",
+            str(path),
+            "--dbname",
+            make_conninfo(conninfo, dbname=into),
+        ],
+        capture_output=True,
+        env=env,
+        check=False,
+    )
+    if proc.returncode != 0:
+        if created:
+            with connect(where, autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(into)))
+        reason = _first_line(proc.stderr.decode("utf-8", "replace"), where.secrets)
+        raise BackupFailed(f"Restoring {path.name} into {into} failed and was undone: {reason}.")
+
+
+def _prepare_target(where: Target, into: str) -> bool:
+    """Create ``into`` if missing (True), or check that it is empty (False)."""
+    with connect(where, autocommit=True) as conn:
+        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (into,)).fetchone()
+        if not found:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(into)))
+            return True
+    with connect(where, dbname=into) as conn:
+        row = conn.execute(NON_EMPTY).fetchone()
+        if row and row[0]:
+            raise UsageError(
+                f"Database {into} is not empty ({row[0]} relations); restore into a new or "
+                "empty database so nothing is overwritten."
+            )
+    return False
+
+
+def _first_line(text: str, secrets: tuple[str, ...]) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    # psql prefixes errors with 'psql:FILE:LINE: ERROR:'; the ERROR line is the useful one.
+    useful = next((line for line in lines if "ERROR" in line or "error" in line), None)
+    return redact(useful or (lines[0] if lines else "no error output"), secrets)

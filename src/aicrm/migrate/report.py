@@ -1,0 +1,141 @@
+"""What a run did or would do: one structure, rendered as text or as JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from aicrm.migrate.backup import Backup
+from aicrm.migrate.prerequisites import Result
+from aicrm.migrate.snapshot import RowChanges, summarize
+
+SAMPLE_SIZE = 10
+
+
+@dataclass(frozen=True)
+class Finding:
+    """An integrity check's result: how many rows, up to ten sample ids, and the
+    query that lists them all."""
+
+    migration: str
+    check: str
+    severity: str
+    description: str
+    count: int
+    samples: list[str]
+    query: str
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    migration: str
+    check: str
+    description: str
+    ok: bool
+    failures: list[str]
+
+
+@dataclass(frozen=True)
+class StepTiming:
+    migration: str
+    step: str
+    seconds: float
+
+
+@dataclass
+class Report:
+    action: str
+    database: str
+    dry_run: bool
+    from_version: int
+    to_version: int
+    outcome: str = "nothing to do"
+    baseline_recorded: bool = False
+    migrations: list[str] = field(default_factory=list)
+    prerequisites: list[Result] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    backup: Backup | None = None
+    steps: list[StepTiming] = field(default_factory=list)
+    lock_attempts: int = 0
+    lock_wait_seconds: float = 0.0
+    lock_held_seconds: float = 0.0
+    objects_added: list[str] = field(default_factory=list)
+    objects_dropped: list[str] = field(default_factory=list)
+    rows_changed: list[RowChanges] = field(default_factory=list)
+    verification: list[CheckResult] = field(default_factory=list)
+    seconds: float = 0.0
+    error: str | None = None
+    exit_code: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        if self.backup is not None:
+            data["backup"]["path"] = str(self.backup.path)
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, default=str)
+
+    def finding_counts(self) -> dict[str, int]:
+        return {finding.check: finding.count for finding in self.findings}
+
+    def as_text(self) -> str:
+        """A readable account for a terminal or a log."""
+        mode = " (dry run: rolled back, nothing kept)" if self.dry_run else ""
+        out = [
+            f"{self.action} {self.database}{mode}",
+            f"  version: {_version(self.from_version)} -> {_version(self.to_version)}"
+            f"  outcome: {self.outcome}",
+        ]
+        if self.baseline_recorded:
+            out.append("  recognised the original schema: recorded as baseline 000")
+        if self.migrations:
+            out.append("  migrations: " + ", ".join(self.migrations))
+        if self.prerequisites:
+            out.append("prerequisites:")
+            out += [f"  {'ok ' if r.ok else 'NO '} {r.name}: {r.detail}" for r in self.prerequisites]
+        if self.findings:
+            out.append("integrity checks:")
+            for f in self.findings:
+                out.append(f"  {f.count:>8}  {f.check} [{f.severity}] {f.description}")
+                if f.count and f.severity == "blocking":
+                    out.append(f"            samples: {', '.join(f.samples)}")
+                    out.append(f"            list all: {' '.join(f.query.split())}")
+        if self.backup is not None:
+            out.append(
+                f"backup: {self.backup.path} ({self.backup.bytes:,} bytes, "
+                f"{self.backup.seconds:.1f} s, verified complete)"
+            )
+        if self.steps:
+            out.append("steps:")
+            out += [f"  {s.seconds:8.3f} s  {s.migration}: {s.step}" for s in self.steps]
+            out.append(
+                f"  locks: waited {self.lock_wait_seconds:.3f} s over {self.lock_attempts} "
+                f"attempt(s); held {self.lock_held_seconds:.3f} s"
+            )
+        if self.objects_added or self.objects_dropped:
+            out.append(f"objects: {len(self.objects_added)} added, {len(self.objects_dropped)} dropped")
+            out += [f"  + {name}" for name in summarize(self.objects_added)]
+            out += [f"  - {name}" for name in summarize(self.objects_dropped)]
+        if self.rows_changed:
+            out.append("rows changed:")
+            out += [
+                f"  {r.table}: {r.inserted} inserted, {r.updated} updated, {r.deleted} deleted"
+                for r in self.rows_changed
+            ]
+        if self.verification:
+            out.append("verification:")
+            for c in self.verification:
+                status = "ok " if c.ok else "FAILED"
+                detail = "" if c.ok else f" ({', '.join(c.failures[:SAMPLE_SIZE])})"
+                out.append(f"  {status} {c.migration}: {c.description}{detail}")
+        if self.error:
+            out.append(f"error: {self.error}")
+        out.append(f"took {self.seconds:.2f} s")
+        return "\n".join(out)
+
+
+def _version(version: int) -> str:
+    return "empty" if version < 0 else f"{version:03d}"

@@ -1,0 +1,489 @@
+"""The migration runner: the seed's ten steps, in its order, for any numbered plan.
+
+prerequisites → integrity checks → verified backup → changes in one transaction
+(under a lock_timeout, retried with backoff) → verification inside that same
+transaction → commit (or rollback for a dry-run) → cleanup → report.
+
+Every pending migration of a run, and the ledger rows recording them, commit in
+one transaction: a run killed at any point leaves the database at the version
+it had before.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from aicrm import config
+from aicrm.db import Connection, Target, connect, target
+from aicrm.errors import (
+    AicrmError,
+    DriftDetected,
+    IntegrityRefused,
+    LockHeld,
+    MigrationFailed,
+    UsageError,
+    VerificationFailed,
+)
+from aicrm.migrate import backup, ledger, loader, prerequisites, snapshot
+from aicrm.migrate.lock import runner_lock
+from aicrm.migrate.loader import Check, Migration, Step
+from aicrm.migrate.report import SAMPLE_SIZE, CheckResult, Finding, Report, StepTiming
+from aicrm.migrate.state import State, inspect
+
+Progress = Callable[[str], None]
+
+LOCK_HOLDERS = """
+SELECT DISTINCT l.pid, l.mode, l.relation::regclass::text
+FROM pg_locks l WHERE l.granted AND l.pid <> pg_backend_pid()
+  AND l.relation = ANY(SELECT to_regclass(name) FROM unnest(%s::text[]) AS name)
+ORDER BY 1
+"""
+
+
+@dataclass
+class Options:
+    """How to run. ``lock_timeout`` bounds each wait for a table lock (seconds);
+    ``lock_retries`` is how many more attempts follow a lock timeout, with backoff;
+    ``runner_wait`` bounds the wait for another runner to finish."""
+
+    target_version: int | None = None
+    dry_run: bool = False
+    allow_drift: bool = False
+    archive_orphans: bool = False
+    lock_timeout: float = 5.0
+    lock_retries: int = 3
+    runner_wait: float = 10.0
+    backup_dir: Path = field(default_factory=config.backup_dir)
+    migrations_dir: Path | None = None
+    progress: Progress | None = None
+
+    def say(self, message: str) -> None:
+        if self.progress is not None:
+            self.progress(message)
+
+
+def _session(where: Target, application: str) -> Connection:
+    conn = connect(where, autocommit=True, application_name=application)
+    # PostgreSQL 14+: notice a killed runner mid-statement and roll back at once,
+    # instead of holding its locks until the statement ends.
+    with suppress(psycopg.Error):
+        conn.execute("SET client_connection_check_interval = '1s'")
+    return conn
+
+
+@contextmanager
+def _runner(where: Target, options: Options) -> Iterator[Connection]:
+    conn = _session(where, "aicrm migrate")
+    try:
+        with runner_lock(conn, options.runner_wait):
+            yield conn
+    finally:
+        conn.close()
+
+
+def migrate(options: Options | None = None, where: Target | None = None) -> Report:
+    """Bring the database to ``options.target_version`` (default: the newest).
+
+    Returns the report of what was done (or would be, for a dry-run). Raises an
+    :class:`AicrmError` whose ``details['report']`` holds the report so far.
+    """
+    options = options or Options()
+    started = time.monotonic()
+    migrations = loader.load(options.migrations_dir)
+    where = where or target()
+    newest = migrations[-1].version
+    wanted = newest if options.target_version is None else options.target_version
+    if not 0 <= wanted <= newest:
+        raise UsageError(f"There is no migration {wanted:03d}; the newest is {newest:03d}.")
+    with _runner(where, options) as conn:
+        state = inspect(conn, migrations)
+        report = Report("migrate", where.describe(), options.dry_run, state.version, state.version)
+        try:
+            _migrate(conn, where, state, wanted, options, report)
+        except AicrmError as exc:
+            _fail(report, exc)
+            raise
+        finally:
+            report.seconds = time.monotonic() - started
+    return report
+
+
+def _fail(report: Report, exc: AicrmError) -> None:
+    report.outcome = "refused" if exc.exit_code in (2, 3) else "failed, rolled back"
+    report.error = exc.message
+    report.exit_code = exc.exit_code
+    exc.details["report"] = report
+
+
+def _migrate(
+    conn: Connection, where: Target, state: State, wanted: int, options: Options, report: Report
+) -> None:
+    _refuse_drift(state, options)
+    if wanted < state.version:
+        raise UsageError(
+            f"The database is at {state.version:03d}, past {wanted:03d}; use "
+            f"'aicrm db downgrade {wanted:03d}' to go back."
+        )
+    plan = [m for m in state.pending if m.version <= wanted]
+    report.to_version = wanted if plan else state.version
+    report.migrations = [m.label for m in plan]
+    if not plan and state.shape != "original":
+        report.outcome = "nothing to do"
+        return
+    options.say("checking prerequisites")
+    report.prerequisites = prerequisites.check(
+        conn,
+        where,
+        tables=_tables(plan),
+        backup_dir=None if options.dry_run else options.backup_dir,
+    )
+    if plan and state.version >= 0:
+        # The first migration's checks run now, against the database as it is;
+        # later ones run inside the transaction, against what came before them.
+        options.say(f"integrity checks of {plan[0].label}")
+        _integrity(conn, plan[0], options, report)
+    if not options.dry_run:
+        options.say(f"backing up to {options.backup_dir}")
+        report.backup = backup.take(where, options.backup_dir)
+    _transaction(conn, state, plan, options, report, _apply_steps)
+    report.outcome = "dry run" if options.dry_run else "applied"
+    if not options.dry_run:
+        _cleanup(conn, report)
+
+
+def _refuse_drift(state: State, options: Options) -> None:
+    if state.drift and not options.allow_drift:
+        names = ", ".join(f"{d.version:03d}_{d.name}" for d in state.drift)
+        raise DriftDetected(
+            f"Applied migration(s) {names} changed since they were applied (checksum differs "
+            "from the ledger). Restore the original file(s), or pass --allow-drift if the "
+            "change is deliberate."
+        )
+
+
+def _tables(plan: list[Migration]) -> list[str]:
+    return sorted({table for m in plan for table in m.locks})
+
+
+def _integrity(conn: Connection, migration: Migration, options: Options, report: Report) -> None:
+    findings = [_finding(conn, migration, check) for check in migration.checks_of("integrity")]
+    report.findings.extend(findings)
+    blocking = [f for f in findings if f.severity == "blocking" and f.count]
+    if blocking and not options.archive_orphans:
+        summary = ", ".join(f"{f.check}: {f.count}" for f in blocking)
+        raise IntegrityRefused(
+            f"Integrity check refused {migration.label}: {summary}. Nothing was changed. Fix "
+            "these rows (the report lists samples and the query for each), or rerun with "
+            "--archive-orphans to archive and clear them."
+        )
+
+
+def _finding(conn: Connection, migration: Migration, check: Check) -> Finding:
+    query = sql.SQL(check.sql)  # type: ignore[arg-type]  # trusted: shipped migration files
+    counted = conn.execute(sql.SQL("SELECT count(*) FROM ({}) AS q").format(query)).fetchone()
+    samples = conn.execute(
+        sql.SQL("SELECT * FROM ({}) AS q LIMIT {}").format(query, sql.Literal(SAMPLE_SIZE))
+    ).fetchall()
+    return Finding(
+        migration.label,
+        check.name,
+        check.severity,
+        check.description,
+        int(counted[0]) if counted else 0,
+        [str(row[0]) for row in samples],
+        check.sql,
+    )
+
+
+# Runs a plan's steps inside the transaction; returns when the first table lock was
+# taken (monotonic clock), or None when it took none.
+StepRunner = Callable[[Connection, State, list[Migration], Options, Report], float | None]
+
+
+def _transaction(
+    conn: Connection,
+    state: State,
+    plan: list[Migration],
+    options: Options,
+    report: Report,
+    body: StepRunner,
+) -> None:
+    """Run ``body`` in one transaction, retrying with backoff on lock timeouts."""
+    attempts = options.lock_retries + 1
+    for attempt in range(1, attempts + 1):
+        report.lock_attempts = attempt
+        report.steps.clear()
+        attempt_started = time.monotonic()
+        try:
+            with conn.transaction():
+                conn.execute(
+                    "SELECT set_config('lock_timeout', %s, true)",
+                    (f"{int(options.lock_timeout * 1000)}ms",),
+                )
+                if options.archive_orphans:
+                    conn.execute("SELECT set_config('aicrm.archive_orphans', 'on', true)")
+                before = snapshot.objects(conn)
+                locked_at = body(conn, state, plan, options, report)
+                after = snapshot.objects(conn)
+                report.objects_added = sorted(after - before)
+                report.objects_dropped = sorted(before - after)
+                report.rows_changed = snapshot.row_changes(conn)
+                if options.dry_run:
+                    raise psycopg.Rollback()
+                if locked_at is not None:
+                    report.lock_held_seconds = time.monotonic() - locked_at
+            return
+        except psycopg.errors.LockNotAvailable as exc:
+            report.lock_wait_seconds += time.monotonic() - attempt_started
+            holders = _lock_holders(conn, _tables(plan))
+            if attempt == attempts:
+                raise LockHeld(
+                    f"Could not lock {', '.join(_tables(plan)) or 'the tables'} within "
+                    f"{options.lock_timeout:g} s after {attempts} attempts ({holders}). "
+                    "Nothing was changed; run again when the blocking sessions are done, or "
+                    "raise --lock-timeout."
+                ) from exc
+            options.say(f"lock not available ({holders}); retry {attempt} of {attempts - 1}")
+            time.sleep(min(0.5 * 2 ** (attempt - 1), 8.0))
+        except psycopg.Error as exc:
+            step = report.steps[-1].step if report.steps else "start"
+            raise MigrationFailed(
+                f"Step '{step}' failed: {_pg_message(exc)}. The transaction was rolled back; "
+                f"the database is unchanged at version {_v(state.version)}."
+            ) from None
+
+
+def _lock_holders(conn: Connection, tables: list[str]) -> str:
+    try:
+        rows = conn.execute(LOCK_HOLDERS, (tables,)).fetchall()
+    except psycopg.Error:
+        return "holders unknown"
+    if not rows:
+        return "the blocking session has finished"
+    return "held by " + ", ".join(f"pid {pid} ({mode} on {rel})" for pid, mode, rel in rows)
+
+
+def _pg_message(exc: psycopg.Error) -> str:
+    primary = exc.diag.message_primary or str(exc).splitlines()[0]
+    return primary + (f" ({exc.diag.message_detail})" if exc.diag.message_detail else "")
+
+
+def _v(version: int) -> str:
+    return "empty" if version < 0 else f"{version:03d}"
+
+
+def _apply_steps(
+    conn: Connection, state: State, plan: list[Migration], options: Options, report: Report
+) -> float | None:
+    locked_at: float | None = None
+    if state.shape == "original":
+        ledger.record(conn, 0, loader.load(options.migrations_dir)[0].name, "baseline", 0, "baseline")
+        report.baseline_recorded = True
+    for index, migration in enumerate(plan):
+        started = time.monotonic()
+        if index > 0 or state.version < 0:
+            _integrity(conn, migration, options, report)
+        locked_at = _take_locks(conn, migration, report) or locked_at
+        _run_steps(conn, migration, migration.steps, options, report)
+        ledger.record(
+            conn,
+            migration.version,
+            migration.name,
+            migration.checksum,
+            int((time.monotonic() - started) * 1000),
+            "applied",
+        )
+        _verify(conn, migration, report)
+    return locked_at
+
+
+def _take_locks(conn: Connection, migration: Migration, report: Report) -> float | None:
+    if not migration.locks:
+        return None
+    started = time.monotonic()
+    # Locks come in the migration's declared order, all at once: no lock upgrades
+    # half-way through, and a consistent order against other lockers.
+    tables = [t for t in migration.locks if _exists(conn, t)]
+    if tables:
+        conn.execute(
+            sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+                sql.SQL(", ").join(sql.Identifier(t) for t in tables)
+            )
+        )
+    report.lock_wait_seconds += time.monotonic() - started
+    return time.monotonic()
+
+
+def _exists(conn: Connection, table: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
+    return bool(row and row[0])
+
+
+def _run_steps(
+    conn: Connection,
+    migration: Migration,
+    steps: tuple[Step, ...],
+    options: Options,
+    report: Report,
+) -> None:
+    for number, step in enumerate(steps, 1):
+        options.say(f"{migration.label} step {number}/{len(steps)}: {step.description}")
+        started = time.monotonic()
+        report.steps.append(StepTiming(migration.label, step.description, 0.0))
+        conn.execute(step.sql.encode())
+        report.steps[-1] = StepTiming(migration.label, step.description, time.monotonic() - started)
+
+
+def _verify(conn: Connection, migration: Migration, report: Report) -> None:
+    results = verify_checks(conn, migration)
+    report.verification.extend(results)
+    failed = [r for r in results if not r.ok]
+    if failed:
+        raise VerificationFailed(
+            f"Verification of {migration.label} failed: "
+            + "; ".join(f"{r.description}: {', '.join(r.failures[:3])}" for r in failed)
+            + ". The transaction was rolled back; nothing was changed."
+        )
+
+
+def verify_checks(conn: Connection, migration: Migration) -> list[CheckResult]:
+    """Run a migration's verification checks; each failing row is one failure."""
+    results = []
+    for check in migration.checks_of("verify"):
+        rows = conn.execute(check.sql.encode()).fetchall()
+        failures = [", ".join(str(value) for value in row) for row in rows]
+        results.append(
+            CheckResult(migration.label, check.name, check.description, not rows, failures)
+        )
+    return results
+
+
+def _cleanup(conn: Connection, report: Report) -> None:
+    # Fresh statistics after a backfill: the planner otherwise sees the old shape.
+    for change in report.rows_changed:
+        with suppress(psycopg.Error):
+            conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(change.table)))
+
+
+def downgrade(version: int, options: Options | None = None, where: Target | None = None) -> Report:
+    """Take the database back to ``version`` with the migrations' down files.
+
+    Backs up first, like :func:`migrate`. Raises :class:`UsageError` when a
+    migration on the way has no down file.
+    """
+    options = options or Options()
+    started = time.monotonic()
+    migrations = loader.load(options.migrations_dir)
+    where = where or target()
+    with _runner(where, options) as conn:
+        state = inspect(conn, migrations)
+        report = Report("downgrade", where.describe(), options.dry_run, state.version, version)
+        try:
+            _refuse_drift(state, options)
+            if state.shape != "ledger":
+                raise UsageError("The database has no aicrm ledger; there is nothing to downgrade.")
+            if not 0 <= version <= state.version:
+                raise UsageError(
+                    f"Cannot downgrade to {version:03d}: the database is at {_v(state.version)} "
+                    "and 000 is the lowest version."
+                )
+            plan = [m for m in reversed(migrations) if version < m.version <= state.version]
+            report.migrations = [m.label for m in plan]
+            if not plan:
+                report.outcome = "nothing to do"
+                report.to_version = state.version
+                return report
+            missing = [m.label for m in plan if m.down_steps is None]
+            if missing:
+                raise UsageError(
+                    f"Migration(s) {', '.join(missing)} have no down file; restore the backup "
+                    "taken before them instead (see 'aicrm db restore')."
+                )
+            report.prerequisites = prerequisites.check(
+                conn,
+                where,
+                tables=_tables(plan),
+                backup_dir=None if options.dry_run else options.backup_dir,
+            )
+            if not options.dry_run:
+                options.say(f"backing up to {options.backup_dir}")
+                report.backup = backup.take(where, options.backup_dir)
+            kept = [m for m in migrations if m.version <= version]
+            _transaction(conn, state, plan, options, report, _down_steps(kept))
+            report.outcome = "dry run" if options.dry_run else "applied"
+        except AicrmError as exc:
+            _fail(report, exc)
+            raise
+        finally:
+            report.seconds = time.monotonic() - started
+        if not options.dry_run:
+            _cleanup(conn, report)
+    return report
+
+
+def _down_steps(kept: list[Migration]) -> StepRunner:
+    def run(
+        conn: Connection, state: State, plan: list[Migration], options: Options, report: Report
+    ) -> float | None:
+        locked_at: float | None = None
+        for migration in plan:
+            locked_at = locked_at or _take_locks(conn, migration, report)
+            assert migration.down_steps is not None
+            _run_steps(conn, migration, migration.down_steps, options, report)
+            ledger.remove(conn, migration.version)
+        for migration in kept:
+            _verify(conn, migration, report)
+        return locked_at
+
+    return run
+
+
+def status(where: Target | None = None, migrations_dir: Path | None = None) -> dict[str, object]:
+    """The database's version, applied and pending migrations, and drift (read-only)."""
+    migrations = loader.load(migrations_dir)
+    where = where or target()
+    with connect(where, autocommit=True, application_name="aicrm status") as conn:
+        version, _ = prerequisites.server_major(conn)
+        state = inspect(conn, migrations)
+        return {
+            "database": where.describe(),
+            "server_version": version,
+            "shape": state.shape,
+            "version": state.version,
+            "applied": [
+                {
+                    "version": e.version,
+                    "name": e.name,
+                    "kind": e.kind,
+                    "applied_at": e.applied_at.isoformat(),
+                    "duration_ms": e.duration_ms,
+                    "applied_by": e.applied_by,
+                }
+                for e in state.applied
+            ],
+            "pending": [m.label for m in state.pending],
+            "drift": [f"{d.version:03d}_{d.name}" for d in state.drift],
+        }
+
+
+def verify(where: Target | None = None, migrations_dir: Path | None = None) -> list[CheckResult]:
+    """Re-run the verification checks of every applied migration (read-only)."""
+    migrations = loader.load(migrations_dir)
+    where = where or target()
+    with connect(where, application_name="aicrm verify") as conn:
+        conn.read_only = True
+        state = inspect(conn, migrations)
+        applied = [m for m in migrations if m.version <= state.version]
+        results = [r for m in applied for r in verify_checks(conn, m)]
+        conn.rollback()
+    return results
+
+
+__all__ = ["Options", "downgrade", "migrate", "status", "verify"]
