@@ -96,7 +96,9 @@ def resolve(env: Mapping[str, str] | None = None) -> Settings:
             "password": env.get("DB_PASSWORD") or None,
         }
         given = {key: value for key, value in params.items() if value is not None}
-        return Settings("DB_*", make_conninfo(**given), home, _secrets(given.get("password"), env))
+        return Settings(
+            "DB_*", make_conninfo("", **given), home, _secrets(given.get("password"), env)
+        )
     if any(env.get(name) for name in PG_VARIABLES):
         return Settings("PG*", "", home, _secrets(None, env))
     return Settings("embedded", "", home)

@@ -13,7 +13,9 @@ from aicrm.db import embedded, target
 from aicrm.errors import AicrmError, UsageError
 from aicrm.migrate import Options, Report, backup, runner
 
-app = typer.Typer(help="Migrate, inspect, verify and restore the CRM database.", no_args_is_help=True)
+app = typer.Typer(
+    help="Migrate, inspect, verify and restore the CRM database.", no_args_is_help=True
+)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON document for scripts.")]
 DryRunOpt = Annotated[
@@ -48,14 +50,9 @@ def _version(text: str | None) -> int | None:
     try:
         return int(text)
     except ValueError:
-        raise UsageError(f"'{text}' is not a migration version; use a number such as 001.") from None
-
-
-def _options(**kwargs: object) -> Options:
-    options = Options(**kwargs)  # type: ignore[arg-type]
-    if options.backup_dir is None:  # type: ignore[comparison-overlap]
-        options.backup_dir = config.backup_dir()
-    return options
+        raise UsageError(
+            f"'{text}' is not a migration version; use a number such as 001."
+        ) from None
 
 
 def _finish(report: Report, as_json: bool) -> None:
@@ -156,8 +153,11 @@ def status(as_json: JsonOpt = False, migrations_dir: MigrationsDirOpt = None) ->
         f"database: {info['database']}",
         f"server:   PostgreSQL {info['server_version']}",
         f"version:  {'empty' if version < 0 else f'{version:03d}'}"
-        + (" (original schema, not yet recorded: the next migrate records baseline 000)"
-           if info["shape"] == "original" else ""),
+        + (
+            " (original schema, not yet recorded: the next migrate records baseline 000)"
+            if info["shape"] == "original"
+            else ""
+        ),
     ]
     for entry in info["applied"]:  # type: ignore[attr-defined]
         lines.append(
@@ -178,7 +178,9 @@ def verify(as_json: JsonOpt = False, migrations_dir: MigrationsDirOpt = None) ->
     results = runner.verify(where, migrations_dir=migrations_dir)
     ok = all(r.ok for r in results)
     if as_json:
-        output.emit_json({"database": where.describe(), "ok": ok, "checks": [r.__dict__ for r in results]})
+        output.emit_json(
+            {"database": where.describe(), "ok": ok, "checks": [r.__dict__ for r in results]}
+        )
     else:
         output.say(f"database: {where.describe()}")
         for r in results:
@@ -213,6 +215,3 @@ def stop() -> None:
     stopped = embedded.stop(settings.home)
     home = embedded.pgdata(settings.home)
     output.say(f"stopped the embedded server in {home}" if stopped else f"not running ({home})")
-
-
-_ = _options  # kept for library-style callers; see Options

@@ -6,10 +6,13 @@ import os
 import sys
 import traceback
 
+import psycopg
 import typer
 
 from aicrm import __version__
 from aicrm.cli import db, output
+from aicrm.db import redact
+from aicrm.db.errors import translate
 from aicrm.errors import AicrmError
 
 app = typer.Typer(
@@ -70,6 +73,12 @@ def _dispatch(argv: list[str] | None) -> int:
             traceback.print_exc()
         output.error(exc.message)
         return exc.exit_code
+    except psycopg.Error as exc:
+        if debug:
+            traceback.print_exc()
+        translated = translate(exc)
+        output.error(redact(translated.message, ()))
+        return translated.exit_code
     except KeyboardInterrupt:
         output.error("Interrupted; any open transaction was rolled back.")
         return 130

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,10 +34,8 @@ def search_path() -> list[Path]:
     else:
         from aicrm.db import embedded
 
-        try:
+        with suppress(Exception):  # a broken pgserver install: fall back to PATH
             folders.append(embedded.bin_dir())
-        except Exception:  # a broken pgserver install: fall back to PATH
-            pass
         folders.extend(Path(p) for p in os.environ.get("PATH", "").split(os.pathsep) if p)
     return folders
 
@@ -73,8 +71,3 @@ def _versioned(name: str, path: Path) -> Tool:
     if not match:
         raise PrerequisiteFailed(f"Could not read the version of {path} from {out.strip()!r}.")
     return Tool(name, path, int(match.group(1)), match.group(0))
-
-
-def which(name: str) -> str | None:
-    """``shutil.which`` over :func:`search_path`."""
-    return shutil.which(name, path=os.pathsep.join(str(p) for p in search_path()))

@@ -23,8 +23,7 @@ from pathlib import Path
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from aicrm.db import Target, connect, redact
-from aicrm.db import tools
+from aicrm.db import Target, connect, redact, tools
 from aicrm.errors import BackupFailed, UsageError
 
 END_MARKER = b"-- PostgreSQL database dump complete"

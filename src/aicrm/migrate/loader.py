@@ -99,8 +99,12 @@ def load(folder: Path | None = None) -> list[Migration]:
                 checksum=checksum(path),
                 steps=split_steps(text, path.name),
                 locks=_locks(text),
-                down_steps=split_steps(down.read_text("utf-8"), down.name) if down.exists() else None,
-                checks=parse_checks(checks.read_text("utf-8"), checks.name) if checks.exists() else (),
+                down_steps=split_steps(down.read_text("utf-8"), down.name)
+                if down.exists()
+                else None,
+                checks=parse_checks(checks.read_text("utf-8"), checks.name)
+                if checks.exists()
+                else (),
             )
         )
     for expected, migration in enumerate(migrations):

@@ -7,8 +7,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from aicrm.db import Connection, Target
-from aicrm.db import tools
+from aicrm.db import Connection, Target, tools
 from aicrm.errors import AicrmError, PrerequisiteFailed
 
 SERVER = "SELECT current_setting('server_version'), current_setting('server_version_num')::int"

@@ -95,7 +95,9 @@ class Report:
             out.append("  migrations: " + ", ".join(self.migrations))
         if self.prerequisites:
             out.append("prerequisites:")
-            out += [f"  {'ok ' if r.ok else 'NO '} {r.name}: {r.detail}" for r in self.prerequisites]
+            out += [
+                f"  {'ok ' if r.ok else 'NO '} {r.name}: {r.detail}" for r in self.prerequisites
+            ]
         if self.findings:
             out.append("integrity checks:")
             for f in self.findings:
@@ -116,7 +118,9 @@ class Report:
                 f"attempt(s); held {self.lock_held_seconds:.3f} s"
             )
         if self.objects_added or self.objects_dropped:
-            out.append(f"objects: {len(self.objects_added)} added, {len(self.objects_dropped)} dropped")
+            out.append(
+                f"objects: {len(self.objects_added)} added, {len(self.objects_dropped)} dropped"
+            )
             out += [f"  + {name}" for name in summarize(self.objects_added)]
             out += [f"  - {name}" for name in summarize(self.objects_dropped)]
         if self.rows_changed:

@@ -1,0 +1,1 @@
+../src/aicrm/migrations/000_original_schema.sql
