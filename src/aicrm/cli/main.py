@@ -10,7 +10,7 @@ import psycopg
 import typer
 
 from aicrm import __version__
-from aicrm.cli import db, output
+from aicrm.cli import db, demo, output
 from aicrm.db import redact
 from aicrm.db.errors import translate
 from aicrm.errors import AicrmError
@@ -22,6 +22,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(db.app, name="db")
+app.command()(demo.demo)
 
 
 def _show_version(value: bool) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Iterable
@@ -35,6 +36,12 @@ class Target:
     dbname: str
     user: str
     secrets: tuple[str, ...]
+
+    def for_database(self, dbname: str) -> Target:
+        """The same server and login, another database."""
+        return dataclasses.replace(
+            self, conninfo=make_conninfo(self.conninfo, dbname=dbname), dbname=dbname
+        )
 
     def describe(self) -> str:
         where = f"socket {self.host}" if self.host.startswith("/") else self.host
@@ -96,17 +103,11 @@ def connect(
     try:
         return psycopg.connect(make_conninfo(where.conninfo, **extra), autocommit=autocommit)
     except psycopg.OperationalError as exc:
-        shown = where if dbname is None else _with_dbname(where, dbname)
+        shown = where if dbname is None else where.for_database(dbname)
         raise ConnectionFailed(
             f"Could not connect to {shown.describe()}: {_reason(exc, where.secrets)}. "
             "Check the server is running and the DATABASE_URL, DB_* or PG* settings."
         ) from None
-
-
-def _with_dbname(where: Target, dbname: str) -> Target:
-    return Target(
-        where.conninfo, where.source, where.host, where.port, dbname, where.user, where.secrets
-    )
 
 
 def _reason(exc: psycopg.OperationalError, secrets: Iterable[str]) -> str:
