@@ -146,29 +146,31 @@ def status(as_json: JsonOpt = False, migrations_dir: MigrationsDirOpt = None) ->
     """Show the database used, its version, pending migrations and drift."""
     info = runner.status(migrations_dir=migrations_dir)
     if as_json:
-        output.emit_json(info)
+        output.emit_json(info.to_dict())
         return
-    version = int(info["version"])  # type: ignore[call-overload]
     lines = [
-        f"database: {info['database']}",
-        f"server:   PostgreSQL {info['server_version']}",
-        f"version:  {'empty' if version < 0 else f'{version:03d}'}"
+        f"database: {info.database}",
+        f"server:   PostgreSQL {info.server_version}",
+        f"version:  {_label(info.version)}"
         + (
             " (original schema, not yet recorded: the next migrate records baseline 000)"
-            if info["shape"] == "original"
+            if info.shape == "original"
             else ""
         ),
     ]
-    for entry in info["applied"]:  # type: ignore[attr-defined]
+    for entry in info.applied:
         lines.append(
-            f"  applied {entry['version']:03d}_{entry['name']} ({entry['kind']}) "
-            f"at {entry['applied_at']} by {entry['applied_by']} in {entry['duration_ms']} ms"
+            f"  applied {entry.version:03d}_{entry.name} ({entry.kind}) at "
+            f"{entry.applied_at:%Y-%m-%d %H:%M:%S %Z} by {entry.applied_by} in "
+            f"{entry.duration_ms} ms"
         )
-    pending = info["pending"]
-    lines.append(f"pending:  {', '.join(pending) if pending else 'none'}")  # type: ignore[arg-type]
-    drift = info["drift"]
-    lines.append(f"drift:    {', '.join(drift) if drift else 'none'}")  # type: ignore[arg-type]
+    lines.append(f"pending:  {', '.join(info.pending) or 'none'}")
+    lines.append(f"drift:    {', '.join(info.drift) or 'none'}")
     output.say("\n".join(lines))
+
+
+def _label(version: int) -> str:
+    return "empty" if version < 0 else f"{version:03d}"
 
 
 @app.command()

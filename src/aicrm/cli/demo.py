@@ -22,7 +22,7 @@ def demo() -> None:
         report = runner.migrate(Options(backup_dir=config.backup_dir(), progress=step), where)
     output.say(report.as_text())
     info = runner.status(where)
-    output.say(f"\n$ aicrm db status\nversion {int(info['version']):03d}, pending: none")  # type: ignore[call-overload]
+    output.say(f"\nversion {info.version:03d}, pending: {', '.join(info.pending) or 'none'}")
 
 
 def fresh_database(server: Target) -> Target:

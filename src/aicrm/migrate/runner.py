@@ -11,6 +11,7 @@ it had before.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -447,32 +448,39 @@ def _down_steps(kept: list[Migration]) -> StepRunner:
     return run
 
 
-def status(where: Target | None = None, migrations_dir: Path | None = None) -> dict[str, object]:
+@dataclass(frozen=True)
+class Status:
+    """Where a database stands: ``version`` is -1 when empty; ``shape`` is ``ledger``,
+    ``empty`` or ``original`` (the original schema, not yet recorded)."""
+
+    database: str
+    server_version: str
+    shape: str
+    version: int
+    applied: list[ledger.Entry]
+    pending: list[str]
+    drift: list[str]
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
+def status(where: Target | None = None, migrations_dir: Path | None = None) -> Status:
     """The database's version, applied and pending migrations, and drift (read-only)."""
     migrations = loader.load(migrations_dir)
     where = where or target()
     with connect(where, autocommit=True, application_name="aicrm status") as conn:
         version, _ = prerequisites.server_major(conn)
         state = inspect(conn, migrations)
-        return {
-            "database": where.describe(),
-            "server_version": version,
-            "shape": state.shape,
-            "version": state.version,
-            "applied": [
-                {
-                    "version": e.version,
-                    "name": e.name,
-                    "kind": e.kind,
-                    "applied_at": e.applied_at.isoformat(),
-                    "duration_ms": e.duration_ms,
-                    "applied_by": e.applied_by,
-                }
-                for e in state.applied
-            ],
-            "pending": [m.label for m in state.pending],
-            "drift": [f"{d.version:03d}_{d.name}" for d in state.drift],
-        }
+        return Status(
+            database=where.describe(),
+            server_version=version,
+            shape=state.shape,
+            version=state.version,
+            applied=state.applied,
+            pending=[m.label for m in state.pending],
+            drift=[f"{d.version:03d}_{d.name}" for d in state.drift],
+        )
 
 
 def verify(where: Target | None = None, migrations_dir: Path | None = None) -> list[CheckResult]:
@@ -488,4 +496,4 @@ def verify(where: Target | None = None, migrations_dir: Path | None = None) -> l
     return results
 
 
-__all__ = ["Options", "downgrade", "migrate", "status", "verify"]
+__all__ = ["Options", "Status", "downgrade", "migrate", "status", "verify"]
