@@ -7,6 +7,12 @@ The exit codes are a contract that operators script against::
     2  usage, prerequisite, connection or lock error (nothing was changed)
     3  an integrity check refused the migration (nothing was changed)
 
+and for the CRM's own commands::
+
+    2  invalid input (bad id, email, status, CSV): nothing was written
+    4  the record does not exist
+    5  a conflict: a duplicate, an already converted lead, a read-only record
+
 The hierarchy::
 
     AicrmError                      exit 1
@@ -19,7 +25,13 @@ The hierarchy::
     ├── DriftDetected               exit 2  an applied migration's file changed since
     ├── UnrecognisedDatabase        exit 2  the database is neither empty nor a known schema
     ├── BackupFailed                exit 2  pg_dump failed or wrote an incomplete file
-    └── IntegrityRefused            exit 3  blocking anomalies were found; nothing was changed
+    ├── InvalidInput                exit 2  a value the CRM cannot accept; nothing was written
+    ├── IntegrityRefused            exit 3  blocking anomalies were found; nothing was changed
+    ├── NotFound                    exit 4  no record with that id
+    └── Conflict                    exit 5  the change conflicts with data that exists
+        ├── DuplicateFound                  the email matches other leads or contacts
+        ├── AlreadyConverted                the lead converted to another client
+        └── ReadOnly                        a converted lead changes only its ai_* fields
 
 Messages are full sentences: what happened, why, and what to do next. They never
 contain a password: connection errors are scrubbed by :func:`aicrm.db.redact`.
@@ -95,3 +107,33 @@ class IntegrityRefused(AicrmError):
     """Blocking integrity anomalies were found; nothing was changed."""
 
     exit_code = 3
+
+
+class InvalidInput(AicrmError):
+    """A value the CRM cannot accept (malformed id, email or status; a bad CSV)."""
+
+    exit_code = 2
+
+
+class NotFound(AicrmError):
+    """No record has that id."""
+
+    exit_code = 4
+
+
+class Conflict(AicrmError):
+    """The change conflicts with data that exists; ``details['conflicting']`` names it."""
+
+    exit_code = 5
+
+
+class DuplicateFound(Conflict):
+    """The email matches existing leads or contacts (listed in ``details['matches']``)."""
+
+
+class AlreadyConverted(Conflict):
+    """The lead was already converted, to another client than the one asked for."""
+
+
+class ReadOnly(Conflict):
+    """A converted lead is read-only except for its ai_* fields, and cannot be deleted."""

@@ -5,12 +5,29 @@ from __future__ import annotations
 import psycopg
 from psycopg import errors as pg
 
-from aicrm.errors import AicrmError, ConnectionFailed, LockHeld, PrerequisiteFailed
+from aicrm.errors import (
+    AicrmError,
+    Conflict,
+    ConnectionFailed,
+    InvalidInput,
+    LockHeld,
+    PrerequisiteFailed,
+    ReadOnly,
+)
+
+# Raised by aicrm's own triggers (migration 002): a converted lead is read-only.
+READ_ONLY = "AC001"
 
 
 def translate(exc: psycopg.Error) -> AicrmError:
     """The aicrm error that says what a database error means for the user."""
     message = _message(exc)
+    if exc.sqlstate == READ_ONLY:
+        return ReadOnly(f"{message}.")
+    if isinstance(exc, pg.UniqueViolation | pg.ForeignKeyViolation):
+        return Conflict(f"The change conflicts with existing data: {message}.")
+    if isinstance(exc, pg.CheckViolation | pg.NotNullViolation | pg.DataError):
+        return InvalidInput(f"The database rejected the value: {message}.")
     if isinstance(exc, pg.InsufficientPrivilege):
         return PrerequisiteFailed(
             f"The database refused: {message}. Connect as a user with the privilege "
