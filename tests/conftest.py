@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -61,14 +62,12 @@ class Database:
             config.resolve({"DATABASE_URL": self.url, "AICRM_HOME": self.env["AICRM_HOME"]})
         )
 
-    def execute(
-        self, query: str, params: tuple[object, ...] | None = None
-    ) -> list[tuple[object, ...]]:
+    def execute(self, query: str, params: tuple[Any, ...] | None = None) -> list[tuple[Any, ...]]:
         with self.connect(autocommit=True) as conn:
             cur = conn.execute(query.encode(), params)
             return cur.fetchall() if cur.description else []
 
-    def scalar(self, query: str, params: tuple[object, ...] | None = None) -> object:
+    def scalar(self, query: str, params: tuple[Any, ...] | None = None) -> Any:
         rows = self.execute(query, params)
         return rows[0][0] if rows else None
 
@@ -191,3 +190,34 @@ def embedded_db(embedded_server: Server, tmp_path: Path) -> Iterator[Database]:
     env = clean_env(DATABASE_URL=url, AICRM_HOME=str(home), BACKUP_DIR=str(tmp_path / "backups"))
     yield Database(name, url, embedded_server, tmp_path, env)
     drop_database(embedded_server, name)
+
+
+def head_migrations() -> Path | None:
+    """The migrations the CRM tests run on (the packaged ones)."""
+    wip = os.environ.get("AICRM_WIP_MIGRATIONS")
+    return Path(wip) if wip else None
+
+
+@pytest.fixture(scope="session")
+def head_template(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A database migrated to the newest version, cloned by ``crm_db`` for each test."""
+    from aicrm.migrate import Options, migrate
+
+    name = create_database(server, f"aicrm_tpl_{uuid.uuid4().hex[:10]}")
+    home = tmp_path_factory.mktemp("tpl")
+    where = target(config.resolve({"DATABASE_URL": server.conninfo(name), "AICRM_HOME": str(home)}))
+    migrate(Options(backup_dir=home / "backups", migrations_dir=head_migrations()), where)
+    yield name
+    drop_database(server, name)
+
+
+@pytest.fixture
+def crm_db(server: Server, head_template: str, tmp_path: Path) -> Iterator[Database]:
+    """A fresh database at the newest version (a clone of ``head_template``)."""
+    name = create_database(server, template=head_template)
+    home = tmp_path / "home"
+    home.mkdir()
+    url = server.conninfo(name)
+    env = clean_env(DATABASE_URL=url, AICRM_HOME=str(home), BACKUP_DIR=str(tmp_path / "backups"))
+    yield Database(name, url, server, tmp_path, env)
+    drop_database(server, name)

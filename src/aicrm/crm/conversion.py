@@ -157,9 +157,11 @@ CREATE TEMP TABLE IF NOT EXISTS aicrm_bulk_conversion (
 
 BULK_FROM_IDS = """
 INSERT INTO aicrm_bulk_conversion (lead_id, client_id, position)
-SELECT l.id, gen_random_uuid(), row_number() OVER (ORDER BY l.id)
-FROM leads l WHERE l.id = ANY(%s) AND NOT l.is_converted
-ORDER BY l.id FOR UPDATE OF l
+SELECT locked.id, gen_random_uuid(), row_number() OVER (ORDER BY locked.id)
+FROM (
+    SELECT l.id FROM leads l WHERE l.id = ANY(%s) AND NOT l.is_converted
+    ORDER BY l.id FOR UPDATE
+) AS locked
 """
 
 BULK_DUPLICATES = """
@@ -243,7 +245,9 @@ def convert_leads(
     result = BulkResult()
     with session.transaction(conn, actor):
         if query is not None:
-            lead_ids = [lead.id for lead in store.iterate(conn, Lead, query, batch=5000)]
+            parts, params = store.conditions(Lead, query)
+            chosen_by_filter = sql.SQL("SELECT id FROM leads{}").format(store.where_sql(parts))
+            lead_ids = [row[0] for row in conn.execute(chosen_by_filter, params).fetchall()]
         assert lead_ids is not None
         keys = sorted({ids.parse(i, "lead id") for i in lead_ids})
         conn.execute(BULK_SETUP)
