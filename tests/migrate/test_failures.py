@@ -48,7 +48,7 @@ def test_invalid_database_url_exits_2_without_echoing_it(tmp_path: Path) -> None
 
 def test_wrong_password_exits_2_and_never_shows_the_password(embedded_db: Database) -> None:
     role, password = f"pw_{uuid.uuid4().hex[:8]}", "correct-horse-battery"
-    hba = Path(embedded_db.scalar("SHOW hba_file"))  # type: ignore[arg-type]
+    hba = Path(embedded_db.scalar("SHOW hba_file"))
     original = hba.read_text()
     embedded_db.execute(
         sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}")
