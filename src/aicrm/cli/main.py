@@ -10,7 +10,7 @@ import psycopg
 import typer
 
 from aicrm import __version__
-from aicrm.cli import db, demo, output
+from aicrm.cli import clients, contacts, db, demo, leads, output
 from aicrm.db import redact
 from aicrm.db.errors import translate
 from aicrm.errors import AicrmError
@@ -22,6 +22,9 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(db.app, name="db")
+app.add_typer(leads.app, name="leads")
+app.add_typer(clients.app, name="clients")
+app.add_typer(contacts.app, name="contacts")
 app.command()(demo.demo)
 
 

@@ -1,0 +1,129 @@
+"""What the CRM commands share: a connection, option parsing, record rendering."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from aicrm.cli import output
+from aicrm.crm.pagination import Page
+from aicrm.crm.records import Record
+from aicrm.db import Connection, connect, target
+from aicrm.errors import InvalidInput
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+AttrOpt = Annotated[
+    list[str] | None,
+    typer.Option("--attr", help="An attribute KEY=VALUE (repeatable; VALUE may be JSON)."),
+]
+LimitOpt = Annotated[int, typer.Option(min=1, max=1000, help="Records per page.")]
+CursorOpt = Annotated[str | None, typer.Option(help="Continue after this page's cursor.")]
+SearchOpt = Annotated[str | None, typer.Option(help="Full-text search; words match prefixes.")]
+
+
+def actor() -> str:
+    """Who the history records as acting: ``AICRM_ACTOR`` or the OS user."""
+    from aicrm.crm.session import default_actor
+
+    return os.environ.get("AICRM_ACTOR") or default_actor()
+
+
+@contextmanager
+def database() -> Iterator[Connection]:
+    """A connection to the configured database, named on stderr for a person at a
+    terminal (never the password); scripts get clean stderr: errors only."""
+    where = target()
+    if output.stderr.is_terminal:
+        output.stderr.print(f"[dim]database: {where.describe()}[/]", highlight=False)
+    with connect(where) as conn:
+        yield conn
+
+
+def attributes(pairs: Sequence[str] | None) -> dict[str, Any]:
+    """``KEY=VALUE`` options as a dict; a VALUE that parses as JSON is used as JSON."""
+    found: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInput(f"'{pair}' is not KEY=VALUE.")
+        try:
+            found[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            found[key.strip()] = raw
+    return found
+
+
+def moment(text: str | None, what: str = "time") -> datetime | None:
+    """An ISO 8601 date or timestamp (UTC when no zone is given)."""
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(
+            f"'{text}' is not a {what}; use ISO 8601, e.g. 2026-11-24 or 2026-11-24T15:30:00+01:00."
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def given(**values: Any) -> dict[str, Any]:
+    """The options that were given (not None)."""
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def show_record(record: Record, as_json: bool, extra: dict[str, Any] | None = None) -> None:
+    data = record.to_dict() | (extra or {})
+    if as_json:
+        output.emit_json(data)
+        return
+    width = max(len(key) for key in data)
+    for key, value in data.items():
+        shown = json.dumps(value) if isinstance(value, dict | list) else value
+        output.say(f"{key:<{width}}  {'' if shown is None else shown}")
+
+
+def show_page(page: Page[Any], columns: Sequence[str], as_json: bool, title: str) -> None:
+    if as_json:
+        output.emit_json(
+            {"items": [item.to_dict() for item in page.items], "next_cursor": page.next_cursor}
+        )
+        return
+    if not output.stdout.is_terminal:
+        # Piped: tab-separated with a header line, for cut, awk and spreadsheets.
+        lines = ["\t".join(columns)]
+        for item in page.items:
+            data = item.to_dict()
+            lines.append("\t".join(_cell(data.get(column), full=True) for column in columns))
+        sys.stdout.write("\n".join(lines) + "\n")
+        if page.next_cursor:
+            output.stderr.print(f"more: --cursor {page.next_cursor}", markup=False)
+        return
+    table = Table(title=title, show_lines=False)
+    for column in columns:
+        table.add_column(column)
+    for item in page.items:
+        data = item.to_dict()
+        table.add_row(*(_cell(data.get(column)) for column in columns))
+    output.stdout.print(table)
+    if page.next_cursor:
+        output.say(f"more: --cursor {page.next_cursor}")
+
+
+def _cell(value: Any, full: bool = False) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    if isinstance(value, float):
+        return str(value) if full else f"{value:.2f}"
+    text = str(value)
+    timestamp = len(text) > 19 and text[4:5] == "-" and text[10:11] == "T"
+    return text[:19] if timestamp and not full else text
