@@ -26,6 +26,8 @@ The hierarchy::
     ├── UnrecognisedDatabase        exit 2  the database is neither empty nor a known schema
     ├── BackupFailed                exit 2  pg_dump failed or wrote an incomplete file
     ├── InvalidInput                exit 2  a value the CRM cannot accept; nothing was written
+    ├── Unauthorized                exit 2  no valid API key (HTTP 401)
+    ├── Forbidden                   exit 2  the API key's scope is too narrow (HTTP 403)
     ├── IntegrityRefused            exit 3  blocking anomalies were found; nothing was changed
     ├── NotFound                    exit 4  no record with that id
     └── Conflict                    exit 5  the change conflicts with data that exists
@@ -111,6 +113,18 @@ class IntegrityRefused(AicrmError):
 
 class InvalidInput(AicrmError):
     """A value the CRM cannot accept (malformed id, email or status; a bad CSV)."""
+
+    exit_code = 2
+
+
+class Unauthorized(AicrmError):
+    """No valid API key was given."""
+
+    exit_code = 2
+
+
+class Forbidden(AicrmError):
+    """The API key's scope does not allow the request."""
 
     exit_code = 2
 

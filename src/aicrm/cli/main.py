@@ -10,7 +10,7 @@ import psycopg
 import typer
 
 from aicrm import __version__
-from aicrm.cli import clients, contacts, db, demo, leads, output
+from aicrm.cli import apikey, clients, contacts, db, demo, leads, output
 from aicrm.db import redact
 from aicrm.db.errors import translate
 from aicrm.errors import AicrmError
@@ -25,6 +25,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(leads.app, name="leads")
 app.add_typer(clients.app, name="clients")
 app.add_typer(contacts.app, name="contacts")
+app.add_typer(apikey.app, name="apikey")
 app.command()(demo.demo)
 
 
