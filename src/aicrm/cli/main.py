@@ -10,7 +10,7 @@ import psycopg
 import typer
 
 from aicrm import __version__
-from aicrm.cli import apikey, clients, contacts, db, demo, leads, output
+from aicrm.cli import apikey, clients, contacts, db, demo, leads, output, serve
 from aicrm.db import redact
 from aicrm.db.errors import translate
 from aicrm.errors import AicrmError
@@ -27,6 +27,7 @@ app.add_typer(clients.app, name="clients")
 app.add_typer(contacts.app, name="contacts")
 app.add_typer(apikey.app, name="apikey")
 app.command()(demo.demo)
+app.command()(serve.serve)
 
 
 def _show_version(value: bool) -> None:
