@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 
 import aicrm
+import aicrm.crm
 import aicrm.migrate
 from aicrm.cli.main import app, run
 from tests.conftest import REPO, Database, host_port_user
@@ -45,7 +46,7 @@ def test_version_and_help_exit_cleanly(capsys) -> None:
 
 
 def test_public_names_are_exported() -> None:
-    for module in (aicrm, aicrm.migrate):
+    for module in (aicrm, aicrm.migrate, aicrm.crm):
         for name in module.__all__:
             assert hasattr(module, name), f"{module.__name__}.{name}"
 
