@@ -2,7 +2,8 @@
 
 prerequisites → integrity checks → verified backup → changes in one transaction
 (under a lock_timeout, retried with backoff) → verification inside that same
-transaction → commit (or rollback for a dry-run) → cleanup → report.
+transaction → commit (or rollback for a dry-run) → report. Cleanup of temporary
+data is each migration's last step; fresh statistics are left to autovacuum.
 
 Every pending migration of a run, and the ledger rows recording them, commit in
 one transaction: a run killed at any point leaves the database at the version
@@ -155,8 +156,6 @@ def _migrate(
         report.backup = backup.take(where, options.backup_dir)
     _transaction(conn, state, plan, options, report, _apply_steps)
     report.outcome = "dry run" if options.dry_run else "applied"
-    if not options.dry_run:
-        _cleanup(conn, report)
 
 
 def _refuse_drift(state: State, options: Options) -> None:
@@ -188,17 +187,19 @@ def _integrity(conn: Connection, migration: Migration, options: Options, report:
 
 def _finding(conn: Connection, migration: Migration, check: Check) -> Finding:
     query = sql.SQL(check.sql)  # trusted text: the shipped migration's own checks file
-    counted = conn.execute(sql.SQL("SELECT count(*) FROM ({}) AS q").format(query)).fetchone()
-    samples = conn.execute(
-        sql.SQL("SELECT * FROM ({}) AS q LIMIT {}").format(query, sql.Literal(SAMPLE_SIZE))
+    # One pass: the samples and, beside each, the total count over the whole result.
+    rows = conn.execute(
+        sql.SQL("SELECT q.*, count(*) OVER () FROM ({}) AS q LIMIT {}").format(
+            query, sql.Literal(SAMPLE_SIZE)
+        )
     ).fetchall()
     return Finding(
         migration.label,
         check.name,
         check.severity,
         check.description,
-        int(counted[0]) if counted else 0,
-        [str(row[0]) for row in samples],
+        int(rows[0][-1]) if rows else 0,
+        [str(row[0]) for row in rows],
         check.sql,
     )
 
@@ -368,13 +369,6 @@ def verify_checks(conn: Connection, migration: Migration) -> list[CheckResult]:
     return results
 
 
-def _cleanup(conn: Connection, report: Report) -> None:
-    # Fresh statistics after a backfill: the planner otherwise sees the old shape.
-    for change in report.rows_changed:
-        with suppress(psycopg.Error):
-            conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(change.table)))
-
-
 def downgrade(version: int, options: Options | None = None, where: Target | None = None) -> Report:
     """Take the database back to ``version`` with the migrations' down files.
 
@@ -426,8 +420,6 @@ def downgrade(version: int, options: Options | None = None, where: Target | None
             raise
         finally:
             report.seconds = time.monotonic() - started
-        if not options.dry_run:
-            _cleanup(conn, report)
     return report
 
 

@@ -1,0 +1,1 @@
+../src/aicrm/migrations/001_resolve_circular_fk.down.sql

@@ -1,0 +1,1 @@
+../src/aicrm/migrations/002_crm_core.down.sql

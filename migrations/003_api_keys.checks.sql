@@ -1,0 +1,1 @@
+../src/aicrm/migrations/003_api_keys.checks.sql
