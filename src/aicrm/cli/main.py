@@ -11,6 +11,7 @@ import typer
 
 from aicrm import __version__
 from aicrm.cli import apikey, clients, contacts, db, demo, leads, output, serve
+from aicrm.cli import mcp as mcp_cli
 from aicrm.db import redact
 from aicrm.db.errors import translate
 from aicrm.errors import AicrmError
@@ -28,6 +29,7 @@ app.add_typer(contacts.app, name="contacts")
 app.add_typer(apikey.app, name="apikey")
 app.command()(demo.demo)
 app.command()(serve.serve)
+app.command(name="mcp")(mcp_cli.mcp)
 
 
 def _show_version(value: bool) -> None:

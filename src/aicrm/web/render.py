@@ -1,0 +1,138 @@
+"""Rendering pages, and every error as a friendly page (never a traceback).
+
+:class:`PageRoute` is the router's route class: whatever a page raises — an aicrm
+error, a database error, a bad parameter, a bug — becomes an HTML page with the
+right status and a one-line explanation. A missing or expired key on a page
+someone opens sends them to the login page instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import psycopg
+from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.routing import APIRoute
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from aicrm.db.errors import translate
+from aicrm.errors import (
+    AicrmError,
+    Conflict,
+    ConnectionFailed,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Unauthorized,
+)
+
+log = logging.getLogger("aicrm.web")
+
+templates = Environment(
+    loader=PackageLoader("aicrm.web", "templates"),
+    autoescape=select_autoescape(["html"]),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def _when(value: datetime | str | None, with_time: bool = True) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%d %H:%M UTC" if with_time else "%Y-%m-%d")
+
+
+def _score(value: float | None) -> str:
+    return "—" if value is None else f"{round(value * 100)}"
+
+
+def _odds(log_odds: float) -> str:
+    """A factor's effect as an odds multiplier: ×1.52 raises, ×0.66 lowers."""
+    return f"×{math.exp(log_odds):.2f}"
+
+
+def _shown(value: Any) -> str:
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.0f}" if value.is_integer() else f"{value:.2f}"
+    if isinstance(value, str) and len(value) > 19 and value[4:5] == "-" and value[10:11] == "T":
+        return _when(value)
+    return str(value)
+
+
+templates.filters.update(when=_when, score=_score, shown=_shown, odds=_odds)
+
+# What each error is called on its page; the first match wins.
+KINDS: list[tuple[type[AicrmError], int, str]] = [
+    (Conflict, 409, "That change conflicts with existing data"),
+    (NotFound, 404, "Not found"),
+    (InvalidInput, 422, "That request is not valid"),
+    (Unauthorized, 401, "Please sign in"),
+    (Forbidden, 403, "Your key does not allow this"),
+    (ConnectionFailed, 503, "The database is not available"),
+]
+
+
+def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    """Render template ``name`` with the signed-in key (if any) and ``context``."""
+    key = getattr(request.state, "api_key", None)
+    body = templates.get_template(name).render(request=request, key=key, **context)
+    return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def error_page(request: Request, exc: BaseException) -> Response:
+    """The page for an error raised while serving ``request``."""
+    if isinstance(exc, psycopg.Error):
+        exc = translate(exc)
+    if isinstance(exc, RequestValidationError):
+        fields = ", ".join(
+            str(err.get("loc", ("?",))[-1]) for err in exc.errors() if isinstance(err, dict)
+        )
+        exc = InvalidInput(f"Invalid value for {fields or 'the request'}.")
+    if isinstance(exc, Unauthorized) and request.method == "GET":
+        target = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
+        return RedirectResponse(f"/login?next={target}", status_code=303)
+    if not isinstance(exc, AicrmError):
+        log.error("page %s failed", request.url.path, exc_info=exc)
+        return page(
+            request,
+            "error.html",
+            500,
+            title="Something went wrong",
+            message="The page could not be shown because of an internal error; it has been "
+            "logged. Try again, or go back to the leads.",
+        )
+    status, title = next(
+        ((code, text) for cls, code, text in KINDS if isinstance(exc, cls)),
+        (500, "Something went wrong"),
+    )
+    return page(request, "error.html", status, title=title, message=exc.message)
+
+
+class PageRoute(APIRoute):
+    """A route whose errors are rendered by :func:`error_page`."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except Exception as exc:  # every failure becomes a page
+                return error_page(request, exc)
+
+        return guarded

@@ -1,0 +1,67 @@
+"""The dashboard in a real headless Chromium, as a sales manager uses it."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from aicrm.crm import leads, session
+from tests.web.conftest import Crm
+
+
+def test_find_convert_and_see_the_lead_under_its_client(
+    browser: Any, live_url: str, crm: Crm
+) -> None:
+    hopper = crm.data.leads["Hopper"]
+    with crm.db.connect() as conn, session.transaction(conn, "test"):
+        leads.create_lead(  # a duplicate, so the dashboard has to ask
+            conn, first_name="G.", last_name="Hopper", email=hopper.email, allow_duplicate=True
+        )
+    context = browser.new_context()
+    context.set_default_timeout(15_000)
+    try:
+        page = context.new_page()
+        page.goto(f"{live_url}/leads")
+        assert page.url.endswith("/login?next=/leads")  # sent to sign in first
+
+        page.fill("#key", crm.data.write_token)
+        page.click("button[type=submit]")
+        page.wait_for_url("**/leads")
+        cookie = next(c for c in context.cookies() if c["name"] == "aicrm_key")
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+        assert page.evaluate("document.cookie") == ""  # invisible to scripts
+
+        page.fill("input[name=q]", "grace")
+        page.click("form[role=search] button[type=submit]")
+        page.wait_for_url(re.compile(r"/leads\?q=grace"))
+        rows = page.locator("table.records tbody tr")
+        assert rows.count() == 2  # the lead, and its duplicate (same email)
+        page.get_by_role("link", name="Grace Hopper").click()
+        page.wait_for_url(f"**/leads/{hopper.id}")
+        assert page.locator("h1").inner_text().startswith("Grace Hopper")
+        assert "84" in page.locator(".big-score").inner_text()
+
+        page.get_by_role("button", name="Convert to client").click()
+        warning = page.locator("#duplicates")
+        warning.wait_for()
+        assert "G. Hopper" in warning.inner_text()
+        assert not crm.db.scalar("SELECT is_converted FROM leads WHERE id = %s", (hopper.id,))
+
+        page.get_by_role("button", name="Convert anyway").click()
+        page.wait_for_url(re.compile(r"/clients/[0-9a-f-]+\?converted="))
+        assert "Grace Hopper is now a client" in page.locator(".alert-ok").inner_text()
+        assert page.locator("h1").inner_text() == "Compiler Works"
+        history = page.locator("#lead-history")
+        assert str(hopper.email) in history.inner_text()
+
+        page.locator("header nav").get_by_role("link", name="Clients").click()
+        page.wait_for_url("**/clients")
+        assert page.get_by_role("link", name="Compiler Works").count() == 1
+
+        page.get_by_role("button", name="Sign out").click()
+        page.wait_for_url("**/login")
+        page.goto(f"{live_url}/clients")
+        assert "/login" in page.url
+    finally:
+        context.close()
+    assert crm.db.scalar("SELECT is_converted FROM leads WHERE id = %s", (hopper.id,))
