@@ -2,48 +2,163 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
-from psycopg_pool import ConnectionPool
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aicrm import __version__
 from aicrm.api import problems
-from aicrm.api.routes import leads
+from aicrm.api.routes import ai, clients, contacts, leads, meta, reports, transfer
 from aicrm.db import Connection, Target, target
 from aicrm.web import pages
 
+JSON_BODY_LIMIT = 1 << 20  # bytes; the CSV import has its own, larger limit
 
-def create_app(where: Target | None = None, *, pool_size: int = 10) -> FastAPI:
+DESCRIPTION = """\
+An AI-centric CRM on PostgreSQL.
+
+**Authentication**: every route but `/api/ping` needs an API key, sent as
+`Authorization: Bearer <key>` (or `X-API-Key: <key>`); create one with
+`aicrm apikey create NAME --scope read|write|admin`. A read key reads, a write key
+also changes records, an admin key also manages keys. No key: 401; too narrow a
+scope: 403. Changes are recorded in the history under the key's name.
+
+**Errors** are RFC 9457 problem details (`application/problem+json`) with `type`,
+`title`, `status` and `detail`; a 422 lists `errors`, each naming its `field`; a 409
+(duplicate email, converted lead) and a 412 (stale update) carry `conflicting`.
+
+**ETags**: a record's responses carry an `ETag`; send it back in `If-Match` on
+PATCH or DELETE to be refused (412) if the record changed since, or in
+`If-None-Match` on GET to get a 304 when it has not.
+
+**Pagination**: lists return `{"items": [...], "next_cursor": ...}`; pass
+`cursor=<next_cursor>` for the next page, until `next_cursor` is null.
+"""
+
+
+def default_pool_size() -> int:
+    """Connections per pool (``AICRM_API_POOL_SIZE``, default 8); each worker process has
+    two pools: one for the library's calls, one for the async reads by id."""
+    try:
+        return max(1, int(os.environ.get("AICRM_API_POOL_SIZE", "8")))
+    except ValueError:
+        return 8
+
+
+def create_app(where: Target | None = None, *, pool_size: int | None = None) -> FastAPI:
     """Build the app for a database (default: the configured one)."""
     where = where or target()
+    size = pool_size or default_pool_size()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool: ConnectionPool[Connection] = ConnectionPool(
             where.conninfo,
-            min_size=2,
-            max_size=pool_size,
-            kwargs={"application_name": "aicrm api"},
+            min_size=min(2, size),
+            max_size=size,
+            kwargs={"application_name": "aicrm api", "autocommit": True},
+            open=False,
+        )
+        # The hot path (one record by id) reads on async connections: no worker thread.
+        async_pool: AsyncConnectionPool[AsyncConnection[tuple[Any, ...]]] = AsyncConnectionPool(
+            where.conninfo,
+            min_size=1,
+            max_size=size,
+            kwargs={"application_name": "aicrm api", "autocommit": True},
             open=False,
         )
         pool.open(wait=True, timeout=30)
+        try:
+            await async_pool.open(wait=True, timeout=30)
+        except BaseException:
+            pool.close()
+            raise
         app.state.pool = pool
+        app.state.async_pool = async_pool
         try:
             yield
         finally:
+            await async_pool.close()
             pool.close()
 
     app = FastAPI(
         title="aicrm",
         version=__version__,
-        description="An AI-centric CRM on PostgreSQL. Authenticate with "
-        "`Authorization: Bearer <API key>` (create one with `aicrm apikey create`).",
+        description=DESCRIPTION,
         lifespan=lifespan,
     )
+    app.add_middleware(BodyLimit, limit=JSON_BODY_LIMIT)
     app.state.database = where.describe()
     problems.install(app)
-    app.include_router(leads.router, prefix="/api")
+    # One level of inclusion: each level costs a little on every request's routing.
+    # transfer first: /leads/export must match before /leads/{lead_id}.
+    for module in (meta, transfer, leads, clients, contacts, reports, ai):
+        app.include_router(module.router, prefix="/api")
     app.include_router(pages.router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+class BodyLimit:
+    """Refuses (413, as a problem) a request body over ``limit`` bytes: at once when
+    Content-Length says so, else as soon as the bytes received pass it. The CSV
+    imports (paths ending in /import) stream to disk under their own limit."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].endswith("/import"):
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.limit:
+            detail = f"The request body is larger than {self.limit:,} bytes."
+            response = problems.problem(413, "content-too-large", "Content too large", detail)
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise StarletteHTTPException(413, "Content too large")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, with error responses in application/problem+json only."""
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+
+    document = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    for path in document.get("paths", {}).values():
+        for operation in path.values():
+            for code, response in operation.get("responses", {}).items():
+                content = response.get("content", {})
+                if code[:1] in "45" and problems.MEDIA_TYPE in content:
+                    content.pop("application/json", None)
+                if code == "422":
+                    response["description"] = "Invalid input; `errors` names each field."
+                    response["content"] = {
+                        problems.MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}
+                    }
+    app.openapi_schema = document
+    return document

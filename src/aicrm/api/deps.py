@@ -1,17 +1,53 @@
-"""Reusable dependencies: a pooled connection, and the caller's API key by scope."""
+"""Reusable dependencies: a pooled connection, the caller's API key by scope, ETags.
+
+Connections come from the app's pool in autocommit mode: a read is one statement
+and one round trip; every write runs in ``session.transaction`` (which the library
+opens itself where it must), so nothing is left half-done.
+
+Authentication follows :func:`aicrm.apikeys.authenticate` (same token format, hash
+and refusals) but refreshes ``last_used_at`` only when it is more than a minute old,
+so a busy key costs one indexed read per request, not a write.
+
+Reading one record by id (``GET /api/leads/{id}`` and its siblings) is the hot
+path: :func:`read_record` checks the key and reads the record in ONE statement on
+an async connection (no worker thread, one round trip, binary rows). The key is
+still checked on every request, before anything is answered; the record read
+alongside is discarded when the key is refused.
+"""
 
 from __future__ import annotations
 
+import hmac
+import re
+import uuid
 from collections.abc import Callable, Iterator
-from typing import Annotated
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from psycopg_pool import ConnectionPool
+from fastapi.security import APIKeyHeader, HTTPBearer
+from psycopg import AsyncConnection, sql
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from aicrm import apikeys
 from aicrm.apikeys import ApiKey
+from aicrm.crm import store
+from aicrm.crm.records import Record
+from aicrm.crm.store import Stale
 from aicrm.db import Connection
-from aicrm.errors import ConnectionFailed
+from aicrm.errors import ConnectionFailed, NotFound, Unauthorized
+
+POOL_TIMEOUT = 10.0  # seconds a request waits for a free connection (then 503)
+TOUCH_EVERY = timedelta(minutes=1)
+TOUCH = """
+UPDATE api_keys SET last_used_at = now()
+WHERE id = %s AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
+"""
+REFUSED = "A valid API key is required (header: Authorization: Bearer KEY)."
+
+# For the OpenAPI document only (the check below reads the headers itself).
+bearer = HTTPBearer(auto_error=False, description="An API key: `aicrm apikey create`.")
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
 def get_pool(request: Request) -> ConnectionPool[Connection]:
@@ -22,31 +58,54 @@ def get_pool(request: Request) -> ConnectionPool[Connection]:
 def get_conn(request: Request) -> Iterator[Connection]:
     """A connection from the pool for one request; returned (rolled back if needed) after."""
     try:
-        with get_pool(request).connection(timeout=10) as conn:
-            yield conn
-    except TimeoutError:
+        conn = get_pool(request).getconn(timeout=POOL_TIMEOUT)
+    except PoolTimeout:
         raise ConnectionFailed(
-            "No database connection became free within 10 s; the server is overloaded or the "
-            "database is down."
+            f"No database connection became free within {POOL_TIMEOUT:g} s; the server is "
+            "overloaded or the database is down. Try again later."
         ) from None
+    try:
+        yield conn
+    finally:
+        get_pool(request).putconn(conn)
 
 
 Db = Annotated[Connection, Depends(get_conn)]
 
 
-def _token(request: Request) -> str | None:
+def token_of(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
-    if header.lower().startswith("bearer "):
+    if header[:7].lower() == "bearer ":
         return header[7:].strip()
     return request.headers.get("x-api-key") or request.cookies.get("aicrm_key")
 
 
-def require_scope(scope: str) -> Callable[[Request, Connection], ApiKey]:
+def authenticate(conn: Connection, token: str | None) -> ApiKey:
+    """The live key a token belongs to; :class:`Unauthorized` for a missing, malformed,
+    unknown or revoked one (one message for all). Touches ``last_used_at`` at most
+    once a minute."""
+    match = apikeys.TOKEN.match(token or "")
+    if not match or token is None:
+        raise Unauthorized(REFUSED)
+    row = conn.execute(apikeys.BY_PREFIX, (match.group(1),)).fetchone()
+    if row is None or not hmac.compare_digest(row[7], apikeys._digest(token)) or row[6]:
+        raise Unauthorized(REFUSED)
+    key = ApiKey(*row[:7])
+    if key.last_used_at is None or key.last_used_at < datetime.now(UTC) - TOUCH_EVERY:
+        conn.execute(TOUCH, (key.id,))
+    return key
+
+
+def require_scope(scope: str) -> Callable[..., ApiKey]:
     """A dependency that authenticates the caller and checks ``scope`` (401, 403)."""
 
-    def check(request: Request, conn: Db) -> ApiKey:
-        with conn.transaction():
-            key = apikeys.authenticate(conn, _token(request))
+    def check(
+        request: Request,
+        conn: Db,
+        _bearer: Annotated[Any, Depends(bearer)],
+        _header: Annotated[Any, Depends(api_key_header)],
+    ) -> ApiKey:
+        key = authenticate(conn, token_of(request))
         apikeys.require(key, scope)
         request.state.api_key = key
         return key
@@ -57,3 +116,185 @@ def require_scope(scope: str) -> Callable[[Request, Connection], ApiKey]:
 ReadKey = Annotated[ApiKey, Depends(require_scope("read"))]
 WriteKey = Annotated[ApiKey, Depends(require_scope("write"))]
 AdminKey = Annotated[ApiKey, Depends(require_scope("admin"))]
+
+
+# --- ETags ------------------------------------------------------------------------
+# A record's ETag is its id and its updated_at in microseconds since the epoch:
+# exact, so it maps back to the ``expected_updated_at`` of store.update.
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+TAG = re.compile(r'(W/)?"([^"]*)"')
+
+
+def etag(record_id: uuid.UUID | str, updated_at: datetime) -> str:
+    return f'"{record_id}:{(updated_at - EPOCH) // MICROSECOND}"'
+
+
+def etag_of(record: dict[str, Any]) -> str | None:
+    """The ETag of a record given as a dict (``to_dict()``), if it has the fields."""
+    try:
+        return etag(record["id"], datetime.fromisoformat(str(record["updated_at"])))
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def versions(header: str, record_id: uuid.UUID) -> set[datetime]:
+    """The versions of ``record_id`` that a (strong) If-Match header names."""
+    found = set()
+    for weak, value in TAG.findall(header):
+        name, _, micros = value.rpartition(":")
+        if weak or name != str(record_id) or not micros.isdigit() or len(micros) > 18:
+            continue
+        try:
+            found.add(EPOCH + int(micros) * MICROSECOND)
+        except OverflowError:
+            continue
+    return found
+
+
+def expected_version(
+    conn: Connection, cls: type[Record], record_id: uuid.UUID, if_match: str | None
+) -> datetime | None:
+    """The ``updated_at`` an If-Match header requires, for ``store.update``'s check.
+
+    None without the header or with ``*``. :class:`Stale` (412) when it names no
+    version of this record, or several of which none is current.
+    """
+    if if_match is None or if_match.strip() == "*":
+        return None
+    named = versions(if_match, record_id)
+    if len(named) == 1:
+        return named.pop()
+    current = store.get(conn, cls, record_id)
+    if current_version(current) in named:
+        return current_version(current)
+    noun = cls.TABLE[:-1]
+    raise Stale(
+        f"If-Match does not name the current version of the {noun} {record_id}; read it "
+        "again (its ETag is in the response) and reapply your change.",
+        details={"conflicting": current.to_dict()},
+    )
+
+
+def current_version(record: Record) -> datetime:
+    value: datetime = getattr(record, "updated_at")  # noqa: B009 - every record has it
+    return value
+
+
+def check_version(record: Record, expected: datetime | None) -> None:
+    """:class:`Stale` when ``record`` is not at the ``expected`` version."""
+    if expected is not None and current_version(record) != expected:
+        noun = record.TABLE[:-1]
+        raise Stale(
+            f"The {noun} {getattr(record, 'id')} changed since you read it; read it again "  # noqa: B009
+            "and reapply your change.",
+            details={"conflicting": record.to_dict()},
+        )
+
+
+# --- the hot path: a record by id, with the key check, in one statement ---------------
+
+KEY_COLUMNS = ("id", "name", "scope", "prefix", "created_at", "last_used_at", "revoked_at",
+               "key_hash")  # fmt: skip
+# real (float4) columns travel as text: a binary float4 widened to a Python float
+# shows float32 noise (0.30000001192092896) where the text form is 0.3.
+FLOAT4 = ("ai_score",)
+_READS: dict[str, bytes] = {}
+
+
+def _column(name: str) -> sql.Composable:
+    cast = sql.SQL("::text") if name in FLOAT4 else sql.SQL("")
+    return sql.SQL("r.{}{}").format(sql.Identifier(name), cast)
+
+
+def read_statement(cls: type[Record]) -> bytes:
+    """``SELECT <key columns>, <record columns> FROM api_keys LEFT JOIN <table>`` by
+    prefix and id: the key's row, with the record's columns NULL when there is none."""
+    if cls.TABLE not in _READS:
+        statement = sql.SQL(
+            "SELECT {keys}, {record} FROM api_keys k LEFT JOIN {table} r ON r.id = %s "
+            "WHERE k.prefix = %s"
+        ).format(
+            keys=sql.SQL(", ").join(sql.SQL("k.{}").format(sql.Identifier(c)) for c in KEY_COLUMNS),
+            record=sql.SQL(", ").join(_column(c) for c in cls.COLUMNS),
+            table=sql.Identifier(cls.TABLE),
+        )
+        _READS[cls.TABLE] = statement.as_bytes(None)
+    return _READS[cls.TABLE]
+
+
+def get_async_pool(request: Request) -> AsyncConnectionPool[AsyncConnection[tuple[Any, ...]]]:
+    pool: AsyncConnectionPool[AsyncConnection[tuple[Any, ...]]] = request.app.state.async_pool
+    return pool
+
+
+async def read_record(
+    request: Request, cls: type[Record], record_id: uuid.UUID, scope: str = "read"
+) -> tuple[ApiKey, Record]:
+    """The caller's key (checked: 401, 403) and the record (404), in one round trip."""
+    token = token_of(request)
+    match = apikeys.TOKEN.match(token or "")
+    if not match or token is None:
+        raise Unauthorized(REFUSED)
+    width = len(KEY_COLUMNS)
+    try:
+        async with get_async_pool(request).connection(timeout=POOL_TIMEOUT) as conn:
+            cursor = conn.cursor(binary=True)
+            await cursor.execute(read_statement(cls), (record_id, match.group(1)))
+            row = await cursor.fetchone()
+            if row is None or not hmac.compare_digest(row[7], apikeys._digest(token)) or row[6]:
+                raise Unauthorized(REFUSED)
+            key = ApiKey(*row[: width - 1])
+            apikeys.require(key, scope)
+            if key.last_used_at is None or key.last_used_at < datetime.now(UTC) - TOUCH_EVERY:
+                await conn.execute(TOUCH, (key.id,))
+    except PoolTimeout:
+        raise ConnectionFailed(
+            f"No database connection became free within {POOL_TIMEOUT:g} s; the server is "
+            "overloaded or the database is down. Try again later."
+        ) from None
+    request.state.api_key = key
+    if row[width] is None:
+        raise NotFound(f"No {cls.TABLE[:-1]} has id {record_id}.")
+    values = list(row[width:])
+    for position, name in enumerate(cls.COLUMNS):
+        if name in FLOAT4 and values[position] is not None:
+            values[position] = float(values[position])
+    record: Record = cls.from_row(tuple(values))
+    return key, record
+
+
+KEY_READ = sql.SQL("SELECT {} FROM api_keys k WHERE k.prefix = %s").format(
+    sql.SQL(", ").join(sql.SQL("k.{}").format(sql.Identifier(c)) for c in KEY_COLUMNS)
+)
+
+
+async def check_key(request: Request, scope: str = "read") -> ApiKey:
+    """The caller's key, checked (401, 403) on an async connection: one round trip."""
+    token = token_of(request)
+    match = apikeys.TOKEN.match(token or "")
+    if not match or token is None:
+        raise Unauthorized(REFUSED)
+    try:
+        async with get_async_pool(request).connection(timeout=POOL_TIMEOUT) as conn:
+            cursor = conn.cursor(binary=True)
+            await cursor.execute(KEY_READ, (match.group(1),))
+            row = await cursor.fetchone()
+            if row is None or not hmac.compare_digest(row[7], apikeys._digest(token)) or row[6]:
+                raise Unauthorized(REFUSED)
+            key = ApiKey(*row[:7])
+            apikeys.require(key, scope)
+            if key.last_used_at is None or key.last_used_at < datetime.now(UTC) - TOUCH_EVERY:
+                await conn.execute(TOUCH, (key.id,))
+    except PoolTimeout:
+        raise ConnectionFailed(
+            f"No database connection became free within {POOL_TIMEOUT:g} s; the server is "
+            "overloaded or the database is down. Try again later."
+        ) from None
+    request.state.api_key = key
+    return key
+
+
+# The security requirement of routes that check the key themselves (read_record).
+SECURITY: dict[str, Any] = {"security": [{"HTTPBearer": []}, {"APIKeyHeader": []}]}

@@ -1,66 +1,254 @@
-"""/api/leads: read, create, convert (more routes follow the same shape)."""
+"""/api/leads: CRUD, filters and search, convert (one or many), merge, history, as-of."""
 
 from __future__ import annotations
 
-from typing import Any
+import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, Response, status
-from pydantic import BaseModel, ConfigDict, EmailStr
+from fastapi import APIRouter, Path, Query, Request, Response, status
 
-from aicrm.api.deps import Db, ReadKey, WriteKey
-from aicrm.crm import conversion, leads, session
+from aicrm.api import schemas
+from aicrm.api.deps import (
+    SECURITY,
+    Db,
+    ReadKey,
+    WriteKey,
+    check_version,
+    etag,
+    expected_version,
+    read_record,
+)
+from aicrm.api.problems import responses
+from aicrm.api.routes.common import (
+    AsOf,
+    Attr,
+    CreatedFrom,
+    CreatedTo,
+    Cursor,
+    IfMatch,
+    IfNoneMatch,
+    Limit,
+    Search,
+    invalid,
+    json_response,
+    list_query,
+    not_modified,
+    page_response,
+    record_response,
+    utc,
+)
+from aicrm.crm import conversion, history, leads, merge, session, store
+from aicrm.crm.records import Lead
+from aicrm.errors import ReadOnly
 
-router = APIRouter(tags=["leads"])
+router = APIRouter(prefix="/leads", tags=["leads"])
+
+__all__ = ["etag", "router"]
+
+LeadId = Annotated[uuid.UUID, Path(description="The lead's id.")]
+AllowDuplicate = Annotated[
+    bool, Query(description="Accept an email that other leads or contacts already have.")
+]
 
 
-class LeadIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    first_name: str | None = None
-    last_name: str | None = None
-    email: EmailStr | None = None
-    company_name: str | None = None
-    source: str | None = None
-    status: str | None = None
-    attributes: dict[str, Any] = {}
-
-
-class ConvertIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    client_id: str | None = None
-    overwrite: bool = False
-    allow_duplicate: bool = False
-
-
-def etag(updated_at: Any, record_id: Any) -> str:
-    return f'"{record_id}:{updated_at.timestamp()}"'
+@router.get("", response_model=schemas.LeadPage, responses=responses(401, 403, 422))
+def list_leads(
+    conn: Db,
+    key: ReadKey,
+    status: Annotated[schemas.Status | None, Query(description="Only this status.")] = None,
+    source: Annotated[str | None, Query(max_length=200, description="Only this source.")] = None,
+    converted: Annotated[bool | None, Query(description="Only converted (or open) leads.")] = None,
+    q: Search = None,
+    created_from: CreatedFrom = None,
+    created_to: CreatedTo = None,
+    attr: Attr = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Response:
+    """Leads, newest first, filtered; cursor-paginated (`next_cursor`)."""
+    query = list_query(limit=limit, cursor=cursor, search=q, created_from=created_from,
+                       created_to=created_to, attr=attr)  # fmt: skip
+    page = leads.list_leads(conn, status=status, source=source, converted=converted, query=query)
+    return page_response(page)
 
 
-@router.get("/leads/{lead_id}")
-def get_lead(lead_id: str, conn: Db, key: ReadKey, response: Response) -> dict[str, Any]:
-    """One lead."""
-    lead = leads.get_lead(conn, lead_id)
-    response.headers["ETag"] = etag(lead.updated_at, lead.id)
-    return lead.to_dict()
-
-
-@router.post("/leads", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=schemas.Lead,
+    responses=responses(401, 403, 409, 422),
+)
 def create_lead(
-    body: LeadIn, conn: Db, key: WriteKey, allow_duplicate: bool = False
-) -> dict[str, Any]:
-    """Create a lead; 409 with the conflicting records when the email exists."""
+    body: schemas.LeadCreate, conn: Db, key: WriteKey, allow_duplicate: AllowDuplicate = False
+) -> Response:
+    """Create a lead; 409 with the conflicting records when a lead or contact has the
+    email already (unless `allow_duplicate`)."""
     values = body.model_dump(exclude_none=True)
     with session.transaction(conn, key.name):
         lead = leads.create_lead(conn, allow_duplicate=allow_duplicate, **values)
-    return lead.to_dict()
+    return record_response(lead, 201, location=f"/api/leads/{lead.id}")
 
 
-@router.post("/leads/{lead_id}/convert")
-def convert_lead(lead_id: str, body: ConvertIn, conn: Db, key: WriteKey) -> dict[str, Any]:
-    """Convert a lead (same semantics and errors as the library)."""
+@router.post(
+    "/convert",
+    response_model=schemas.BulkConversion,
+    responses=responses(401, 403, 404, 409, 422),
+)
+def convert_leads(body: schemas.BulkConvertRequest, conn: Db, key: WriteKey) -> Response:
+    """Convert many leads, by ids or by a filter, each into a new client, in one
+    transaction: all or nothing by default (404 for an unknown id, 409 for duplicates);
+    with `all_or_nothing: false` the problem leads are left out and reported."""
+    if (body.ids is None) == (body.filter is None):
+        invalid("ids", "body", "Give either ids or a filter, not both or neither.")
+    query = None
+    if body.filter is not None:
+        where: dict[str, object] = {"is_converted": False}
+        if body.filter.status is not None:
+            where["status"] = body.filter.status
+        if body.filter.source is not None:
+            where["source"] = body.filter.source
+        query = store.Query(where=where, attributes=body.filter.attributes)
+    result = conversion.convert_leads(
+        conn, body.ids, query=query, all_or_nothing=body.all_or_nothing,
+        allow_duplicates=body.allow_duplicates, actor=key.name,
+    )  # fmt: skip
+    return json_response(result.to_dict())
+
+
+@router.get(
+    "/{lead_id}",
+    response_model=schemas.Lead,
+    responses=responses(304, 401, 403, 404, 422),
+    openapi_extra=SECURITY,
+)
+async def get_lead(
+    lead_id: LeadId, request: Request, if_none_match: IfNoneMatch = None
+) -> Response:
+    """One lead, with its ETag (send it back in If-Match to update safely, or in
+    If-None-Match to get a 304 when it has not changed). Needs a read key."""
+    _, lead = await read_record(request, Lead, lead_id)
+    response = record_response(lead)
+    if not_modified(if_none_match, response.headers["ETag"]):
+        return Response(status_code=304, headers={"ETag": response.headers["ETag"]})
+    return response
+
+
+@router.patch(
+    "/{lead_id}",
+    response_model=schemas.Lead,
+    responses=responses(401, 403, 404, 409, 412, 422),
+)
+def update_lead(
+    lead_id: LeadId,
+    body: schemas.LeadUpdate,
+    conn: Db,
+    key: WriteKey,
+    if_match: IfMatch = None,
+    allow_duplicate: AllowDuplicate = False,
+) -> Response:
+    """Change some fields: those left out are kept, `null` clears one. With If-Match,
+    412 when the lead changed since that ETag. A converted lead changes only its
+    ai_* fields (409 otherwise)."""
+    changes = body.model_dump(exclude_unset=True)
+    try:
+        with session.transaction(conn, key.name):
+            expected = expected_version(conn, Lead, lead_id, if_match)
+            if not changes:
+                lead = leads.get_lead(conn, lead_id)
+                check_version(lead, expected)
+            else:
+                lead = leads.update_lead(conn, lead_id, changes, allow_duplicate=allow_duplicate,
+                                         expected_updated_at=expected)  # fmt: skip
+    except ReadOnly as exc:
+        raise _with_lead(conn, exc, lead_id) from None
+    return record_response(lead)
+
+
+@router.delete(
+    "/{lead_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=responses(401, 403, 404, 409, 412, 422),
+)
+def delete_lead(lead_id: LeadId, conn: Db, key: WriteKey, if_match: IfMatch = None) -> Response:
+    """Delete an open lead and its contacts; a converted lead is permanent (409)."""
+    try:
+        with session.transaction(conn, key.name):
+            expected = expected_version(conn, Lead, lead_id, if_match)
+            check_version(store.get(conn, Lead, lead_id, lock=True), expected)
+            leads.delete_lead(conn, lead_id)
+    except ReadOnly as exc:
+        raise _with_lead(conn, exc, lead_id) from None
+    return Response(status_code=204)
+
+
+def _with_lead(conn: Db, exc: ReadOnly, lead_id: uuid.UUID) -> ReadOnly:
+    """The refusal, with the converted lead as the conflicting record."""
+    lead = leads.get_lead(conn, lead_id)
+    return ReadOnly(exc.message, details={"conflicting": lead.to_dict()})
+
+
+@router.post(
+    "/{lead_id}/convert",
+    response_model=schemas.Conversion,
+    responses=responses(401, 403, 404, 409, 422),
+)
+def convert_lead(
+    lead_id: LeadId, conn: Db, key: WriteKey, body: schemas.ConvertRequest | None = None
+) -> Response:
+    """Convert a lead into a new client, or into `client_id`, in one transaction (the
+    library's semantics). Converting again into the same client is a no-op that says
+    `already_converted`; into another client it is a 409 with the lead."""
+    body = body or schemas.ConvertRequest()
     done = conversion.convert_lead(
         conn, lead_id, client_id=body.client_id, overwrite=body.overwrite,
         allow_duplicate=body.allow_duplicate, actor=key.name,
     )  # fmt: skip
-    return done.to_dict()
+    return json_response(done.to_dict())
+
+
+@router.post(
+    "/{lead_id}/merge",
+    response_model=schemas.MergeResult,
+    responses=responses(401, 403, 404, 409, 422),
+)
+def merge_leads(lead_id: LeadId, body: schemas.MergeRequest, conn: Db, key: WriteKey) -> Response:
+    """Merge `others` into this lead: its empty fields are filled from them, their
+    contacts and history move to it, and they are deleted. Converted leads cannot
+    take part (409)."""
+    if lead_id in body.others or len(set(body.others)) != len(body.others):
+        invalid("others", "body", "Name each lead to merge once, and not the kept lead.")
+    done = merge.merge_leads(conn, lead_id, body.others, actor=key.name)
+    return json_response(
+        {
+            "kept": done.kept.to_dict(),
+            "merged": [str(i) for i in done.merged],
+            "contacts_moved": done.contacts_moved,
+        }
+    )
+
+
+@router.get(
+    "/{lead_id}/history",
+    response_model=list[schemas.HistoryEntry],
+    responses=responses(401, 403, 404, 422),
+)
+def lead_history(lead_id: LeadId, conn: Db, key: ReadKey) -> Response:
+    """Every recorded change of the lead, oldest first: when, by whom (the API key's
+    name, for changes made through the API), from what to what."""
+    entries = history.timeline(conn, "leads", lead_id)
+    if not entries:
+        leads.get_lead(conn, lead_id)  # 404 when there is no such lead
+    return json_response([e.to_dict() for e in entries])
+
+
+@router.get(
+    "/{lead_id}/as-of",
+    response_model=schemas.Lead,
+    responses=responses(401, 403, 404, 422),
+)
+def lead_as_of(lead_id: LeadId, at: AsOf, conn: Db, key: ReadKey) -> Response:
+    """The lead as it was at a moment (404 if it did not exist then)."""
+    moment = utc(at)
+    assert moment is not None
+    return json_response(history.as_of(conn, Lead, lead_id, moment).to_dict())

@@ -1,0 +1,143 @@
+"""What the resource routes share: JSON responses with ETags, list parameters, times."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any, NoReturn
+
+from fastapi import Header, Query
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+
+from aicrm.api.deps import current_version, etag
+from aicrm.crm import pagination, store
+from aicrm.crm.pagination import Page
+from aicrm.crm.records import Record
+
+JSON = "application/json"
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """Serialise once, here (the library's ``to_dict()`` is already JSON-able)."""
+    body = json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+    return Response(body, status_code=status, media_type=JSON, headers=headers)
+
+
+def record_response(record: Record, status: int = 200, location: str | None = None) -> Response:
+    """A record, with its ETag (and Location, for a creation)."""
+    headers = {"ETag": etag(getattr(record, "id"), current_version(record))}  # noqa: B009
+    if location is not None:
+        headers["Location"] = location
+    return json_response(record.to_dict(), status, headers)
+
+
+def page_response(page: Page[Any]) -> Response:
+    items = [item.to_dict() for item in page.items]
+    return json_response({"items": items, "next_cursor": page.next_cursor})
+
+
+def invalid(field: str, where: str, message: str) -> NoReturn:
+    """A 422 that names the field, like the request validation's own."""
+    raise RequestValidationError([{"loc": (where, field), "msg": message, "type": "value_error"}])
+
+
+def utc(moment: datetime | None) -> datetime | None:
+    """A time from the client; one without a zone is taken as UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def attribute_filters(pairs: list[str] | None) -> dict[str, Any]:
+    """``attr=KEY=VALUE`` query parameters; a VALUE that parses as JSON is used as JSON."""
+    found: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            invalid("attr", "query", f"'{pair}' is not KEY=VALUE.")
+        try:
+            found[key.strip()] = json.loads(raw)
+        except ValueError:
+            found[key.strip()] = raw
+    return found
+
+
+def checked_cursor(cursor: str | None) -> str | None:
+    if cursor is None:
+        return None
+    try:
+        pagination.decode(cursor)
+    except Exception:
+        invalid("cursor", "query", "Not a cursor aicrm produced; pass a page's next_cursor.")
+    return cursor
+
+
+# Query parameters every list takes.
+Limit = Annotated[int, Query(ge=1, le=store.MAX_PAGE, description="Records per page.")]
+Cursor = Annotated[
+    str | None,
+    Query(max_length=200, description="The `next_cursor` of the previous page."),
+]
+Search = Annotated[
+    str | None,
+    Query(
+        alias="q",
+        min_length=1,
+        max_length=200,
+        description="Full-text search over names, emails and company; each word a prefix.",
+    ),
+]
+CreatedFrom = Annotated[
+    datetime | None, Query(description="Created at or after (ISO 8601; UTC if no zone).")
+]
+CreatedTo = Annotated[datetime | None, Query(description="Created before (ISO 8601).")]
+Attr = Annotated[
+    list[str] | None,
+    Query(
+        max_length=20,
+        description="Attribute filter KEY=VALUE (JSON values allowed), repeatable; all must match.",
+    ),
+]
+AsOf = Annotated[datetime, Query(description="The moment (ISO 8601; UTC if no zone).")]
+IfMatch = Annotated[
+    str | None,
+    Header(
+        max_length=1000,
+        description="The record's ETag as last read: the change is refused (412) if the "
+        "record changed since.",
+    ),
+]
+IfNoneMatch = Annotated[str | None, Header(max_length=1000)]
+
+
+def list_query(
+    *,
+    limit: int,
+    cursor: str | None,
+    search: str | None,
+    created_from: datetime | None,
+    created_to: datetime | None,
+    attr: list[str] | None,
+) -> store.Query:
+    query = store.Query(
+        attributes=attribute_filters(attr),
+        search=search,
+        created_from=utc(created_from),
+        created_to=utc(created_to),
+        cursor=checked_cursor(cursor),
+        limit=limit,
+    )
+    if search is not None and not store.WORD.findall(search.lower()):
+        invalid("q", "query", "The search text has no words to look for.")
+    return query
+
+
+def not_modified(if_none_match: str | None, tag: str) -> bool:
+    """Whether If-None-Match (weak comparison) names ``tag``."""
+    if not if_none_match:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    wanted = tag.removeprefix("W/")
+    return any(part.strip().removeprefix("W/") == wanted for part in if_none_match.split(","))

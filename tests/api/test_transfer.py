@@ -1,0 +1,77 @@
+"""CSV import (streamed, with a size limit) and export over real HTTP."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import httpx
+
+from tests.api.conftest import Live, assert_problem, unique
+
+
+def test_import_then_export_leads(live: Live, api: httpx.Client) -> None:
+    source = unique("csv")
+    rows = "\n".join(f"First{n},Last{n},{source}{n}@example.com,{source}" for n in range(5))
+    body = f"first_name,last_name,email,source\n{rows}\n".encode()
+    done = api.post("/api/leads/import", content=body, headers={"Content-Type": "text/csv"})
+    assert done.status_code == 200, done.text
+    assert done.json() | {"errors": []} == {"table": "leads", "rows": 5, "imported": 5,
+                                            "rejected": 0, "errors": []}  # fmt: skip
+    listed = api.get("/api/leads", params={"source": source}).json()["items"]
+    assert len(listed) == 5
+    history = api.get(f"/api/leads/{listed[0]['id']}/history").json()
+    assert history[0]["actor"] == live.names["write"]
+
+    exported = live.client("read").get("/api/leads/export", params={"source": source})
+    assert exported.status_code == 200, exported.text
+    assert exported.headers["content-type"].startswith("text/csv")
+    assert "attachment" in exported.headers["content-disposition"]
+    table = list(csv.DictReader(io.StringIO(exported.text)))
+    assert sorted(r["email"] for r in table) == sorted(r["email"] for r in listed)
+    assert api.get("/api/clients/export").status_code == 200
+    assert api.get("/api/contacts/export", params={"q": "nobody"}).text.startswith("id,")
+
+
+def test_invalid_rows_refuse_the_file_or_are_skipped(api: httpx.Client) -> None:
+    source = unique("bad")
+    body = (f"email,source,status\nok@{source}.com,{source},new\nnot-an-email,{source},new\n"
+            f"other@{source}.com,{source},bogus\n").encode()  # fmt: skip
+    refused = api.post("/api/leads/import", content=body)
+    problem = assert_problem(refused, 422)
+    assert [r["line"] for r in problem["rows_rejected"]] == [3, 4]
+    assert "the uploaded file" in problem["detail"] and "/tmp" not in problem["detail"]
+    assert api.get("/api/leads", params={"source": source}).json()["items"] == []
+    skipped = api.post("/api/leads/import", params={"skip_invalid": "true"}, content=body)
+    assert skipped.status_code == 200, skipped.text
+    assert (skipped.json()["imported"], skipped.json()["rejected"]) == (1, 2)
+    assert [e["line"] for e in skipped.json()["errors"]] == [3, 4]
+    unknown = assert_problem(api.post("/api/leads/import", content=b"e-mail\nx@y.z\n"), 422)
+    assert "e-mail" in unknown["detail"]
+
+
+def test_import_contacts(api: httpx.Client) -> None:
+    lead = api.post("/api/leads", json={"first_name": "Imported parent"}).json()
+    body = f"lead_id,first_name,email\n{lead['id']},Ann,{unique()}@example.com\n".encode()
+    done = api.post("/api/contacts/import", content=body)
+    assert done.status_code == 200 and done.json()["imported"] == 1, done.text
+    assert len(api.get("/api/contacts", params={"lead_id": lead["id"]}).json()["items"]) == 1
+
+
+def test_an_oversized_import_is_413(live: Live, api: httpx.Client) -> None:
+    live.app.state.import_limit = 1000
+    try:
+        big = b"first_name\n" + b"x\n" * 1000
+        declared = api.post("/api/leads/import", content=big)
+        assert_problem(declared, 413)
+
+        def chunks():  # no Content-Length: refused while streaming
+            for _ in range(100):
+                yield b"x\n" * 10
+
+        streamed = api.post("/api/leads/import", content=chunks())
+        assert_problem(streamed, 413)
+        small = api.post("/api/leads/import", content=b"first_name\nSmall\n")
+        assert small.status_code == 200, small.text
+    finally:
+        live.app.state.import_limit = None
