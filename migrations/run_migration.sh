@@ -3,6 +3,10 @@
 # A thin wrapper of `aicrm db migrate`: every flag is passed through, and the
 # DB_HOST, DB_PORT, DB_USER, DB_NAME and DB_PASSWORD variables are honoured.
 # Backups go to ./backups (this folder) unless BACKUP_DIR says otherwise.
+# --online applies 001 while the CRM keeps working: short transactions, a batched
+# backfill (--batch-seconds, --throttle), resumable: run the same command again after
+# an interruption; `aicrm db status` shows the phase, `aicrm db downgrade 000` undoes
+# an unfinished run (docs/online-migration.md).
 # Exit codes: 0 applied or nothing to do; 1 failed and rolled back;
 # 2 usage, prerequisite, connection or lock error; 3 integrity check refused.
 set -euo pipefail

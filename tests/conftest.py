@@ -9,8 +9,10 @@ the reason instead of failing every test.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -111,7 +113,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     if url:
         found = Server(url, None)
     else:
-        home = tmp_path_factory.mktemp("embedded")
+        # Not under pytest's basetemp: every root pytest session resets
+        # /tmp/pytest-of-root to 0700, which locks the server's own user out.
+        home = Path(tempfile.mkdtemp(prefix="aicrm-test-pg-"))
         try:
             info = embedded.conninfo(home, dbname="postgres")
         except Exception as exc:
@@ -125,6 +129,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     yield found
     if found.home is not None:
         embedded.stop(found.home)
+        shutil.rmtree(found.home, ignore_errors=True)
 
 
 def create_database(server: Server, name: str | None = None, template: str | None = None) -> str:
@@ -174,10 +179,11 @@ def embedded_server(server: Server, tmp_path_factory: pytest.TempPathFactory) ->
     if server.home is not None:
         yield server
         return
-    home = tmp_path_factory.mktemp("embedded-extra")
+    home = Path(tempfile.mkdtemp(prefix="aicrm-test-pg-"))
     own = Server(embedded.conninfo(home, dbname="postgres"), home, 18)
     yield own
     embedded.stop(home)
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture

@@ -3,9 +3,10 @@
 -- name: unknown_lead_status
 -- kind: integrity
 -- severity: blocking
--- description: leads whose status is not one of new, contacted, qualified, unqualified, lost, converted
+-- description: open leads whose status is not new, contacted, qualified, unqualified or lost (map them first)
 SELECT id, status FROM leads
-WHERE status NOT IN ('new', 'contacted', 'qualified', 'unqualified', 'lost', 'converted');
+WHERE NOT is_converted
+  AND status NOT IN ('new', 'contacted', 'qualified', 'unqualified', 'lost', 'converted');
 
 -- name: converted_status_without_conversion
 -- kind: integrity

@@ -1,0 +1,1 @@
+../src/aicrm/migrations/004_ai.down.sql

@@ -1,0 +1,286 @@
+"""The CRM generator (aicrm.sample.crm): determinism, shape, a truthful history, and a
+ground truth that really drives the outcomes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from aicrm.crm import conversion
+from aicrm.crm.store import Query
+from aicrm.errors import UsageError
+from aicrm.sample import crm
+from tests.conftest import Database, Server, create_database, drop_database
+
+NOW = datetime(2025, 6, 1, tzinfo=UTC)
+LEADS = 3_000
+
+# Every row the generator writes, in a stable order, without identity ids.
+CONTENT = {
+    "leads": "SELECT md5(string_agg(t::text, ',' ORDER BY t.id)) FROM leads t",
+    "clients": "SELECT md5(string_agg(t::text, ',' ORDER BY t.id)) FROM clients t",
+    "contacts": "SELECT md5(string_agg(t::text, ',' ORDER BY t.id)) FROM contacts t",
+    "truth": "SELECT md5(string_agg(t::text, ',' ORDER BY t.lead_id)) FROM sample_truth t",
+    "history": """
+        SELECT md5(string_agg(concat_ws('|', table_name, row_id, operation, changed_at, actor,
+                                        changes), ',' ORDER BY row_id, changed_at, changes::text))
+        FROM crm_history""",
+}
+
+
+def content(db: Database) -> dict[str, str]:
+    return {name: str(db.scalar(query)) for name, query in CONTENT.items()}
+
+
+def generate(db: Database, **kwargs: object) -> crm.GeneratedCRM:
+    with db.connect() as conn:
+        return crm.generate(conn, **{"leads": LEADS, "seed": 7, "now": NOW, **kwargs})  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def other_crm_db(server: Server, head_template: str, tmp_path) -> Iterator[Database]:
+    """A second fresh database at the newest version."""
+    name = create_database(server, template=head_template)
+    url = server.conninfo(name)
+    yield Database(name, url, server, tmp_path, {"AICRM_HOME": str(tmp_path / "other")})
+    drop_database(server, name)
+
+
+@pytest.fixture
+def generated(crm_db: Database) -> tuple[Database, crm.GeneratedCRM]:
+    return crm_db, generate(crm_db)
+
+
+def test_same_seed_same_data_either_history_method(
+    crm_db: Database, other_crm_db: Database
+) -> None:
+    first = generate(crm_db)
+    second = generate(other_crm_db, history_method="cleanup")
+    assert (first.history_method, second.history_method) == ("replica", "cleanup")
+    assert first.to_dict() | {"seconds": 0, "history_method": ""} == second.to_dict() | {
+        "seconds": 0,
+        "history_method": "",
+    }
+    assert content(crm_db) == content(other_crm_db)
+    # Neither way leaves the triggers' "inserted now" rows behind.
+    for db in (crm_db, other_crm_db):
+        assert db.scalar("SELECT count(*) FROM crm_history WHERE operation <> 'update'") == 0
+
+
+def test_another_seed_other_data(crm_db: Database, other_crm_db: Database) -> None:
+    generate(crm_db, leads=500)
+    generate(other_crm_db, leads=500, seed=8)
+    ours, theirs = content(crm_db), content(other_crm_db)
+    assert all(ours[name] != theirs[name] for name in ("leads", "contacts", "truth"))
+
+
+def test_counts_and_statuses_agree_with_the_tables(
+    generated: tuple[Database, crm.GeneratedCRM],
+) -> None:
+    db, made = generated
+    assert made.leads == LEADS == db.scalar("SELECT count(*) FROM leads")
+    assert made.truth_rows == LEADS == db.scalar("SELECT count(*) FROM sample_truth")
+    assert made.clients == db.scalar("SELECT count(*) FROM clients")
+    assert made.clients == db.scalar("SELECT count(*) FROM leads WHERE is_converted")
+    assert made.contacts == db.scalar("SELECT count(*) FROM contacts")
+    assert 0.35 < made.contacts / LEADS < 0.65
+    assert made.history_rows == db.scalar("SELECT count(*) FROM crm_history")
+    assert made.statuses == dict(db.execute("SELECT status, count(*) FROM leads GROUP BY 1"))
+    assert set(made.statuses) == {"new", "contacted", "qualified", "unqualified", "lost",
+                                  "converted"}  # fmt: skip
+    assert 0.08 < made.converted / LEADS < 0.25
+
+
+def test_conversions_are_written_like_the_application_does(
+    generated: tuple[Database, crm.GeneratedCRM],
+) -> None:
+    db, _ = generated
+    # Every converted lead has exactly its own client, named and filled as conversion does.
+    assert db.scalar(
+        """SELECT count(*) FROM leads l LEFT JOIN clients c ON c.id = l.converted_to_client_id
+           WHERE l.is_converted AND (c.id IS NULL OR c.created_at <> l.conversion_date
+             OR c.name <> coalesce(l.company_name, concat_ws(' ', l.first_name, l.last_name))
+             OR c.industry IS DISTINCT FROM l.attributes ->> 'industry'
+             OR c.attributes <> l.attributes)"""
+    ) == 0  # fmt: skip
+    assert db.scalar("SELECT count(DISTINCT converted_to_client_id) FROM leads") == db.scalar(
+        "SELECT count(*) FROM clients"
+    )
+    # Converted within the 90-day window, after creation, before now.
+    span = db.execute(
+        """SELECT min(conversion_date - created_at), max(conversion_date - created_at),
+                  max(conversion_date) FROM leads WHERE is_converted"""
+    )[0]
+    assert timedelta(hours=12) < span[0] and span[1] < timedelta(days=90) and span[2] <= NOW
+    # Contacts: on their lead while it is open, moved to the client once converted.
+    assert db.scalar(
+        """SELECT count(*) FROM contacts c JOIN leads l ON l.id = c.lead_id
+           WHERE l.is_converted"""
+    ) == 0  # fmt: skip
+    assert db.scalar(
+        """SELECT count(*) FROM contacts c
+           WHERE c.client_id IS NOT NULL AND NOT EXISTS (
+               SELECT 1 FROM leads l WHERE l.converted_to_client_id = c.client_id)"""
+    ) == 0  # fmt: skip
+
+
+def test_leads_look_real(generated: tuple[Database, crm.GeneratedCRM]) -> None:
+    db, _ = generated
+    keys = db.scalar(
+        "SELECT array_agg(DISTINCT k ORDER BY k) FROM leads, jsonb_object_keys(attributes) k"
+    )
+    assert set(keys) >= {"industry", "employees", "company_size", "region", "country",
+                         "budget", "channel_touches", "demo_requested"}  # fmt: skip
+    assert set(dict(db.execute("SELECT source, count(*) FROM leads GROUP BY 1"))) == {
+        name for name, *_ in crm.SOURCES
+    }
+    # Emails unique across leads and contacts, ignoring case.
+    assert db.scalar(
+        """SELECT count(*) - count(DISTINCT lower(email)) FROM (
+               SELECT email FROM leads WHERE email IS NOT NULL
+               UNION ALL SELECT email FROM contacts WHERE email IS NOT NULL) e"""
+    ) == 0  # fmt: skip
+    # Two years, growing: the second year has clearly more leads than the first.
+    first, second, oldest = db.execute(
+        """SELECT count(*) FILTER (WHERE created_at < %s), count(*) FILTER (WHERE created_at >= %s),
+                  min(created_at) FROM leads""",
+        (NOW - timedelta(days=365), NOW - timedelta(days=365)),
+    )[0]
+    assert oldest >= NOW - timedelta(days=731) and 1.3 < second / first < 2.2
+    assert db.scalar("SELECT max(created_at) FROM leads") <= NOW
+    # The newest leads are still open: nobody converts in a few hours.
+    assert db.scalar(
+        "SELECT count(*) FROM leads WHERE created_at > %s AND status <> 'new'",
+        (NOW - timedelta(hours=3),),
+    ) == 0  # fmt: skip
+
+
+def test_history_tells_each_leads_path(generated: tuple[Database, crm.GeneratedCRM]) -> None:
+    db, _ = generated
+    # The last recorded status change ends in the current status; no change: still new.
+    assert db.scalar(
+        """SELECT count(*) FROM leads l LEFT JOIN LATERAL (
+               SELECT h.changes -> 'status' ->> 1 AS status FROM crm_history h
+               WHERE h.table_name = 'leads' AND h.row_id = l.id
+               ORDER BY h.changed_at DESC LIMIT 1) last ON true
+           WHERE coalesce(last.status, 'new') <> l.status"""
+    ) == 0  # fmt: skip
+    # Changes come in order: each one leaves the status the previous one entered.
+    assert db.scalar(
+        """SELECT count(*) FROM (
+               SELECT changes -> 'status' ->> 0 AS old,
+                      lag(changes -> 'status' ->> 1, 1, 'new')
+                          OVER (PARTITION BY row_id ORDER BY changed_at) AS before
+               FROM crm_history WHERE table_name = 'leads') s
+           WHERE old <> before"""
+    ) == 0  # fmt: skip
+    assert db.scalar(
+        """SELECT count(*) FROM crm_history h JOIN leads l ON l.id = h.row_id
+           WHERE h.changed_at <= l.created_at OR h.changed_at > %s OR h.actor <> 'generator'""",
+        (NOW,),
+    ) == 0  # fmt: skip
+    # lead_status_periods: every lead starts new at its created_at; times are positive.
+    assert db.scalar(
+        """SELECT count(*) FROM (
+               SELECT DISTINCT ON (p.lead_id) p.status, p.entered_at, l.created_at
+               FROM lead_status_periods p JOIN leads l ON l.id = p.lead_id
+               ORDER BY p.lead_id, p.entered_at) first
+           WHERE status <> 'new' OR entered_at <> created_at"""
+    ) == 0  # fmt: skip
+    assert db.scalar("SELECT min(days_in_status) FROM lead_status_periods") > 0
+    # Contacts moved at the conversion are recorded too.
+    assert db.scalar(
+        "SELECT count(*) FROM crm_history WHERE table_name = 'contacts'"
+    ) == db.scalar("SELECT count(*) FROM contacts WHERE client_id IS NOT NULL")  # fmt: skip
+
+
+def test_the_truth_drives_the_outcomes(generated: tuple[Database, crm.GeneratedCRM]) -> None:
+    """Leads old enough to have an outcome converted as often as their truth says."""
+    db, _ = generated
+    low, high = db.execute("SELECT min(p_convert_90d), max(p_convert_90d) FROM sample_truth")[0]
+    assert low > 0 and high < 1
+    by_quintile = db.execute(
+        """SELECT q, count(*), avg(p), avg(converted::int) FROM (
+               SELECT ntile(5) OVER (ORDER BY t.p_convert_90d, t.lead_id) AS q,
+                      t.p_convert_90d AS p, l.is_converted AS converted
+               FROM sample_truth t JOIN leads l ON l.id = t.lead_id
+               WHERE l.created_at <= %s) s
+           GROUP BY q ORDER BY q""",
+        (NOW - timedelta(days=90),),
+    )
+    rates = [float(row[3]) for row in by_quintile]
+    assert rates == sorted(rates) and rates[4] > 4 * rates[0]
+    # Calibrated: in each quintile the observed rate is near the mean truth.
+    for _, count, mean_p, rate in by_quintile:
+        assert abs(float(rate) - float(mean_p)) < 4 * (float(mean_p) / count) ** 0.5 + 0.01
+
+
+def test_generated_leads_convert_through_the_library(
+    generated: tuple[Database, crm.GeneratedCRM],
+) -> None:
+    db, made = generated
+    with db.connect() as conn:
+        done = conversion.convert_leads(conn, query=Query(where={"status": "qualified"}))
+    assert len(done.converted) == made.statuses["qualified"] > 0
+    assert not done.duplicates and not done.already_converted
+
+
+def test_top_up_adds_to_existing_data(crm_db: Database) -> None:
+    generate(crm_db, leads=800)
+    again = generate(crm_db, leads=700, seed=9)
+    assert again.leads == 700
+    assert crm_db.scalar("SELECT count(*) FROM leads") == 1_500
+    assert crm_db.scalar("SELECT count(*) FROM sample_truth") == 1_500
+    assert crm_db.scalar(
+        """SELECT count(*) - count(DISTINCT lower(email)) FROM (
+               SELECT email FROM leads WHERE email IS NOT NULL
+               UNION ALL SELECT email FROM contacts WHERE email IS NOT NULL) e"""
+    ) == 0  # fmt: skip
+
+
+def test_a_database_not_at_the_newest_schema_is_refused(db: Database) -> None:
+    with db.connect() as conn, pytest.raises(UsageError, match="aicrm db migrate"):
+        crm.generate(conn, leads=10, now=NOW)
+    with db.connect() as conn, pytest.raises(UsageError, match="newest schema"):
+        crm.existing_rows(conn)
+
+
+def test_refusals_are_clear_and_change_nothing(crm_db: Database) -> None:
+    with crm_db.connect() as conn:
+        assert crm.existing_rows(conn) == 0
+    generate(crm_db, leads=50)
+    before = content(crm_db)
+    with crm_db.connect() as conn:
+        with pytest.raises(UsageError, match="seed 7 are in the database already"):
+            crm.generate(conn, leads=10, seed=7, now=NOW)
+        with pytest.raises(UsageError, match="future"):
+            crm.generate(conn, leads=10, seed=1, now=datetime.now(UTC) + timedelta(days=2))
+        with pytest.raises(UsageError, match="1 to"):
+            crm.generate(conn, leads=0)
+        with pytest.raises(UsageError, match="seed"):
+            crm.generate(conn, leads=10, seed=-1)
+    assert content(crm_db) == before
+    with crm_db.connect() as conn:
+        assert crm.existing_rows(conn) > 50
+
+
+def test_default_now_is_midnight_utc_and_naive_means_utc(crm_db: Database) -> None:
+    midnight = crm.default_now()
+    assert midnight.tzinfo is UTC and midnight.time() == datetime.min.time()
+    made = generate(crm_db, leads=20, now=NOW.replace(tzinfo=None))
+    assert made.now == NOW
+
+
+def test_inside_a_callers_transaction_settings_come_back(crm_db: Database) -> None:
+    with crm_db.connect() as conn:
+        conn.execute("SET TimeZone = 'Europe/Berlin'")
+        with conn.transaction():
+            crm.generate(conn, leads=50, seed=1, now=NOW)
+            crm.generate(conn, leads=50, seed=2, now=NOW)  # staging tables gone: no clash
+            shown = conn.execute(
+                "SELECT current_setting('TimeZone'), current_setting('session_replication_role')"
+            ).fetchone()
+        assert shown == ("Europe/Berlin", "origin")
+    assert crm_db.scalar("SELECT count(*) FROM leads") == 100
