@@ -10,7 +10,18 @@ import psycopg
 import typer
 
 from aicrm import __version__
-from aicrm.cli import apikey, clients, contacts, db, demo, leads, output, report, serve
+from aicrm.cli import (
+    apikey,
+    clients,
+    contacts,
+    db,
+    demo,
+    leads,
+    output,
+    report,
+    serve,
+    transfer,
+)
 from aicrm.cli import mcp as mcp_cli
 from aicrm.db import redact
 from aicrm.db.errors import translate
@@ -26,6 +37,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(leads.app, name="leads")
 app.add_typer(clients.app, name="clients")
 app.add_typer(contacts.app, name="contacts")
+transfer.register(leads.app, contacts.app)
 app.add_typer(apikey.app, name="apikey")
 app.add_typer(report.app, name="report")
 app.add_typer(report.sample_app, name="sample")

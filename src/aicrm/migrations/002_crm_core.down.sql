@@ -57,6 +57,7 @@ BEGIN
 END $$;
 DROP TABLE migration_002_status_backfill;
 DROP FUNCTION aicrm_history_insert(), aicrm_history_update(), aicrm_history_delete(),
-    aicrm_history_values(jsonb), aicrm_history_tracked(text), aicrm_actor(),
+    aicrm_history_hidden(oid), aicrm_history_tracked(text),
+    aicrm_actor(),
     aicrm_guard_converted_lead(), aicrm_person_document(text, text, text, text),
     aicrm_client_document(text, text);

@@ -109,47 +109,58 @@ LANGUAGE sql STABLE AS $$
        AND (key NOT LIKE 'ai\_%' OR coalesce(current_setting('aicrm.history_ai', true), '') = 'on')
 $$;
 
-CREATE FUNCTION aicrm_history_values(row_values jsonb) RETURNS jsonb
+-- Statement-level triggers with transition tables: one INSERT … SELECT per
+-- statement, so bulk conversions and imports are recorded set-based. The actor
+-- and the columns left out are worked out once per statement, and each row is
+-- turned into JSON once.
+CREATE FUNCTION aicrm_history_hidden(relation oid) RETURNS text[]
 LANGUAGE sql STABLE AS $$
-    SELECT coalesce(jsonb_object_agg(key, value), '{}'::jsonb)
-    FROM jsonb_each(row_values) WHERE aicrm_history_tracked(key)
+    SELECT coalesce(array_agg(a.attname::text), '{}') FROM pg_attribute a
+    WHERE a.attrelid = relation AND a.attnum > 0 AND NOT a.attisdropped
+      AND NOT aicrm_history_tracked(a.attname::text)
 $$;
 
--- Statement-level triggers with transition tables: one INSERT … SELECT per
--- statement, so bulk conversions and imports are recorded set-based.
 CREATE FUNCTION aicrm_history_insert() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+    who text := aicrm_actor();
+    hidden text[] := aicrm_history_hidden(TG_RELID);
 BEGIN
     INSERT INTO crm_history (table_name, row_id, operation, actor, changes)
-    SELECT TG_TABLE_NAME, n.id, 'insert', aicrm_actor(), aicrm_history_values(to_jsonb(n))
-    FROM new_rows n;
+    SELECT TG_TABLE_NAME, n.id, 'insert', who, to_jsonb(n) - hidden FROM new_rows n;
     RETURN NULL;
 END $$;
 
 CREATE FUNCTION aicrm_history_delete() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+    who text := aicrm_actor();
+    hidden text[] := aicrm_history_hidden(TG_RELID);
 BEGIN
     INSERT INTO crm_history (table_name, row_id, operation, actor, changes)
-    SELECT TG_TABLE_NAME, o.id, 'delete', aicrm_actor(), aicrm_history_values(to_jsonb(o))
-    FROM old_rows o;
+    SELECT TG_TABLE_NAME, o.id, 'delete', who, to_jsonb(o) - hidden FROM old_rows o;
     RETURN NULL;
 END $$;
 
 CREATE FUNCTION aicrm_history_update() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+    who text := aicrm_actor();
+    hidden text[] := aicrm_history_hidden(TG_RELID);
 BEGIN
-    INSERT INTO crm_history (table_name, row_id, operation, actor, changes)
-    SELECT TG_TABLE_NAME, d.id, 'update', aicrm_actor(), d.diff
-    FROM (
-        SELECT n.id, (
-            SELECT jsonb_object_agg(nv.key, jsonb_build_array(to_jsonb(o) -> nv.key, nv.value))
-            FROM jsonb_each(to_jsonb(n)) AS nv
-            WHERE aicrm_history_tracked(nv.key)
-              AND (to_jsonb(o) -> nv.key) IS DISTINCT FROM nv.value
-        ) AS diff
+    WITH j AS MATERIALIZED (  -- each row's old and new values as JSON, once
+        SELECT n.id, to_jsonb(o) - hidden AS old, to_jsonb(n) - hidden AS new
         FROM new_rows n JOIN old_rows o ON o.id = n.id
-    ) AS d
-    WHERE d.diff IS NOT NULL;
+    ), d AS (
+        SELECT j.id, (
+            SELECT jsonb_object_agg(nv.key, jsonb_build_array(j.old -> nv.key, nv.value))
+            FROM jsonb_each(j.new) AS nv
+            WHERE (j.old -> nv.key) IS DISTINCT FROM nv.value
+        ) AS diff
+        FROM j
+    )
+    INSERT INTO crm_history (table_name, row_id, operation, actor, changes)
+    SELECT TG_TABLE_NAME, d.id, 'update', who, d.diff FROM d WHERE d.diff IS NOT NULL;
     RETURN NULL;
 END $$;
 
