@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +14,7 @@ from aicrm.cli import output
 from aicrm.db import embedded, target
 from aicrm.errors import AicrmError, UsageError
 from aicrm.migrate import Options, Report, backup, runner
+from aicrm.migrate.online import OnlineSettings
 
 app = typer.Typer(
     help="Migrate, inspect, verify and restore the CRM database.", no_args_is_help=True
@@ -85,31 +88,89 @@ def migrate(
         bool,
         typer.Option(help="Archive and clear orphaned references instead of refusing (exit 3)."),
     ] = False,
-    lock_timeout: LockTimeoutOpt = 5.0,
-    lock_retries: LockRetriesOpt = 3,
+    lock_timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=0.01,
+            help="Seconds to wait for each table lock before retrying "
+            "[default: 5; with --online 0.1].",
+        ),
+    ] = None,
+    lock_retries: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=100,
+            help="Retries, with backoff, after a lock timeout [default: 3; with --online 30].",
+        ),
+    ] = None,
     wait: WaitOpt = 10.0,
     backup_dir: BackupDirOpt = None,
+    online: Annotated[
+        bool,
+        typer.Option(
+            "--online",
+            help="Apply 001 online: short transactions and a batched backfill while the CRM "
+            "keeps working; resumable (see docs/online-migration.md).",
+        ),
+    ] = False,
+    batch_seconds: Annotated[
+        float,
+        typer.Option(
+            min=0.01, max=5.0, help="With --online: the time each backfill batch aims at."
+        ),
+    ] = 0.05,
+    throttle: Annotated[
+        float,
+        typer.Option(min=0.0, help="With --online: seconds to pause after each backfill batch."),
+    ] = 0.0,
     migrations_dir: MigrationsDirOpt = None,
 ) -> None:
     """Apply pending migrations: checks, verified backup, one transaction, verification.
 
+    With --online, 001 is applied in phases of short transactions (expand, batched
+    backfill, contract); a run that was interrupted is resumed by the next migrate.
+
     Exit codes: 0 applied or nothing to do; 1 failed and rolled back; 2 usage,
     prerequisite, connection or lock error; 3 integrity check refused, nothing changed.
     """
-    with output.progress(not as_json) as step:
+    settings = None
+    if online:
+        settings = OnlineSettings(batch_seconds=batch_seconds, throttle=throttle)
+        settings.lock_timeout = lock_timeout or settings.lock_timeout
+        settings.lock_retries = settings.lock_retries if lock_retries is None else lock_retries
+    with output.progress(not as_json) as spinner:
+        step = spinner if not online or as_json else output_lines(spinner)
         options = Options(
             target_version=_version(target_version),
             dry_run=dry_run,
             allow_drift=allow_drift,
             archive_orphans=archive_orphans,
-            lock_timeout=lock_timeout,
-            lock_retries=lock_retries,
+            lock_timeout=5.0 if lock_timeout is None else lock_timeout,
+            lock_retries=3 if lock_retries is None else lock_retries,
             runner_wait=wait,
             backup_dir=backup_dir or config.backup_dir(),
             migrations_dir=migrations_dir,
             progress=step,
+            online=settings,
         )
         _run("migrate", as_json, lambda: runner.migrate(options))
+
+
+def output_lines(spinner: Callable[[str], None]) -> Callable[[str], None]:
+    """An online run's progress: the spinner on a terminal, else a line on stderr at
+    most every two seconds (the backfill's rows done, rate and time left)."""
+    if output.stderr.is_terminal:
+        return spinner
+    last = [0.0]
+
+    def say(text: str) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 2.0 or not text.startswith("backfill"):
+            last[0] = now
+            output.stderr.print(f"online: {text}", highlight=False, markup=False)
+
+    return say
 
 
 @app.command()
@@ -166,6 +227,11 @@ def status(as_json: JsonOpt = False, migrations_dir: MigrationsDirOpt = None) ->
         )
     lines.append(f"pending:  {', '.join(info.pending) or 'none'}")
     lines.append(f"drift:    {', '.join(info.drift) or 'none'}")
+    if info.online is not None:
+        lines.append(
+            f"online:   {info.online['text']}; 'aicrm db migrate' resumes it, "
+            "'aicrm db downgrade 000' undoes it"
+        )
     output.say("\n".join(lines))
 
 

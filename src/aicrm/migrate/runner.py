@@ -33,7 +33,7 @@ from aicrm.errors import (
     UsageError,
     VerificationFailed,
 )
-from aicrm.migrate import backup, ledger, loader, prerequisites, snapshot
+from aicrm.migrate import backup, ledger, loader, online, prerequisites, snapshot
 from aicrm.migrate.loader import Check, Migration, Step
 from aicrm.migrate.lock import runner_lock
 from aicrm.migrate.report import SAMPLE_SIZE, CheckResult, Finding, Report, StepTiming
@@ -65,6 +65,9 @@ class Options:
     backup_dir: Path = field(default_factory=config.backup_dir)
     migrations_dir: Path | None = None
     progress: Progress | None = None
+    # The online mode (aicrm.migrate.online): set to run online; an unfinished
+    # online run is resumed whatever this says.
+    online: online.OnlineSettings | None = None
 
     def say(self, message: str) -> None:
         if self.progress is not None:
@@ -128,6 +131,11 @@ def _migrate(
     conn: Connection, where: Target, state: State, wanted: int, options: Options, report: Report
 ) -> None:
     _refuse_drift(state, options)
+    # --- online mode: a requested online run, or an unfinished one to resume -------
+    if options.online is not None or online.unfinished(conn) is not None:
+        online.run(conn, where, state, wanted, options, report)
+        return
+    # ---------------------------------------------------------------------------------
     if wanted < state.version:
         raise UsageError(
             f"The database is at {state.version:03d}, past {wanted:03d}; use "
@@ -384,6 +392,12 @@ def downgrade(version: int, options: Options | None = None, where: Target | None
         report = Report("downgrade", where.describe(), options.dry_run, state.version, version)
         try:
             _refuse_drift(state, options)
+            # --- online mode: an unfinished online run is undone from its phase -----
+            unfinished = online.unfinished(conn) if state.shape == "ledger" else None
+            if unfinished is not None and version < unfinished.version:
+                online.abort(conn, where, unfinished, options, report)
+                return report
+            # -------------------------------------------------------------------------
             if state.shape != "ledger":
                 raise UsageError("The database has no aicrm ledger; there is nothing to downgrade.")
             if not 0 <= version <= state.version:
@@ -452,6 +466,7 @@ class Status:
     applied: list[ledger.Entry]
     pending: list[str]
     drift: list[str]
+    online: dict[str, object] | None = None  # an unfinished online run (aicrm.migrate.online)
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -472,7 +487,13 @@ def status(where: Target | None = None, migrations_dir: Path | None = None) -> S
             applied=state.applied,
             pending=[m.label for m in state.pending],
             drift=[f"{d.version:03d}_{d.name}" for d in state.drift],
+            online=_online_state(conn),
         )
+
+
+def _online_state(conn: Connection) -> dict[str, object] | None:
+    run = online.unfinished(conn)
+    return None if run is None else {**run.to_dict(), "text": run.describe()}
 
 
 def verify(where: Target | None = None, migrations_dir: Path | None = None) -> list[CheckResult]:
