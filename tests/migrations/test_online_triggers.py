@@ -192,6 +192,7 @@ def test_contact_without_parent_refused_during_the_run(db: Database) -> None:
     run_with_writes(db, [("phase:backfill:contacts", write)])
 
 
+@pytest.mark.slow
 def test_conversions_racing_a_real_run(db: Database) -> None:
     """No pauses: a writer converts leads (both legacy sides), adds earlier claims on
     existing leads and contacts with both parents, as fast as it can, while an online

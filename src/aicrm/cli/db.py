@@ -93,7 +93,7 @@ def migrate(
         typer.Option(
             min=0.01,
             help="Seconds to wait for each table lock before retrying "
-            "[default: 5; with --online 0.1].",
+            "[default: 5; with --online 0.05].",
         ),
     ] = None,
     lock_retries: Annotated[

@@ -11,6 +11,7 @@ import typer
 
 from aicrm import __version__
 from aicrm.cli import (
+    ai,
     apikey,
     clients,
     contacts,
@@ -41,6 +42,8 @@ transfer.register(leads.app, contacts.app)
 app.add_typer(apikey.app, name="apikey")
 app.add_typer(report.app, name="report")
 app.add_typer(report.sample_app, name="sample")
+app.add_typer(ai.ai_app, name="ai")
+app.add_typer(ai.analyze_app, name="analyze")
 app.command()(demo.demo)
 app.command()(serve.serve)
 app.command(name="mcp")(mcp_cli.mcp)

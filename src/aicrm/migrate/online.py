@@ -124,7 +124,7 @@ class OnlineSettings:
 
     batch_seconds: float = 0.05
     throttle: float = 0.0
-    lock_timeout: float = 0.1
+    lock_timeout: float = 0.05
     lock_retries: int = 30
     row_lock_timeout: float = 1.0
     ddl_wait: float = 60.0

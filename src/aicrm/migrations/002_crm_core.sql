@@ -158,6 +158,7 @@ BEGIN
             WHERE (j.old -> nv.key) IS DISTINCT FROM nv.value
         ) AS diff
         FROM j
+        WHERE j.old IS DISTINCT FROM j.new  -- e.g. only ai_* changed: nothing to record
     )
     INSERT INTO crm_history (table_name, row_id, operation, actor, changes)
     SELECT TG_TABLE_NAME, d.id, 'update', who, d.diff FROM d WHERE d.diff IS NOT NULL;
