@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +28,7 @@ from aicrm.db import Target, connect, redact, tools
 from aicrm.errors import BackupFailed, UsageError
 
 END_MARKER = b"-- PostgreSQL database dump complete"
+UNKNOWN_BEFORE_17 = {b"SET transaction_timeout = 0;"}
 PREFIX = "backup_before_migration_"
 
 NON_EMPTY = """
@@ -121,41 +123,66 @@ def restore(where: Target, path: Path, into: str) -> None:
             "complete aicrm backup, so it was not restored."
         )
     psql = tools.find("psql")
-    created = _prepare_target(where, into)
+    created, server_major = _prepare_target(where, into)
     conninfo, env = client_env(where)
-    proc = subprocess.run(
-        [
-            str(psql.path),
-            "--no-psqlrc",
-            "--no-password",
-            "--quiet",
-            "--single-transaction",
-            "--set",
-            "ON_ERROR_STOP=1",
-            "--file",
-            str(path),
-            "--dbname",
-            make_conninfo(conninfo, dbname=into),
-        ],
-        capture_output=True,
-        env=env,
-        check=False,
-    )
+    # pg_dump 17+ writes "SET transaction_timeout = 0;", a setting older servers do not
+    # know; with ON_ERROR_STOP that one line would abort the restore.
+    skip = UNKNOWN_BEFORE_17 if server_major < 17 else set()
+    # psql's messages go to a file, not a pipe: a pipe nobody reads while we feed
+    # psql could fill up and stall both processes.
+    with (
+        tempfile.TemporaryFile() as messages,
+        subprocess.Popen(
+            [
+                str(psql.path),
+                "--no-psqlrc",
+                "--no-password",
+                "--quiet",
+                "--single-transaction",
+                "--set",
+                "ON_ERROR_STOP=1",
+                "--file",
+                "-",
+                "--dbname",
+                make_conninfo(conninfo, dbname=into),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=messages,
+            env=env,
+        ) as proc,
+    ):
+        assert proc.stdin is not None
+        try:
+            with path.open("rb") as dump:
+                for line in dump:
+                    if line.strip() not in skip:
+                        proc.stdin.write(line)
+        except BrokenPipeError:
+            pass  # psql stopped at an error: its stderr says which
+        finally:
+            proc.stdin.close()
+        proc.wait()
+        messages.seek(0)
+        errors = messages.read()
     if proc.returncode != 0:
         if created:
             with connect(where, autocommit=True) as conn:
                 conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(into)))
-        reason = _first_line(proc.stderr.decode("utf-8", "replace"), where.secrets)
+        reason = _first_line(errors.decode("utf-8", "replace"), where.secrets)
         raise BackupFailed(f"Restoring {path.name} into {into} failed and was undone: {reason}.")
 
 
-def _prepare_target(where: Target, into: str) -> bool:
-    """Create ``into`` if missing (True), or check that it is empty (False)."""
+def _prepare_target(where: Target, into: str) -> tuple[bool, int]:
+    """Create ``into`` if missing (True), or check that it is empty (False); and the
+    server's major version."""
     with connect(where, autocommit=True) as conn:
+        version = conn.execute("SHOW server_version_num").fetchone()
+        major = int(version[0]) // 10000 if version else 0
         found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (into,)).fetchone()
         if not found:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(into)))
-            return True
+            return True, major
     with connect(where, dbname=into) as conn:
         row = conn.execute(NON_EMPTY).fetchone()
         if row and row[0]:
@@ -163,7 +190,7 @@ def _prepare_target(where: Target, into: str) -> bool:
                 f"Database {into} is not empty ({row[0]} relations); restore into a new or "
                 "empty database so nothing is overwritten."
             )
-    return False
+    return False, major
 
 
 def _first_line(text: str, secrets: tuple[str, ...]) -> str:
