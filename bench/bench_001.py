@@ -7,8 +7,8 @@ bench/generate_legacy.py: resolvable anomalies, no orphans), then for each run
 clones it (CREATE DATABASE … TEMPLATE), checkpoints, and runs one side on the
 clone, alternating A B A B …:
 
-A. ``python -m aicrm db migrate --json`` (integrity checks, pg_dump backup, 001 in
-   one transaction, ANALYZE);
+A. ``python -m aicrm db migrate --target 001 --json`` (integrity checks, pg_dump
+   backup, 001 in one transaction, ANALYZE; not the later migrations);
 B. ``psql -f bench/naive_001.sql`` (the same change written by hand).
 
 Both are measured from outside the same way: the wall time of the process, and how
@@ -124,10 +124,11 @@ class LockWatch:
                 conn.execute("SET application_name = 'bench_001 lock watch'")
                 self._ready.set()
                 while not self._stop.is_set():
-                    now = time.perf_counter()
+                    before = time.perf_counter()
                     row = conn.execute(
                         LOCK_HELD, (self.database, self.relation), prepare=True
                     ).fetchone()
+                    now = (before + time.perf_counter()) / 2  # when pg_locks was read
                     self.polls += 1
                     if row and row[0]:
                         self.hits += 1
@@ -147,6 +148,59 @@ class LockWatch:
         return self.last - self.first
 
 
+class CpuMeter:
+    """CPU time the rest of the machine used while a run went on: all CPU time
+    (/proc/stat) minus this process and its children (the poller, aicrm, pg_dump,
+    psql) and, when the server is private to the benchmark, the server's processes."""
+
+    def __init__(self, server_pid: int | None) -> None:
+        self.roots = [os.getpid()] + ([server_pid] if server_pid else [])
+        self.private = server_pid is not None
+        self.others = 0.0
+        self._start = (0.0, 0.0)
+
+    def __enter__(self) -> CpuMeter:
+        self._start = (_busy_seconds(), sum(_tree_seconds(root) for root in self.roots))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        busy, ours = _busy_seconds(), sum(_tree_seconds(root) for root in self.roots)
+        self.others = max(0.0, (busy - self._start[0]) - (ours - self._start[1]))
+
+
+def _busy_seconds() -> float:
+    """Non-idle CPU seconds of the whole machine since boot."""
+    with open("/proc/stat") as stat:
+        fields = [int(x) for x in stat.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _tree_seconds(root: int) -> float:
+    """CPU seconds of ``root`` and its live descendants, with their reaped children."""
+    parents: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        rest = text[text.rindex(")") + 2 :].split()
+        parents[int(entry.name)] = int(rest[1])
+        cpu[int(entry.name)] = sum(int(x) for x in rest[11:15]) / os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [root]
+    children: dict[int, list[int]] = {}
+    for pid, parent in parents.items():
+        children.setdefault(parent, []).append(pid)
+    while todo:
+        pid = todo.pop()
+        total += cpu.get(pid, 0.0)
+        todo.extend(children.get(pid, []))
+    return total
+
+
 @dataclass
 class Run:
     number: int
@@ -157,6 +211,7 @@ class Run:
     polls: int
     poll_interval: float
     load: float
+    others: float | None  # CPU cores the rest of the machine used, on average
     converted: int
     report: dict[str, Any] | None = None
 
@@ -261,7 +316,7 @@ def run_side(side: str, conninfo: str) -> tuple[list[str], dict[str, str]]:
     if side == "aicrm":
         backups = OUT / "backups" / "bench_001"
         return (
-            [sys.executable, "-m", "aicrm", "db", "migrate", "--json"],
+            [sys.executable, "-m", "aicrm", "db", "migrate", "--target", "001", "--json"],
             child_env(conninfo, AICRM_HOME=os.environ["AICRM_HOME"], BACKUP_DIR=str(backups)),
         )
     psql = tools.find("psql").path
@@ -282,7 +337,15 @@ def run_side(side: str, conninfo: str) -> tuple[list[str], dict[str, str]]:
     )
 
 
-def measure(number: int, side: str, admin: str, template: str, major: int, interval: float) -> Run:
+def measure(
+    number: int,
+    side: str,
+    admin: str,
+    template: str,
+    major: int,
+    interval: float,
+    server_pid: int | None,
+) -> Run:
     conninfo = clone(admin, template, major)
     with psycopg.connect(conninfo) as conn:
         oids = conn.execute(OIDS).fetchone()
@@ -290,7 +353,10 @@ def measure(number: int, side: str, admin: str, template: str, major: int, inter
     command, env = run_side(side, conninfo)
     load = os.getloadavg()[0]
     say(f"run {number} {side}: {shlex.join(command[:6])} … (load {load:.2f})")
-    with LockWatch(admin, int(oids[0]), int(oids[1]), interval) as watch:
+    with (
+        CpuMeter(server_pid) as meter,
+        LockWatch(admin, int(oids[0]), int(oids[1]), interval) as watch,
+    ):
         started = time.perf_counter()
         done = subprocess.run(
             command, capture_output=True, text=True, env=env, check=False, cwd=REPO
@@ -311,16 +377,18 @@ def measure(number: int, side: str, admin: str, template: str, major: int, inter
         side,
         wall,
         watch.held,
-        None if watch.first is None else watch.first - started,
+        None if watch.first is None else max(0.0, watch.first - started),
         watch.polls,
         (wall / watch.polls) if watch.polls else 0.0,
         load,
+        meter.others / wall if meter.private else None,
         int(converted[0]) if converted else 0,
         report,
     )
     say(
         f"  wall {run.wall:.2f} s, ACCESS EXCLUSIVE on leads held {run.lock_held:.2f} s "
         f"({watch.hits} of {watch.polls} samples)"
+        + ("" if run.others is None else f"; others used {run.others:.2f} CPUs")
     )
     return run
 
@@ -413,7 +481,7 @@ def section(
     started: datetime,
     loads: tuple[float, float],
 ) -> str:
-    sides = {"aicrm": "`aicrm db migrate` (001)", "naive": "`naive_001.sql` (psql)"}
+    sides = {"aicrm": "`aicrm db migrate --target 001`", "naive": "`naive_001.sql` (psql)"}
     by_side = {side: [r for r in runs if r.side == side] for side in sides}
     counts = info["counts"]
     command = "python " + shlex.join(["bench/bench_001.py", *sys.argv[1:]])
@@ -458,25 +526,45 @@ def section(
         "",
         *step_table(by_side["aicrm"]),
         "",
-        "| Run | Side | Wall | Lock held | Lock first seen | Samples (mean gap) | Load |",
-        "|---:|---|---:|---:|---:|---:|---:|",
+        "| Run | Side | Wall | Lock held | Lock first seen | Samples (mean gap) "
+        "| Load | CPUs used by others |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in runs:
         first = "—" if r.lock_first_seen is None else f"{r.lock_first_seen:.2f} s"
+        others = "n/a" if r.others is None else f"{r.others:.2f}"
         lines.append(
             f"| {r.number} | {r.side} | {r.wall:.2f} s | {r.lock_held:.2f} s | {first} "
-            f"| {r.polls} ({r.poll_interval * 1000:.1f} ms) | {r.load:.2f} |"
+            f"| {r.polls} ({r.poll_interval * 1000:.1f} ms) | {r.load:.2f} | {others} |"
         )
-    busy = max([loads[0], loads[1], *(r.load for r in runs)])
-    lines.append("")
-    if busy > 1.0:
-        lines.append(
-            f"Note: the machine was busy during this run (load average up to {busy:.2f} on "
-            f"{host['nproc']} CPUs: other work, e.g. test suites, ran at the same time); "
-            "the numbers are noisier than on a quiet machine."
-        )
-        lines.append("")
+    lines += ["", *noise_note(runs, host, loads), ""]
     return "\n".join(lines)
+
+
+def noise_note(runs: list[Run], host: dict[str, str], loads: tuple[float, float]) -> list[str]:
+    """A sentence on how quiet the machine was, from the CPU others used (or, when the
+    server is shared, the load average, which counts the benchmark's own work too)."""
+    measured = [r.others for r in runs if r.others is not None]
+    if measured:
+        worst, mean = max(measured), statistics.mean(measured)
+        if worst <= 0.2:
+            return [
+                f"The machine was quiet: other processes used {mean:.2f} of the {host['nproc']} "
+                f"CPUs on average during the runs (at most {worst:.2f})."
+            ]
+        return [
+            f"Note: the machine was busy during this run: other processes (other engineers' "
+            f"tests and benchmarks) used {mean:.2f} of the {host['nproc']} CPUs on average "
+            f"during the runs, up to {worst:.2f}; the numbers are noisier, and slower, than on "
+            "a quiet machine."
+        ]
+    busy = max([loads[0], loads[1], *(r.load for r in runs)])
+    if busy <= 1.0:
+        return []
+    return [
+        f"Note: the load average reached {busy:.2f} on {host['nproc']} CPUs (it counts the "
+        "benchmark's own work too, and other work on the machine); the numbers may be noisy."
+    ]
 
 
 def write_section(path: Path, title: str, body: str) -> None:
@@ -540,12 +628,23 @@ def main(argv: list[str] | None = None) -> int:
     loads_before = os.getloadavg()[0]
     template = args.template or f"bench001_tpl_{args.leads}_s{args.seed}"
     info = ensure_template(admin, template, args.leads, args.seed, args.reuse_template)
+    home = config.resolve().home
+    running = embedded.running(home) if source == "embedded" else None
+    server_pid = running.pid if running else None
     runs: list[Run] = []
     try:
         for round_number in range(1, args.rounds + 1):
             for side in sides:
                 runs.append(
-                    measure(round_number, side, admin, template, int(host["major"]), args.interval)
+                    measure(
+                        round_number,
+                        side,
+                        admin,
+                        template,
+                        int(host["major"]),
+                        args.interval,
+                        server_pid,
+                    )
                 )
     finally:
         drop_clone(admin)
