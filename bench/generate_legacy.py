@@ -75,7 +75,9 @@ def create_database(admin: str, dbname: str, replace: bool) -> None:
 def create_000(conninfo: str, with_ledger: bool) -> None:
     """Bring the empty database to 000: by the engine, or by 000's SQL alone."""
     if with_ledger:
-        migrate(Options(target_version=0, backup_dir=OUT / "backups"), as_target(conninfo))
+        report = migrate(Options(target_version=0, backup_dir=OUT / "backups"), as_target(conninfo))
+        if report.backup is not None:  # the dump of an empty database: nothing to keep
+            report.backup.path.unlink(missing_ok=True)
         return
     original = loader.load()[0]
     with psycopg.connect(conninfo) as conn:
