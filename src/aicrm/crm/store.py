@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -213,17 +212,3 @@ def list_records(conn: Connection, cls: type[R], query: Query) -> Page[R]:
         last = items[-1]
         cursor = pagination.encode(getattr(last, "created_at"), getattr(last, "id"))  # noqa: B009
     return Page(items, cursor)
-
-
-def iterate(conn: Connection, cls: type[R], query: Query, batch: int = 1000) -> Iterator[R]:
-    """Every record matching ``query`` (ignoring its cursor and limit), page by page."""
-    current = Query(
-        query.where, query.attributes, query.search, query.created_from, query.created_to,
-        None, batch,
-    )  # fmt: skip
-    while True:
-        page = list_records(conn, cls, current)
-        yield from page.items
-        if page.next_cursor is None:
-            return
-        current.cursor = page.next_cursor

@@ -78,9 +78,6 @@ class Report:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, default=str)
 
-    def finding_counts(self) -> dict[str, int]:
-        return {finding.check: finding.count for finding in self.findings}
-
     def as_text(self) -> str:
         """A readable account for a terminal or a log."""
         mode = " (dry run: rolled back, nothing kept)" if self.dry_run else ""
