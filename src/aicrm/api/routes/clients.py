@@ -13,9 +13,6 @@ from aicrm.api.deps import (
     Db,
     ReadKey,
     WriteKey,
-    check_version,
-    expected_version,
-    read_record,
 )
 from aicrm.api.problems import responses
 from aicrm.api.routes.common import (
@@ -28,14 +25,15 @@ from aicrm.api.routes.common import (
     IfNoneMatch,
     Limit,
     Search,
-    json_response,
+    as_of_response,
+    get_response,
+    history_response,
     list_query,
-    not_modified,
+    locked_current,
     page_response,
     record_response,
-    utc,
 )
-from aicrm.crm import clients, history, session, store
+from aicrm.crm import clients, session
 from aicrm.crm.records import Client
 from aicrm.errors import Conflict
 
@@ -96,11 +94,7 @@ async def get_client(
 ) -> Response:
     """One client, with its ETag (send it back in If-Match to update safely, or in
     If-None-Match to get a 304 when it has not changed). Needs a read key."""
-    _, client = await read_record(request, Client, client_id)
-    response = record_response(client)
-    if not_modified(if_none_match, response.headers["ETag"]):
-        return Response(status_code=304, headers={"ETag": response.headers["ETag"]})
-    return response
+    return await get_response(request, Client, client_id, if_none_match)
 
 
 @router.patch(
@@ -119,9 +113,7 @@ def update_client(
     412 when the client changed since that ETag."""
     changes = body.model_dump(exclude_unset=True)
     with session.transaction(conn, key.name):
-        expected = expected_version(conn, Client, client_id, if_match)
-        current = store.get(conn, Client, client_id, lock=True)
-        check_version(current, expected)
+        current = locked_current(conn, Client, client_id, if_match)
         client = clients.update_client(conn, client_id, changes) if changes else current
     return record_response(client)
 
@@ -138,9 +130,7 @@ def delete_client(
     """Delete a client that nothing refers to; a client with converted leads or
     contacts is kept (409, with those records)."""
     with session.transaction(conn, key.name):
-        expected = expected_version(conn, Client, client_id, if_match)
-        client = store.get(conn, Client, client_id, lock=True)
-        check_version(client, expected)
+        client = locked_current(conn, Client, client_id, if_match)
         refs = conn.execute(REFERENCES, {"id": client.id}).fetchall()
         if refs:
             raise Conflict(
@@ -159,10 +149,7 @@ def delete_client(
 )
 def client_history(client_id: ClientId, conn: Db, key: ReadKey) -> Response:
     """Every recorded change of the client, oldest first."""
-    entries = history.timeline(conn, "clients", client_id)
-    if not entries:
-        clients.get_client(conn, client_id)
-    return json_response([e.to_dict() for e in entries])
+    return history_response(conn, Client, client_id)
 
 
 @router.get(
@@ -172,6 +159,4 @@ def client_history(client_id: ClientId, conn: Db, key: ReadKey) -> Response:
 )
 def client_as_of(client_id: ClientId, at: AsOf, conn: Db, key: ReadKey) -> Response:
     """The client as it was at a moment (404 if it did not exist then)."""
-    moment = utc(at)
-    assert moment is not None
-    return json_response(history.as_of(conn, Client, client_id, moment).to_dict())
+    return as_of_response(conn, Client, client_id, at)

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, TypeVar
 
-from fastapi import Header, Query
+from fastapi import Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
-from aicrm.api.deps import current_version, etag
-from aicrm.crm import pagination, store
+from aicrm.api.deps import check_version, current_version, etag, expected_version, read_record
+from aicrm.crm import history, pagination, store
 from aicrm.crm.pagination import Page
 from aicrm.crm.records import Record
+from aicrm.db import Connection
+
+R = TypeVar("R", bound=Record)
 
 JSON = "application/json"
 
@@ -141,3 +145,44 @@ def not_modified(if_none_match: str | None, tag: str) -> bool:
         return True
     wanted = tag.removeprefix("W/")
     return any(part.strip().removeprefix("W/") == wanted for part in if_none_match.split(","))
+
+
+# The bodies of the routes every resource has (get, history, as-of, the If-Match
+# check of a change); each resource keeps its own route functions, whose
+# signatures and docstrings make its part of the OpenAPI document.
+
+
+async def get_response(
+    request: Request, cls: type[Record], record_id: uuid.UUID, if_none_match: str | None
+) -> Response:
+    """One record with its ETag, or a 304 when If-None-Match names that ETag."""
+    _, record = await read_record(request, cls, record_id)
+    response = record_response(record)
+    if not_modified(if_none_match, response.headers["ETag"]):
+        return Response(status_code=304, headers={"ETag": response.headers["ETag"]})
+    return response
+
+
+def history_response(conn: Connection, cls: type[Record], record_id: uuid.UUID) -> Response:
+    """The record's timeline, oldest first; 404 when there is no history and no record."""
+    entries = history.timeline(conn, cls.TABLE, record_id)
+    if not entries:
+        store.get(conn, cls, record_id)
+    return json_response([e.to_dict() for e in entries])
+
+
+def as_of_response(
+    conn: Connection, cls: type[Record], record_id: uuid.UUID, at: datetime
+) -> Response:
+    """The record as it was at ``at`` (404 if it did not exist then)."""
+    moment = utc(at)
+    assert moment is not None
+    return json_response(history.as_of(conn, cls, record_id, moment).to_dict())
+
+
+def locked_current(conn: Connection, cls: type[R], record_id: uuid.UUID, if_match: str | None) -> R:
+    """The record, locked for this transaction, after the If-Match check (412)."""
+    expected = expected_version(conn, cls, record_id, if_match)
+    record = store.get(conn, cls, record_id, lock=True)
+    check_version(record, expected)
+    return record

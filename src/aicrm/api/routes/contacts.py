@@ -13,9 +13,6 @@ from aicrm.api.deps import (
     Db,
     ReadKey,
     WriteKey,
-    check_version,
-    expected_version,
-    read_record,
 )
 from aicrm.api.problems import responses
 from aicrm.api.routes.common import (
@@ -28,15 +25,16 @@ from aicrm.api.routes.common import (
     IfNoneMatch,
     Limit,
     Search,
+    as_of_response,
+    get_response,
+    history_response,
     invalid,
-    json_response,
     list_query,
-    not_modified,
+    locked_current,
     page_response,
     record_response,
-    utc,
 )
-from aicrm.crm import contacts, history, session, store
+from aicrm.crm import contacts, session, store
 from aicrm.crm.records import Client, Contact, Lead
 from aicrm.db import Connection
 from aicrm.errors import NotFound
@@ -115,11 +113,7 @@ async def get_contact(
 ) -> Response:
     """One contact, with its ETag (send it back in If-Match to update safely, or in
     If-None-Match to get a 304 when it has not changed). Needs a read key."""
-    _, contact = await read_record(request, Contact, contact_id)
-    response = record_response(contact)
-    if not_modified(if_none_match, response.headers["ETag"]):
-        return Response(status_code=304, headers={"ETag": response.headers["ETag"]})
-    return response
+    return await get_response(request, Contact, contact_id, if_none_match)
 
 
 @router.patch(
@@ -140,9 +134,7 @@ def update_contact(
     if "lead_id" in changes and "client_id" in changes:
         invalid("client_id", "body", "A contact belongs to one lead or one client: give one.")
     with session.transaction(conn, key.name):
-        expected = expected_version(conn, Contact, contact_id, if_match)
-        current = store.get(conn, Contact, contact_id, lock=True)
-        check_version(current, expected)
+        current = locked_current(conn, Contact, contact_id, if_match)
         _parents_exist(conn, changes.get("lead_id"), changes.get("client_id"))
         contact = contacts.update_contact(conn, contact_id, changes) if changes else current
     return record_response(contact)
@@ -159,9 +151,7 @@ def delete_contact(
 ) -> Response:
     """Delete a contact."""
     with session.transaction(conn, key.name):
-        expected = expected_version(conn, Contact, contact_id, if_match)
-        contact = store.get(conn, Contact, contact_id, lock=True)
-        check_version(contact, expected)
+        contact = locked_current(conn, Contact, contact_id, if_match)
         conn.execute("DELETE FROM contacts WHERE id = %s", (contact.id,))
     return Response(status_code=204)
 
@@ -173,10 +163,7 @@ def delete_contact(
 )
 def contact_history(contact_id: ContactId, conn: Db, key: ReadKey) -> Response:
     """Every recorded change of the contact, oldest first."""
-    entries = history.timeline(conn, "contacts", contact_id)
-    if not entries:
-        contacts.get_contact(conn, contact_id)
-    return json_response([e.to_dict() for e in entries])
+    return history_response(conn, Contact, contact_id)
 
 
 @router.get(
@@ -186,6 +173,4 @@ def contact_history(contact_id: ContactId, conn: Db, key: ReadKey) -> Response:
 )
 def contact_as_of(contact_id: ContactId, at: AsOf, conn: Db, key: ReadKey) -> Response:
     """The contact as it was at a moment (404 if it did not exist then)."""
-    moment = utc(at)
-    assert moment is not None
-    return json_response(history.as_of(conn, Contact, contact_id, moment).to_dict())
+    return as_of_response(conn, Contact, contact_id, at)

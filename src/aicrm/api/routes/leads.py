@@ -16,7 +16,6 @@ from aicrm.api.deps import (
     check_version,
     etag,
     expected_version,
-    read_record,
 )
 from aicrm.api.problems import responses
 from aicrm.api.routes.common import (
@@ -29,15 +28,17 @@ from aicrm.api.routes.common import (
     IfNoneMatch,
     Limit,
     Search,
+    as_of_response,
+    get_response,
+    history_response,
     invalid,
     json_response,
     list_query,
-    not_modified,
+    locked_current,
     page_response,
     record_response,
-    utc,
 )
-from aicrm.crm import conversion, history, leads, merge, session, store
+from aicrm.crm import conversion, leads, merge, session, store
 from aicrm.crm.records import Lead
 from aicrm.errors import ReadOnly
 
@@ -126,11 +127,7 @@ async def get_lead(
 ) -> Response:
     """One lead, with its ETag (send it back in If-Match to update safely, or in
     If-None-Match to get a 304 when it has not changed). Needs a read key."""
-    _, lead = await read_record(request, Lead, lead_id)
-    response = record_response(lead)
-    if not_modified(if_none_match, response.headers["ETag"]):
-        return Response(status_code=304, headers={"ETag": response.headers["ETag"]})
-    return response
+    return await get_response(request, Lead, lead_id, if_none_match)
 
 
 @router.patch(
@@ -174,8 +171,7 @@ def delete_lead(lead_id: LeadId, conn: Db, key: WriteKey, if_match: IfMatch = No
     """Delete an open lead and its contacts; a converted lead is permanent (409)."""
     try:
         with session.transaction(conn, key.name):
-            expected = expected_version(conn, Lead, lead_id, if_match)
-            check_version(store.get(conn, Lead, lead_id, lock=True), expected)
+            locked_current(conn, Lead, lead_id, if_match)
             leads.delete_lead(conn, lead_id)
     except ReadOnly as exc:
         raise _with_lead(conn, exc, lead_id) from None
@@ -236,10 +232,7 @@ def merge_leads(lead_id: LeadId, body: schemas.MergeRequest, conn: Db, key: Writ
 def lead_history(lead_id: LeadId, conn: Db, key: ReadKey) -> Response:
     """Every recorded change of the lead, oldest first: when, by whom (the API key's
     name, for changes made through the API), from what to what."""
-    entries = history.timeline(conn, "leads", lead_id)
-    if not entries:
-        leads.get_lead(conn, lead_id)  # 404 when there is no such lead
-    return json_response([e.to_dict() for e in entries])
+    return history_response(conn, Lead, lead_id)
 
 
 @router.get(
@@ -249,6 +242,4 @@ def lead_history(lead_id: LeadId, conn: Db, key: ReadKey) -> Response:
 )
 def lead_as_of(lead_id: LeadId, at: AsOf, conn: Db, key: ReadKey) -> Response:
     """The lead as it was at a moment (404 if it did not exist then)."""
-    moment = utc(at)
-    assert moment is not None
-    return json_response(history.as_of(conn, Lead, lead_id, moment).to_dict())
+    return as_of_response(conn, Lead, lead_id, at)
