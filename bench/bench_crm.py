@@ -20,12 +20,13 @@ import   ``aicrm.crm.importer.import_leads`` of a generated CSV of ``--rows`` le
 convert  ``aicrm.crm.conversion.convert_lead`` by ``--workers`` processes, each with
          its own connection and its own leads, for ``--duration`` seconds, against
          pgbench's built-in TPC-B-like script (``pgbench -c WORKERS -j 2 -T
-         DURATION``, the pgbench of the embedded server). Target ≥ 0.5× pgbench's
-         transactions/s.
+         DURATION``, the pgbench of the embedded server), and against the same
+         workers converting the way aicrm did before migration 006 (nine statements
+         from Python). Target ≥ 0.5× pgbench's transactions/s.
 bulk     ``aicrm.crm.conversion.convert_leads`` of ``--bulk`` open leads (chosen by a
          filter) in one call, on a fresh copy each round; then the time of each of
-         its statements, as is and with the proposed history functions. Target ≥
-         20,000 leads/s.
+         its statements, and of the triggers each one fires. Target ≥ 20,000
+         leads/s.
 
 The server is the one aicrm would use: DATABASE_URL (or DB_*, PG*), else the
 embedded PostgreSQL under AICRM_HOME (bench/out/home when unset). The bench
@@ -65,7 +66,8 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from aicrm import config
-from aicrm.crm import conversion, importer
+from aicrm.crm import conversion, duplicates, ids, importer, session, store
+from aicrm.crm.records import Lead
 from aicrm.crm.store import Query
 from aicrm.db import embedded, target
 from aicrm.migrate import Options, migrate
@@ -582,12 +584,45 @@ def _cpu(runs: list[ImportRun]) -> str:
 # --- single conversions -------------------------------------------------------------
 
 
+# The conversion as aicrm did it before migration 006 (nine statements from Python,
+# each a round trip), kept here as the reference A' runs against: the new-client path
+# of the old ``convert_lead``, statement for statement.
+BEFORE_006_NEW_CLIENT = sql.SQL("""
+INSERT INTO clients (id, name, industry, ai_score, ai_summary, ai_annotations, attributes)
+SELECT %s, {name}, l.attributes ->> 'industry', l.ai_score, l.ai_summary, l.ai_annotations,
+       l.attributes
+FROM leads l WHERE l.id = %s
+""").format(name=conversion.CLIENT_NAME)
+BEFORE_006_MARK = """
+UPDATE leads SET converted_to_client_id = %s, conversion_date = now(), is_converted = true,
+                 status = 'converted', updated_at = now()
+WHERE id = %s RETURNING conversion_date
+"""
+BEFORE_006_CONTACTS = (
+    "UPDATE contacts SET client_id = %s, lead_id = NULL, updated_at = now() WHERE lead_id = %s"
+)
+
+
+def convert_before_006(conn: psycopg.Connection[Any], lead_id: str, actor: str) -> None:
+    """``convert_lead`` of aicrm before migration 006, for an open lead into a new client."""
+    key = ids.parse(lead_id, "lead id")
+    with session.transaction(conn, actor):
+        lead = store.get(conn, Lead, key, lock=True)
+        assert not lead.is_converted
+        duplicates.refuse(conn, lead.email, [lead.id])
+        target = uuid.uuid4()
+        conn.execute(BEFORE_006_NEW_CLIENT, (target, lead.id))
+        conn.execute(BEFORE_006_MARK, (target, lead.id)).fetchone()
+        conn.execute(BEFORE_006_CONTACTS, (target, lead.id))
+
+
 def convert_worker(
     conninfo: str,
     lead_ids: list[str],
     barrier: Any,
     deadline_after: float,
     results: Any,
+    before_006: bool = False,
 ) -> None:
     """Convert leads one by one until the time is up; report (count, start, end, error,
     this process's CPU seconds)."""
@@ -602,7 +637,10 @@ def convert_worker(
             for lead in lead_ids:
                 if time.perf_counter() >= deadline:
                     break
-                conversion.convert_lead(conn, lead, actor="bench")
+                if before_006:
+                    convert_before_006(conn, lead, "bench")
+                else:
+                    conversion.convert_lead(conn, lead, actor="bench")
                 count += 1
         except Exception as exc:  # reported, not raised: the parent prints it
             error = f"{type(exc).__name__}: {exc}"
@@ -629,22 +667,26 @@ def aicrm_conversions(
     leads: list[str],
     args: argparse.Namespace,
     number: int,
-    proposed: bool = False,
+    before_006: bool = False,
 ) -> ConvertRun:
     workers, duration = args.workers, args.duration
     load = os.getloadavg()[0]
     context = multiprocessing.get_context("spawn")
     with copy_of(server, template, "conv") as conninfo:
-        if proposed:
-            with psycopg.connect(conninfo) as conn:
-                conn.execute(PROPOSED_HISTORY.encode())
         barrier = context.Barrier(workers + 1)
         results = context.Queue()
         share = len(leads) // workers
         processes = [
             context.Process(
                 target=convert_worker,
-                args=(conninfo, leads[i * share : (i + 1) * share], barrier, duration, results),
+                args=(
+                    conninfo,
+                    leads[i * share : (i + 1) * share],
+                    barrier,
+                    duration,
+                    results,
+                    before_006,
+                ),
             )
             for i in range(workers)
         ]
@@ -662,7 +704,7 @@ def aicrm_conversions(
     note = ""
     if any(o[0] == share for o in outcomes):
         note = "a worker ran out of leads before the time was up"
-    side = "aicrm, proposed history" if proposed else "aicrm"
+    side = "aicrm before 006" if before_006 else "aicrm"
     client = sum(o[4] for o in outcomes) / max(count, 1)
     return ConvertRun(number, side, count / seconds, count, seconds, load, note, client)
 
@@ -731,11 +773,17 @@ def bench_convert(server: Server, args: argparse.Namespace) -> str:
     runs: list[ConvertRun] = []
     try:
         pgbench(server, ["-i", "-q", "-s", str(args.pgbench_scale)], env)
+        if args.warmup > 0:
+            # Not measured: the server's first heavy run of WAL creates new WAL segment
+            # files (a steady server recycles them), which made the first round slower.
+            warm = argparse.Namespace(**{**vars(args), "duration": args.warmup})
+            run = aicrm_conversions(server, template, ids, warm, 0)
+            say(f"convert warm-up ({args.warmup:.0f} s, not counted): {run.tps:.0f}/s")
         for number in range(1, args.rounds + 1):
             for run in (
                 aicrm_conversions(server, template, ids, args, number),
                 pgbench_run(server, env, args.workers, args.duration, number),
-                aicrm_conversions(server, template, ids, args, number, proposed=True),
+                aicrm_conversions(server, template, ids, args, number, before_006=True),
             ):
                 say(f"convert round {number} {run.side}: {run.tps:.0f}/s ({run.count:,})")
                 runs.append(run)
@@ -748,7 +796,7 @@ def bench_convert(server: Server, args: argparse.Namespace) -> str:
 def convert_section(args: argparse.Namespace, runs: list[ConvertRun]) -> str:
     ours = [r.tps for r in runs if r.side == "aicrm"]
     theirs = [r.tps for r in runs if r.side == "pgbench"]
-    what_if = [r.tps for r in runs if r.side == "aicrm, proposed history"]
+    before = [r.tps for r in runs if r.side == "aicrm before 006"]
     ratio = median(ours) / median(theirs)
     lines = [
         f"A = {args.workers} processes, each with its own connection, calling "
@@ -756,18 +804,20 @@ def convert_section(args: argparse.Namespace, runs: list[ConvertRun]) -> str:
         f"{args.convert_leads:,} seeded in SQL, a contact for about every fourth) for "
         f"{args.duration:.0f} s, on a fresh copy each round; B = `pgbench -c {args.workers} "
         f"-j 2 -T {args.duration:.0f}` (built-in TPC-B-like script, scale "
-        f"{args.pgbench_scale}, `pgbench -i`-ed once) on the same server; A' = A on a copy "
-        "whose history functions are the proposed ones (see the import section). "
-        "A B A' A B A' ….",
+        f"{args.pgbench_scale}, `pgbench -i`-ed once) on the same server; A' = the same "
+        "workers converting the way aicrm did before migration 006 (nine statements from "
+        "Python in a transaction, kept in the bench as `convert_before_006`). "
+        f"An unmeasured {args.warmup:.0f} s run of A first, then A B A' A B A' ….",
         "",
-        "| | A: convert_lead | B: pgbench TPC-B | A': A, proposed history functions |",
+        "| | A: convert_lead | B: pgbench TPC-B | A': convert_lead before 006 |",
         "|---|---:|---:|---:|",
         f"| transactions/s, median (min–max) | {spread(ours, '', 0)} | {spread(theirs, '', 0)} "
-        f"| {spread(what_if, '', 0)} |",
+        f"| {spread(before, '', 0)} |",
         "",
-        f"**Conversions/s = {ratio:.3f}× pgbench's tps.** Target ≥ 0.5×: "
-        f"**{'met' if ratio >= 0.5 else 'missed'}**. With the proposed history functions: "
-        f"{median(what_if) / median(theirs):.3f}×.",
+        f"**Conversions/s = {ratio:.3f}× pgbench's tps** (medians; per round, A ÷ the B "
+        f"after it: {', '.join(f'{a / b:.3f}' for a, b in zip(ours, theirs, strict=True))}). "
+        f"Target ≥ 0.5×: **{'met' if ratio >= 0.5 else 'missed'}**. Before migration 006, "
+        f"in the same run: {median(before) / median(theirs):.3f}×.",
         "",
         "Client CPU is the Python workers' own CPU time per conversion (pgbench's client "
         "is C and needs next to none); on a machine with few cores it competes with the "
@@ -796,32 +846,41 @@ class BulkRun:
     wall: float
     cpu: float | None
     load: float
-    proposed: bool = False
 
 
-def bulk_run(server: Server, template: str, number: int, proposed: bool = False) -> BulkRun:
+def bulk_run(server: Server, template: str, number: int) -> BulkRun:
     load = os.getloadavg()[0]
     chosen = Query(where={"source": "bench", "is_converted": False})
-    with copy_of(server, template, "bulk") as conninfo, psycopg.connect(conninfo) as conn:
-        if proposed:
-            conn.execute(PROPOSED_HISTORY.encode())
-            conn.commit()
-        with timed(conn) as result:
-            done = conversion.convert_leads(conn, query=chosen, actor="bench")
-    return BulkRun(number, len(done.converted), result[0].wall, result[0].cpu, load, proposed)
+    with (
+        copy_of(server, template, "bulk") as conninfo,
+        psycopg.connect(conninfo) as conn,
+        timed(conn) as result,
+    ):
+        done = conversion.convert_leads(conn, query=chosen, actor="bench")
+    return BulkRun(number, len(done.converted), result[0].wall, result[0].cpu, load)
 
 
-def bulk_statements(server: Server, template: str, proposed: bool) -> list[tuple[str, Timed]]:
-    """Each statement of convert_leads, timed on its own (one chunk of every lead),
-    in a transaction rolled back; with the proposed history functions if asked."""
-    found: list[tuple[str, Timed]] = []
+@dataclass
+class Statement:
+    label: str
+    timed: Timed
+    rows: int
+    triggers: dict[str, tuple[float, int]]  # trigger -> (seconds, calls), from EXPLAIN
+
+    def trigger_seconds(self) -> float:
+        return sum(seconds for seconds, _ in self.triggers.values())
+
+
+def bulk_statements(server: Server, template: str) -> list[Statement]:
+    """Each statement of convert_leads on every lead at once (one chunk), under
+    ``EXPLAIN (ANALYZE, FORMAT JSON)`` for the time of each trigger, in a transaction
+    rolled back."""
+    found: list[Statement] = []
     with (
         copy_of(server, template, "bprof") as conninfo,
         psycopg.connect(conninfo) as conn,
         conn.transaction(force_rollback=True),
     ):
-        if proposed:
-            conn.execute(PROPOSED_HISTORY.encode())
         conn.execute("SELECT set_config('aicrm.actor', 'bench', true)")
         keys = sorted(r[0] for r in conn.execute("SELECT id FROM leads").fetchall())
         everything = (0, len(keys))
@@ -834,9 +893,25 @@ def bulk_statements(server: Server, template: str, proposed: bool) -> list[tuple
             ("move the contacts", conversion.BULK_CONTACTS, everything),
         ]
         for label, statement, params in steps:
+            query = sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) ") + (
+                statement if isinstance(statement, sql.Composed) else sql.SQL(statement)
+            )
             with timed(conn) as result:
-                conn.execute(statement, params)
-            found.append((label, result[0]))
+                row = conn.execute(query, params).fetchone()
+            assert row is not None
+            plan = row[0][0]
+            triggers = {
+                # a foreign key's check by its constraint's name, not RI_ConstraintTrigger_…
+                (f"FK {t['Constraint Name']}" if "Constraint Name" in t else t["Trigger Name"]): (
+                    t["Time"] / 1000,
+                    t["Calls"],
+                )
+                for t in plan.get("Triggers", [])
+            }
+            rows = int(plan["Plan"].get("Actual Rows", 0) or 0)
+            if plan["Plan"].get("Node Type") == "ModifyTable":
+                rows = int(plan["Plan"]["Plans"][0].get("Actual Rows", 0))
+            found.append(Statement(label, result[0], rows, triggers))
     return found
 
 
@@ -847,60 +922,63 @@ def bench_bulk(server: Server, args: argparse.Namespace) -> str:
     runs: list[BulkRun] = []
     try:
         for number in range(1, args.rounds + 1):
-            for what_if in (False, True):
-                run = bulk_run(server, template, number, what_if)
-                say(f"bulk round {number} (proposed {what_if}): {run.leads / run.wall:,.0f}/s")
-                runs.append(run)
-        as_is = bulk_statements(server, template, proposed=False)
-        proposed = bulk_statements(server, template, proposed=True)
+            run = bulk_run(server, template, number)
+            say(f"bulk round {number}: {run.leads / run.wall:,.0f}/s")
+            runs.append(run)
+        statements = bulk_statements(server, template)
     finally:
         drop_database(server, template)
-    return bulk_section(args, runs, as_is, proposed)
+    return bulk_section(args, runs, statements)
 
 
-def bulk_section(
-    args: argparse.Namespace,
-    runs: list[BulkRun],
-    as_is: list[tuple[str, Timed]],
-    proposed: list[tuple[str, Timed]],
-) -> str:
-    rates = [r.leads / r.wall for r in runs if not r.proposed]
-    what_if = [r.leads / r.wall for r in runs if r.proposed]
+def bulk_section(args: argparse.Namespace, runs: list[BulkRun], statements: list[Statement]) -> str:
+    rates = [r.leads / r.wall for r in runs]
     lines = [
         f"`conversion.convert_leads(conn, query=Query(where={{'source': 'bench', "
         f"'is_converted': False}}))` on a fresh copy of a CRM database holding {args.bulk:,} "
         "open leads (seeded in SQL, a contact for about every fourth), each round after a "
-        "`CHECKPOINT`; wall time of the call, commit included. Each round also runs it on a "
-        "copy whose history functions are the proposed ones (see the import section).",
+        "`CHECKPOINT`; wall time of the call, commit included.",
         "",
         f"**{median(rates):,.0f} leads/s** (median; min {min(rates):,.0f}, max "
         f"{max(rates):,.0f}). Target ≥ 20,000 leads/s: "
-        f"**{'met' if median(rates) >= 20_000 else 'missed'}**. With the proposed history "
-        f"functions: {median(what_if):,.0f} leads/s.",
+        f"**{'met' if median(rates) >= 20_000 else 'missed'}**.",
         "",
-        "| round | history functions | leads | wall | leads/s | server CPU | load (1 min) |",
-        "|---:|---|---:|---:|---:|---:|---:|",
+        "| round | leads | wall | leads/s | server CPU | load (1 min) |",
+        "|---:|---:|---:|---:|---:|---:|",
     ]
     for run in runs:
         cpu = "n/a" if run.cpu is None else f"{run.cpu:.2f} s"
-        kind = "proposed" if run.proposed else "002"
         lines.append(
-            f"| {run.number} | {kind} | {run.leads:,} | {run.wall:.2f} s "
+            f"| {run.number} | {run.leads:,} | {run.wall:.2f} s "
             f"| {run.leads / run.wall:,.0f} | {cpu} | {run.load:.2f} |"
         )
+    total = sum(s.timed.wall for s in statements)
+    in_triggers = sum(s.trigger_seconds() for s in statements)
     lines += [
         "",
         f"Where the time goes: each statement of `convert_leads` on all {args.bulk:,} leads "
-        "at once, in a transaction rolled back, with migration 002's history functions and "
-        "with the proposed ones:",
+        "at once, under `EXPLAIN (ANALYZE, FORMAT JSON)` (which adds some timing overhead), "
+        'in a transaction rolled back. "Triggers" is the time EXPLAIN reports for the '
+        "triggers the statement fired (history, guard, foreign-key checks); the rest is the "
+        "statement's own work (reading, writing the rows and every index entry, WAL).",
         "",
-        "| statement | 002: wall | server CPU | proposed history: wall | server CPU |",
-        "|---|---:|---:|---:|---:|",
+        "| statement | rows | wall | server CPU | of which triggers | triggers (seconds, calls) |",
+        "|---|---:|---:|---:|---:|---|",
     ]
-    for (label, a), (_, b) in zip(as_is, proposed, strict=True):
-        lines.append(
-            f"| {label} | {a.wall:.2f} s | {a.cpu_text()} | {b.wall:.2f} s | {b.cpu_text()} |"
+    for s in statements:
+        fired = "; ".join(
+            f"{name} {seconds:.2f} s ({calls:,})" for name, (seconds, calls) in s.triggers.items()
         )
+        lines.append(
+            f"| {s.label} | {s.rows:,} | {s.timed.wall:.2f} s | {s.timed.cpu_text()} "
+            f"| {s.trigger_seconds():.2f} s | {fired or '—'} |"
+        )
+    lines += [
+        "",
+        f"All five: {total:.2f} s, {in_triggers:.2f} s of it in triggers "
+        f"({args.bulk / total:,.0f} leads/s for the statements alone; "
+        f"{args.bulk / max(total - in_triggers, 1e-9):,.0f} leads/s if the triggers cost nothing).",
+    ]
     return "\n".join(lines)
 
 
@@ -995,6 +1073,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="A/B rounds per measurement")
     parser.add_argument("--workers", type=int, default=8, help="concurrent conversion workers")
     parser.add_argument("--duration", type=float, default=20, help="seconds per conversion run")
+    parser.add_argument("--warmup", type=float, default=10,
+                        help="seconds converted before the measured rounds (0: none)")  # fmt: skip
     parser.add_argument("--convert-leads", type=int, default=80_000,
                         help="leads seeded for the single conversions")  # fmt: skip
     parser.add_argument("--pgbench-scale", type=int, default=10, help="pgbench -i -s")

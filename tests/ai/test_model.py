@@ -28,6 +28,26 @@ def test_trees_reproduce_sklearn_and_their_contributions_add_up() -> None:
     assert abs(contrib[:, 4]).max() < abs(contrib[:, 0]).max()  # x4 is noise
 
 
+def test_the_compiled_and_numpy_tree_walks_agree_and_combine_sums_columns() -> None:
+    x, y = _data(seed=3)
+    trees = M.fit_trees(x, y)
+    np.testing.assert_array_equal(trees.leaves(x), trees._leaves_numpy(x, chunk=500))
+    per_column, bias = trees.contributions(x, x.shape[1], chunk=900)
+    combine = np.zeros((5, 2))
+    combine[[0, 1, 2], 0] = 1.0  # columns 0-2 -> output 0, 3-4 -> output 1
+    combine[[3, 4], 1] = 1.0
+    combined, same_bias = trees.contributions(x, x.shape[1], combine)
+    assert same_bias == bias
+    np.testing.assert_allclose(combined[:, 0], per_column[:, :3].sum(axis=1), atol=1e-12)
+    np.testing.assert_allclose(combined[:, 1], per_column[:, 3:].sum(axis=1), atol=1e-12)
+    linear = M.fit_linear(x, y, 1.0)
+    np.testing.assert_allclose(
+        linear.contributions(x, 5, combine)[0],
+        linear.contributions(x, 5)[0] @ combine,
+        atol=1e-12,
+    )
+
+
 def test_a_scorer_survives_its_npz_and_explains_exactly() -> None:
     x, y = _data(seed=1)
     for inner in (M.fit_linear(x, y, 1.0), M.fit_trees(x, y)):

@@ -67,6 +67,38 @@ def test_scoring_writes_scores_tiers_and_factors_set_based(trained_db: Database)
         assert all({"feature", "label", "value", "contribution"} <= set(f) for f in factors)
 
 
+def test_scoring_in_small_frames_writes_what_one_frame_writes_and_no_history(
+    trained_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    one = trained_db.execute("SELECT id FROM leads WHERE NOT is_converted ORDER BY id LIMIT 1")
+    lead = str(one[0][0])
+    with trained_db.connect() as conn:
+        from aicrm.ai import annotations
+
+        annotations.annotate(
+            conn, "leads", lead, "email_classifier", model="clf", version="1",
+            values={"intent": "buy"},
+        )  # fmt: skip
+    history = trained_db.scalar("SELECT count(*) FROM crm_history")
+    with trained_db.connect() as conn:
+        whole = scoring.score(conn, as_of=AS_OF, actor="test")
+    first = dict(
+        trained_db.execute("SELECT id, ai_annotations -> 'lead_scoring' -> 'values' FROM leads")
+    )
+    monkeypatch.setattr(scoring, "CHUNK", 97)  # many frames, the last one short
+    with trained_db.connect() as conn:
+        framed = scoring.score(conn, as_of=AS_OF, actor="test")
+    again = dict(
+        trained_db.execute("SELECT id, ai_annotations -> 'lead_scoring' -> 'values' FROM leads")
+    )
+    assert framed.scored == whole.scored > 97 and framed.tiers == whole.tiers
+    assert again == first
+    assert trained_db.scalar("SELECT count(*) FROM crm_history") == history  # ai_* only
+    kept = trained_db.scalar("SELECT ai_annotations FROM leads WHERE id = %s", (lead,))
+    assert kept["email_classifier"]["values"] == {"intent": "buy"}
+    assert kept["lead_scoring"]["values"]["score"] is not None
+
+
 def test_scores_rank_the_true_probabilities(trained_db: Database) -> None:
     with trained_db.connect() as conn:
         stored = scoring.load_active(conn)

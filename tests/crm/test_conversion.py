@@ -227,3 +227,106 @@ def test_bulk_is_all_or_nothing_unless_per_row_results_are_asked(crm_db: Databas
     assert result.not_found == [missing]
     assert len(result.duplicates) == 1 and len(result.converted) == 4
     assert crm_db.scalar("SELECT count(*) FROM clients") == 4
+
+
+# The conversion runs in the database (aicrm_convert_lead, migration 006); its errors
+# come back as the same aicrm errors, messages and details as before.
+
+
+def test_errors_keep_their_messages_details_and_exit_codes(crm_db: Database) -> None:
+    with crm_db.connect() as conn:
+        missing = uuid.uuid4()
+        with pytest.raises(NotFound) as unknown:
+            conversion.convert_lead(conn, missing)
+        assert unknown.value.message == f"No lead has id {missing}."
+        assert unknown.value.exit_code == 4
+
+        lead = _lead(conn, first_name="Ada", last_name="Lovelace", email="ada@x.org")
+        with pytest.raises(NotFound) as no_client:
+            conversion.convert_lead(conn, lead.id, client_id=missing)
+        assert no_client.value.message == f"No client has id {missing}."
+
+        twin = _lead(conn, company_name="Twin Co", email="ADA@x.org", allow_duplicate=True)
+        with session.transaction(conn):
+            aide = contacts.create_contact(
+                conn,
+                client_id=clients.create_client(conn, name="C").id,
+                email="Ada@X.org",
+                allow_duplicate=True,
+            )
+        with pytest.raises(DuplicateFound) as duplicate:
+            conversion.convert_lead(conn, lead.id)
+        first, second = sorted([("contact", aide.id, "Ada@X.org"), ("lead", twin.id, "Twin Co")])
+        assert duplicate.value.message == (
+            f"The email ada@x.org already belongs to {first[0]} {first[1]} ({first[2]}), "
+            f"{second[0]} {second[1]} ({second[2]}). Merge them ('aicrm leads merge'), or "
+            "allow the duplicate explicitly."
+        )
+        assert duplicate.value.details == {
+            "conflicting": [
+                {"kind": "contact", "id": str(aide.id), "email": "Ada@X.org", "name": "Ada@X.org"},
+                {"kind": "lead", "id": str(twin.id), "email": "ADA@x.org", "name": "Twin Co"},
+            ]
+        }
+        assert duplicate.value.exit_code == 5
+
+        done = conversion.convert_lead(conn, lead.id, allow_duplicate=True)
+        with session.transaction(conn):
+            other = clients.create_client(conn, name="Other")
+        with pytest.raises(AlreadyConverted) as converted:
+            conversion.convert_lead(conn, lead.id, client_id=other.id)
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        assert converted.value.message == (
+            f"Lead {lead.id} was already converted, to client {done.client_id} on "
+            f"{done.conversion_date:%Y-%m-%d}; a conversion is permanent and cannot be "
+            "redone into another client."
+        )
+        after = leads.get_lead(conn, lead.id)
+        assert converted.value.details == {"conflicting": after.to_dict()}
+        assert converted.value.exit_code == 5
+
+
+def test_more_than_five_duplicates_are_counted_not_listed(crm_db: Database) -> None:
+    crm_db.execute(
+        "INSERT INTO leads (email) SELECT 'Many@x.org' FROM generate_series(1, 7);"
+        "INSERT INTO leads (email) VALUES ('many@x.org')"
+    )
+    lead = crm_db.scalar("SELECT id FROM leads WHERE email = 'many@x.org'")
+    with crm_db.connect() as conn, pytest.raises(DuplicateFound) as caught:
+        conversion.convert_lead(conn, lead)
+    assert caught.value.message.count("lead ") == 5
+    assert " and 2 more. Merge them" in caught.value.message
+    assert len(caught.value.details["conflicting"]) == 7
+
+
+def test_the_actor_is_recorded_and_the_connection_left_as_it_was(crm_db: Database) -> None:
+    with crm_db.connect() as conn:
+        lead = _lead(conn, email="who@x.org")
+        done = conversion.convert_lead(conn, lead.id, actor="sales-bot")
+        assert not conn.autocommit
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    actors = crm_db.execute(
+        "SELECT DISTINCT actor FROM crm_history WHERE row_id IN (%s, %s) "
+        "AND operation <> 'insert' OR (table_name = 'clients' AND row_id = %s)",
+        (lead.id, done.client_id, done.client_id),
+    )
+    assert actors == [("sales-bot",)]
+    with crm_db.connect(autocommit=True) as conn:
+        second = conversion.convert_lead(conn, _lead(conn, email="auto@x.org").id)
+        assert conn.autocommit and second.created_client
+
+
+def test_inside_the_callers_transaction_a_failure_spoils_only_the_conversion(
+    crm_db: Database,
+) -> None:
+    with crm_db.connect() as conn:
+        lead = _lead(conn, email="outer@x.org")
+        with conn.transaction():
+            kept = clients.create_client(conn, name="Made before")
+            with pytest.raises(NotFound):
+                conversion.convert_lead(conn, lead.id, client_id=uuid.uuid4())
+            done = conversion.convert_lead(conn, lead.id, client_id=kept.id, actor="outer")
+            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+        assert not done.created_client and done.client_id == kept.id
+    assert crm_db.scalar("SELECT is_converted FROM leads WHERE id = %s", (lead.id,))
+    assert crm_db.scalar("SELECT count(*) FROM clients") == 1

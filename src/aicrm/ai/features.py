@@ -21,7 +21,9 @@ million leads read in seconds, not minutes.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import queue
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -159,6 +161,12 @@ class Frame:
     labels: npt.NDArray[np.int8] | None  # 1 converted within the horizon, 0 not
     landmarks: FloatArray  # the observation's age in days (0 = at creation)
     groups: npt.NDArray[np.int64]  # one group per lead (for grouped cross-validation)
+    positions: FloatArray | None = None  # where each lead lies in the table (POSITION)
+
+    def with_positions(self) -> Frame:
+        """The frame whose last value column is :data:`POSITION`, split off."""
+        return Frame(self.ids, self.values[:, :-1], self.labels, self.landmarks, self.groups,
+                     self.values[:, -1].copy())  # fmt: skip
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -310,16 +318,24 @@ def common_params() -> dict[str, Any]:
     return {"free_mail": list(FREE_MAIL), "decision_maker": DECISION_MAKER}
 
 
+# Where a lead's row lies in the table (block · 2^16 + line): scores are written back
+# in this order, so that the UPDATE visits each page of leads once, in turn.
+POSITION = "((l.ctid::text::point)[0] * 65536 + (l.ctid::text::point)[1])::float8"
+
+
 def feature_sql(
-    obs: str, features: Sequence[Feature], *, ordered: bool = True
+    obs: str, features: Sequence[Feature], *, ordered: bool = True, position: bool = False
 ) -> tuple[sql.Composable, dict[str, Any]]:
-    """The COPY query for ``obs`` (one of the *_OBS templates, filled) and ``features``."""
+    """The COPY query for ``obs`` (one of the *_OBS templates, filled) and ``features``
+    (with ``position``, one more float8 column: :data:`POSITION`)."""
     params = common_params()
     exprs = []
     for index, feature in enumerate(features):
         expr, extra = raw_expr(feature, index)
         exprs.append(expr)
         params.update(extra)
+    if position:
+        exprs.append(POSITION)
     columns = ",\n       ".join(exprs) if exprs else "0::float8"
     text = (
         "WITH "
@@ -384,6 +400,86 @@ def _parse(body: bytes, row: np.dtype[Any], width: int, n_features: int) -> Fram
     return Frame(ids, values, labels, data["lm"].astype(np.float64), groups.astype(np.int64))
 
 
+HEADER = 19  # binary COPY: signature (11), flags (4), header extension length (4)
+
+
+def stream_frames(
+    conn: Connection, query: sql.Composable, params: dict[str, Any], n_features: int,
+    rows: int = 65_536,
+) -> Iterator[Frame]:  # fmt: skip
+    """Like :func:`read_frame`, in frames of about ``rows`` rows handed out while the
+    COPY still runs: a thread receives the COPY (PostgreSQL computes features) while
+    the caller works on the rows already there (e.g. predicts). The connection is the
+    thread's until the last frame has been handed out. Frames have no ``groups``
+    (an empty array)."""
+    blocks: queue.SimpleQueue[bytes | BaseException | None] = queue.SimpleQueue()
+    copy_query = sql.SQL("COPY ({}) TO STDOUT (FORMAT binary)").format(query)
+
+    def receive() -> None:
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute("SET LOCAL jit = off")
+                with cur.copy(copy_query, params) as copy:
+                    for data in copy:
+                        blocks.put(bytes(data))
+        except BaseException as exc:  # handed to the caller's thread
+            blocks.put(exc)
+            return
+        blocks.put(None)
+
+    width = max(n_features, 1)
+    thread = threading.Thread(target=receive, name="aicrm-features", daemon=True)
+    thread.start()
+    try:
+        buffer = bytearray()
+        header = False
+        dtype: np.dtype[Any] | None = None
+        while True:
+            item = blocks.get()
+            if isinstance(item, BaseException):
+                raise item
+            if item is not None:
+                buffer += item
+            if not header and len(buffer) >= HEADER:
+                del buffer[:HEADER]
+                header = True
+            if header and dtype is None and len(buffer) >= 26:
+                dtype = _row_dtype(width, int.from_bytes(buffer[22:26], "big", signed=True) == 1)
+            done = item is None
+            if dtype is not None and (done or len(buffer) >= rows * dtype.itemsize):
+                count = len(buffer) // dtype.itemsize
+                if count:
+                    body = bytes(buffer[: count * dtype.itemsize])
+                    del buffer[: count * dtype.itemsize]
+                    yield _rows(np.frombuffer(body, dtype=dtype), n_features)
+            if done:
+                if len(buffer) != 2:  # what is left is the trailer, -1 as int16
+                    raise ValueError("unexpected row layout in the binary COPY")
+                return
+    finally:
+        thread.join()
+
+
+def _row_dtype(width: int, labelled: bool) -> np.dtype[Any]:
+    label = [("label_len", ">i4"), ("label", "u1")] if labelled else [("label_len", ">i4")]
+    return np.dtype(
+        [("fields", ">i2"), ("id_len", ">i4"), ("id", "V16"), *label]
+        + [("lm_len", ">i4"), ("lm", ">f8")]
+        + [item for j in range(width) for item in ((f"l{j}", ">i4"), (f"v{j}", ">f8"))]
+    )
+
+
+def _rows(data: npt.NDArray[Any], n_features: int) -> Frame:
+    n = len(data)
+    ids = np.frombuffer(data["id"].tobytes(), dtype=np.uint8).reshape(n, 16)
+    values = np.empty((n, n_features), dtype=np.float64)
+    for j in range(n_features):
+        values[:, j] = data[f"v{j}"]
+    names = data.dtype.names or ()
+    labels = data["label"].astype(np.int8) if "label" in names else None
+    return Frame(ids, values, labels, data["lm"].astype(np.float64), np.empty(0, dtype=np.int64))
+
+
 def _uuid_text(raw: bytes) -> str:
     h = raw.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
@@ -424,11 +520,33 @@ def scoring_frame(
     lead_ids: Sequence[str] | None = None,
     include_converted: bool = False,
 ) -> Frame:
-    """Features of leads as of ``as_of`` (default: open leads; or the given ids)."""
+    """Features of leads as of ``as_of`` (default: open leads; or the given ids), with
+    their positions in the table."""
     where, extra = _where(lead_ids, include_converted)
-    query, params = feature_sql(SCORING_OBS.format(where=where), features, ordered=False)
+    query, params = feature_sql(
+        SCORING_OBS.format(where=where), features, ordered=False, position=True
+    )
     params |= extra | {"as_of": as_of}
-    return read_frame(conn, query, params, len(features))
+    return read_frame(conn, query, params, len(features) + 1).with_positions()
+
+
+def scoring_frames(
+    conn: Connection,
+    features: Sequence[Feature],
+    *,
+    as_of: datetime,
+    include_converted: bool = False,
+    rows: int = 65_536,
+) -> Iterator[Frame]:
+    """:func:`scoring_frame` of every (open) lead, handed out in frames while the COPY
+    runs (:func:`stream_frames`)."""
+    where, extra = _where(None, include_converted)
+    query, params = feature_sql(
+        SCORING_OBS.format(where=where), features, ordered=False, position=True
+    )
+    params |= extra | {"as_of": as_of}
+    for frame in stream_frames(conn, query, params, len(features) + 1, rows):
+        yield frame.with_positions()
 
 
 def creation_frame(

@@ -132,12 +132,17 @@ class Linear:
         out: FloatArray = self.standardise(x) @ self.coef + self.intercept
         return out
 
-    def contributions(self, x: FloatArray, n_columns: int) -> tuple[FloatArray, float]:
-        """Per design column (raw log-odds), and the bias (the intercept)."""
+    def contributions(
+        self, x: FloatArray, n_columns: int, combine: FloatArray | None = None
+    ) -> tuple[FloatArray, float]:
+        """Per design column (raw log-odds), or per output of ``combine`` (design
+        columns × outputs), and the bias (the intercept)."""
         parts = self.standardise(x) * self.coef
-        out = np.zeros((x.shape[0], n_columns))
-        for k in range(parts.shape[1]):
-            out[:, self.source[k]] += parts[:, k]
+        weights = np.zeros((parts.shape[1], n_columns))
+        weights[np.arange(parts.shape[1]), self.source] = 1.0
+        if combine is not None:
+            weights = weights @ combine
+        out: FloatArray = parts @ weights
         return out, self.intercept
 
     def arrays(self) -> dict[str, npt.NDArray[Any]]:
@@ -248,41 +253,111 @@ class Trees:
         return self.baseline + float(self.value[self.roots].sum())
 
     def raw(self, x: FloatArray) -> FloatArray:
-        contrib, bias = self.contributions(x, x.shape[1])
-        out: FloatArray = contrib.sum(axis=1) + bias
+        leaves = self.leaves(x)
+        out: FloatArray = self.value[leaves].sum(axis=1) + self.baseline
         return out
 
-    def contributions(
-        self, x: FloatArray, n_columns: int, chunk: int = 20_000
-    ) -> tuple[FloatArray, float]:
-        out = np.zeros((x.shape[0], n_columns))
+    def leaves(self, x: FloatArray) -> npt.NDArray[np.intp]:
+        """The leaf (a global node number) each row reaches in each tree: (n, trees).
+
+        scikit-learn's compiled tree walker does it when it is importable (each tree's
+        nodes rebuilt as its predictor records, with every leaf's value set to the
+        leaf's number); otherwise numpy walks all trees one level at a time."""
+        fast = _compiled_walker()
+        if fast is not None and len(self.roots):
+            try:
+                return self._leaves_compiled(x, *fast)
+            except (TypeError, ValueError):  # a scikit-learn whose internals differ
+                pass
+        return self._leaves_numpy(x)
+
+    def _leaves_numpy(self, x: FloatArray, chunk: int = 20_000) -> npt.NDArray[np.intp]:
         n_trees = len(self.roots)
-        if n_trees == 0:
-            return out, self.bias
+        out = np.empty((x.shape[0], n_trees), dtype=np.intp)
         for start in range(0, x.shape[0], chunk):
             xc = x[start : start + chunk]
             b = xc.shape[0]
             rows = np.repeat(np.arange(b), n_trees).reshape(b, n_trees)
             node = np.broadcast_to(self.roots, (b, n_trees)).copy()
-            acc = np.zeros(b * n_columns)
             for _ in range(self.depth + 1):
                 inner = ~self.leaf[node]
                 if not inner.any():
                     break
-                feat = self.feature[node]
-                val = xc[rows, feat]
+                val = xc[rows, self.feature[node]]
                 go_left = np.where(
                     np.isnan(val), self.missing_left[node], val <= self.threshold[node]
                 )
-                child = np.where(inner, np.where(go_left, self.left[node], self.right[node]), node)
-                delta = self.value[child] - self.value[node]
-                acc += np.bincount(
-                    (rows * n_columns + feat).ravel(),
-                    weights=delta.ravel(),
-                    minlength=b * n_columns,
-                )
-                node = child
-            out[start : start + b] = acc.reshape(b, n_columns)
+                node = np.where(inner, np.where(go_left, self.left[node], self.right[node]), node)
+            out[start : start + b] = node
+        return out
+
+    def _leaves_compiled(
+        self, x: FloatArray, walk: Any, record: np.dtype[Any]
+    ) -> npt.NDArray[np.intp]:
+        xs = np.ascontiguousarray(x, dtype=np.float64)
+        n_trees = len(self.roots)
+        out = np.empty((xs.shape[0], n_trees), dtype=np.intp)
+        ends = [*self.roots[1:].tolist(), len(self.leaf)]
+        no_categories = np.zeros((0, 8), dtype=np.uint32)
+        f_idx_map = np.zeros(xs.shape[1], dtype=np.uint32)
+        found = np.empty(xs.shape[0], dtype=np.float64)
+        for t, (start, end) in enumerate(zip(self.roots.tolist(), ends, strict=True)):
+            nodes = np.zeros(end - start, dtype=record)
+            leaf = self.leaf[start:end]
+            nodes["value"] = np.arange(start, end, dtype=np.float64)
+            nodes["feature_idx"] = np.where(leaf, 0, self.feature[start:end])
+            nodes["num_threshold"] = self.threshold[start:end]
+            nodes["missing_go_to_left"] = self.missing_left[start:end]
+            nodes["left"] = np.where(leaf, 0, self.left[start:end] - start)
+            nodes["right"] = np.where(leaf, 0, self.right[start:end] - start)
+            nodes["is_leaf"] = leaf
+            walk(nodes, xs, no_categories, no_categories, f_idx_map, _threads(), found)
+            out[:, t] = found
+        return out
+
+    def leaf_table(self, combine: FloatArray) -> FloatArray:
+        """Each leaf's path contributions (Saabas), per output column of ``combine``
+        (design columns × outputs): the change of the expected value at every split
+        on the way from the root, credited to the split's feature. Inner nodes: 0."""
+        per_node = np.zeros((len(self.leaf), combine.shape[0]))
+        for root in self.roots.tolist():
+            stack = [(int(root), np.zeros(combine.shape[0]))]
+            while stack:
+                node, acc = stack.pop()
+                if self.leaf[node]:
+                    per_node[node] = acc
+                    continue
+                feat = int(self.feature[node])
+                for child in (int(self.left[node]), int(self.right[node])):
+                    step = acc.copy()
+                    step[feat] += self.value[child] - self.value[node]
+                    stack.append((child, step))
+        out: FloatArray = per_node @ combine
+        return out
+
+    def contributions(
+        self, x: FloatArray, n_columns: int, combine: FloatArray | None = None,
+        chunk: int = 100_000,
+    ) -> tuple[FloatArray, float]:  # fmt: skip
+        """Per design column (or per output of ``combine``, design columns × outputs)
+        path contributions, and the bias: a sparse one-hot matrix of the leaves
+        reached times each leaf's contributions."""
+        from scipy import sparse  # type: ignore[import-untyped]
+
+        weights = np.eye(n_columns) if combine is None else combine
+        out = np.zeros((x.shape[0], weights.shape[1]))
+        n_trees = len(self.roots)
+        if n_trees == 0:
+            return out, self.bias
+        table = self.leaf_table(weights)
+        for start in range(0, x.shape[0], chunk):
+            leaves = self.leaves(x[start : start + chunk])
+            b = leaves.shape[0]
+            hits = sparse.csr_matrix(
+                (np.ones(b * n_trees), leaves.ravel(), np.arange(0, b * n_trees + 1, n_trees)),
+                shape=(b, len(self.leaf)),
+            )
+            out[start : start + b] = hits @ table
         return out, self.bias
 
     def arrays(self) -> dict[str, npt.NDArray[Any]]:
@@ -325,6 +400,26 @@ def fit_trees(x: FloatArray, y: npt.NDArray[np.int8], seed: int = 0) -> Trees:
     return Trees.from_sklearn(fitted)
 
 
+def _threads() -> int:
+    import os
+
+    return max(1, int(os.environ.get("AICRM_AI_THREADS", "1")))
+
+
+def _compiled_walker() -> tuple[Any, np.dtype[Any]] | None:
+    """scikit-learn's compiled tree walker and its node record type, if importable."""
+    try:
+        from sklearn.ensemble._hist_gradient_boosting._predictor import (  # type: ignore[import-untyped]
+            _predict_from_raw_data,
+        )
+        from sklearn.ensemble._hist_gradient_boosting.common import (  # type: ignore[import-untyped]
+            PREDICTOR_RECORD_DTYPE,
+        )
+    except ImportError:
+        return None
+    return _predict_from_raw_data, np.dtype(PREDICTOR_RECORD_DTYPE)
+
+
 # --- the fitted, calibrated model --------------------------------------------------
 
 
@@ -344,10 +439,12 @@ class Scorer:
     def predict(self, x: FloatArray) -> FloatArray:
         return sigmoid(self.calibrated_logit(x))
 
-    def explain(self, x: FloatArray) -> tuple[FloatArray, float]:
+    def explain(self, x: FloatArray, combine: FloatArray | None = None) -> tuple[FloatArray, float]:
         """Per design column contributions to the calibrated log-odds, and the bias:
-        ``bias + contributions.sum(1) == calibrated_logit(x)``."""
-        contrib, bias = self.inner.contributions(x, x.shape[1])
+        ``bias + contributions.sum(1) == calibrated_logit(x)``. With ``combine``
+        (design columns × outputs, e.g. 0/1 columns → features) the contributions
+        are summed into its outputs on the way."""
+        contrib, bias = self.inner.contributions(x, x.shape[1], combine)
         return self.a * contrib, self.a * bias + self.b
 
     def to_npz(self) -> bytes:

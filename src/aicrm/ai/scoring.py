@@ -21,10 +21,11 @@ written set-based: one binary COPY into a staging table, then one UPDATE.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -669,16 +670,36 @@ class Predictions:
     warnings: list[str] = field(default_factory=list)
 
 
-def predict(stored: StoredModel, frame: F.Frame) -> Predictions:
-    warnings = []
+def _attributes_seen(stored: StoredModel, values: npt.NDArray[np.float64]) -> set[str]:
+    """The attribute keys of the model that at least one of these rows has."""
+    seen = set()
     for j, feature in enumerate(stored.features):
-        if feature.key is not None and len(frame) >= 50:  # a lead may lack it; all may not
-            col = frame.values[:, j]
-            if np.all(np.isnan(col) | (col == 0) if feature.kind == "category" else np.isnan(col)):
-                warnings.append(
-                    f"No lead has the attribute '{feature.key}' the model was trained with; "
-                    "it counts as unknown."
-                )
+        if feature.key is not None:
+            col = values[:, j]
+            missing = np.isnan(col) | (col == 0) if feature.kind == "category" else np.isnan(col)
+            if not np.all(missing):
+                seen.add(feature.key)
+    return seen
+
+
+def _missing_warnings(stored: StoredModel, seen: set[str], n: int) -> list[str]:
+    if n < 50:  # a lead may lack an attribute; all of many may not
+        return []
+    return [
+        f"No lead has the attribute '{f.key}' the model was trained with; it counts as unknown."
+        for f in stored.features
+        if f.key is not None and f.key not in seen
+    ]
+
+
+def predict(stored: StoredModel, frame: F.Frame, *, check: bool = True) -> Predictions:
+    """Scores, tiers and per-feature contributions of the frame's rows; with
+    ``check``, a warning for each attribute of the model that no row has."""
+    warnings = (
+        _missing_warnings(stored, _attributes_seen(stored, frame.values), len(frame))
+        if check
+        else []
+    )
     if stored.prior is not None:
         sources, segments = _prior_inputs(stored.features, frame)
         p, contrib, conf = stored.prior.predict(sources, segments)
@@ -690,16 +711,15 @@ def predict(stored: StoredModel, frame: F.Frame) -> Predictions:
         assert stored.scorer is not None
         encoding = stored.encoding
         x = F.encode(stored.features, encoding, frame.values)
-        per_column, bias = stored.scorer.explain(x)
-        logits = per_column.sum(axis=1) + bias
-        p = M.sigmoid(logits)
         names = [f.name for f in stored.features]
         used = [n for n in names if any(c.feature == n for c in encoding.columns)]
         groups = [f for f in stored.features if f.name in used]
-        contrib = np.zeros((len(frame), len(groups)))
         index = {f.name: g for g, f in enumerate(groups)}
+        combine = np.zeros((len(encoding.columns), len(groups)))
         for k, column in enumerate(encoding.columns):
-            contrib[:, index[column.feature]] += per_column[:, k]
+            combine[k, index[column.feature]] = 1.0
+        contrib, bias = stored.scorer.explain(x, combine)
+        p = M.sigmoid(contrib.sum(axis=1) + bias)
         conf = np.full(len(frame), stored.confidence)
     cutoffs = stored.cutoffs
     tiers = np.where(
@@ -753,6 +773,9 @@ def score(
         return _score(conn, keys, include_converted, as_of, top, actor, progress)
 
 
+CHUNK = 65_536  # leads per frame: predicted while PostgreSQL computes the next ones
+
+
 def _score(
     conn: Connection,
     keys: list[str] | None,
@@ -763,50 +786,82 @@ def _score(
     progress: Progress,
 ) -> ScoreResult:
     started = time.perf_counter()
-    timings: dict[str, float] = {}
     stored = load_active(conn)
     moment = as_of or _now(conn)
-    progress("reading the leads' features")
-    frame = F.scoring_frame(
-        conn, stored.features, as_of=moment, lead_ids=keys,
-        include_converted=include_converted or keys is not None,
-    )  # fmt: skip
-    if keys is not None and len(frame) < len(set(keys)):
-        found = set(frame.lead_ids)
-        missing = sorted(set(keys) - found)
+    progress("reading the leads' features and scoring them")
+    frames: Iterator[F.Frame]
+    if keys is None:
+        frames = F.scoring_frames(
+            conn, stored.features, as_of=moment, include_converted=include_converted,
+            rows=CHUNK,
+        )  # fmt: skip
+    else:
+        frames = iter([F.scoring_frame(conn, stored.features, as_of=moment, lead_ids=keys,
+                                       include_converted=True)])  # fmt: skip
+    terms = _terms(stored)
+    head = _entry_head(stored, moment)
+    rows: list[Staged] = []
+    tiers = np.zeros(len(TIERS), dtype=np.int64)
+    seen: set[str] = set()
+    found: list[str] = []
+    n = 0
+    predicting = 0.0
+    for frame in frames:  # PostgreSQL computes the next frame meanwhile
+        mark = time.perf_counter()
+        pred = predict(stored, frame, check=False)
+        seen |= _attributes_seen(stored, frame.values)
+        rows.append(_staging_rows(stored, frame, pred, top, terms, head))
+        tiers += np.bincount(pred.tiers - 1, minlength=len(TIERS))
+        if keys is not None:
+            found += frame.lead_ids
+        n += len(frame)
+        predicting += time.perf_counter() - mark
+    if keys is not None and n < len(set(keys)):
+        missing = sorted(set(keys) - set(found))
         raise NotFound(
             f"No lead has id {missing[0]}."
             if len(missing) == 1
             else f"{len(missing)} of the leads do not exist (e.g. {missing[0]})."
         )
-    timings["read"] = time.perf_counter() - started
+    timings = {"read": time.perf_counter() - started, "predict": predicting}
     mark = time.perf_counter()
-    progress(f"scoring {len(frame)} leads")
-    pred = predict(stored, frame)
-    timings["predict"] = time.perf_counter() - mark
-    mark = time.perf_counter()
-    progress(f"writing {len(frame)} scores")
-    _write_back(conn, stored, frame, pred, moment, top, actor)
+    progress(f"writing {n} scores")
+    _write_back(conn, rows, actor)
     timings["write"] = time.perf_counter() - mark
-    counts = {t: int(np.sum(pred.tiers == i + 1)) for i, t in enumerate(TIERS)}
+    counts = {t: int(tiers[i]) for i, t in enumerate(TIERS)}
     return ScoreResult(
-        stored.version, stored.method, len(frame), counts, time.perf_counter() - started,
-        timings, pred.warnings,
+        stored.version, stored.method, n, counts, time.perf_counter() - started, timings,
+        _missing_warnings(stored, seen, n),
     )  # fmt: skip
 
 
-def _terms(
-    pred: Predictions,
-) -> tuple[list[str], list[str], list[str | None], dict[tuple[int, int], int]]:
-    """The factor vocabulary: term -> (feature name, label, fixed value text).
+@dataclass
+class Terms:
+    """The factor vocabulary: term number (1-based) -> feature name, label, fixed value
+    text (None: the value travels as a number); ``index`` maps (group, code) to it."""
 
-    A numeric factor has one term per feature (its value travels as a number); a
-    category has one term per value."""
+    names: list[str]
+    labels: list[str]
+    values: list[str | None]
+    index: dict[tuple[int, int], int]
+
+
+def _groups(stored: StoredModel) -> list[F.Feature]:
+    """The features contributions are split into (those the model reads)."""
+    if stored.prior is not None:
+        return stored.features[:2]
+    used = {c.feature for c in stored.encoding.columns}
+    return [f for f in stored.features if f.name in used]
+
+
+def _terms(stored: StoredModel) -> Terms:
+    """The factor vocabulary: a numeric factor has one term per feature (its value
+    travels as a number); a category has one term per value."""
     names: list[str] = []
     labels: list[str] = []
     values: list[str | None] = []
     index: dict[tuple[int, int], int] = {}
-    for g, feature in enumerate(pred.groups):
+    for g, feature in enumerate(_groups(stored)):
         if feature.kind == "category":
             options = [(0, "(missing)"), (-1, "(other)")] + [
                 (i + 1, c) for i, c in enumerate(feature.categories)
@@ -821,18 +876,18 @@ def _terms(
             labels.append(feature.label)
             values.append(None)
             index[(g, 0)] = len(names)
-    return names, labels, values, index
+    return Terms(names, labels, values, index)
 
 
 def _factor_table(
-    stored: StoredModel, frame: F.Frame, pred: Predictions, top: int
+    stored: StoredModel, frame: F.Frame, pred: Predictions, top: int, terms: Terms
 ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """For each row its ``top`` factors: term index (1-based; 0 none), numeric value
     (NaN for categories) and contribution, largest |contribution| first."""
     n, g = pred.contributions.shape
     k = min(top, g)
     order = np.argsort(-np.abs(pred.contributions), axis=1, kind="stable")[:, :k]
-    _n, _l, _v, index = _terms(pred)
+    index = terms.index
     col_of = {f.name: j for j, f in enumerate(stored.features)}
     term = np.zeros((n, top), dtype=np.int32)
     value = np.full((n, top), np.nan)
@@ -860,93 +915,133 @@ def _factor_table(
     return term, value, contribution
 
 
+# The staging table holds each lead's new entry of the lead_scoring annotator; the
+# UPDATE merges it into the lead's annotations with aicrm_annotate (migration 004),
+# in SQL under the row lock, so other annotators' entries are kept.
 WRITE_BACK = """
 UPDATE leads l SET ai_score = s.score,
-    ai_annotations = aicrm_annotate(l.ai_annotations, %(annotator)s::text, jsonb_build_object(
-        'model', %(model)s::text, 'version', %(version)s::text,
-        'produced_at', %(produced_at)s::text,
-        'confidence', round(s.confidence::numeric, 4),
-        'values', jsonb_build_object(
-            'score', round(s.score::numeric, 4),
-            'tier', (%(tiers)s::text[])[s.tier],
-            'horizon_days', %(horizon)s::int,
-            'method', %(method)s::text,
-            'as_of', %(as_of)s::text,
-            'factors', coalesce((
-                SELECT jsonb_agg(jsonb_build_object(
-                    'feature', (%(term_names)s::text[])[f.t],
-                    'label', (%(term_labels)s::text[])[f.t],
-                    'value', coalesce(to_jsonb((%(term_values)s::text[])[f.t]),
-                                      to_jsonb(round(nullif(f.v, 'NaN')::numeric, 3))),
-                    'contribution', round(f.c::numeric, 3)) ORDER BY f.o)
-                FROM ({factors}) AS f (o, t, v, c) WHERE f.t > 0), '[]'::jsonb))),
-        false)
+    ai_annotations = aicrm_annotate(l.ai_annotations, %(annotator)s::text, s.entry, false)
 FROM {staging} s WHERE l.id = s.id
 """
 
 
-def _write_back(
-    conn: Connection,
+def _json(value: Any) -> str:
+    """JSON text, escaped for COPY's text format."""
+    return json.dumps(value).replace("\\", "\\\\")
+
+
+@dataclass
+class Staged:
+    """Staging rows (COPY text lines) and where each lead lies in the table."""
+
+    lines: list[str]
+    positions: npt.NDArray[np.float64]
+
+
+def _staging_rows(
     stored: StoredModel,
     frame: F.Frame,
     pred: Predictions,
-    moment: datetime,
     top: int,
-    actor: str | None,
-) -> None:
+    terms: Terms,
+    head: tuple[str, str],
+) -> Staged:
+    """The frame's rows of the staging table in COPY text format: id, score and the
+    annotator's entry as JSON (scores and confidence to 4 decimals, values and
+    contributions to 3; the fixed parts, ``head``, made once by :func:`_entry_head`)."""
+    term, value, contribution = _factor_table(stored, frame, pred, top, terms)
+    k = min(top, pred.contributions.shape[1])
+    fixed = [
+        "{"
+        + ", ".join(
+            [f'"feature": {_json(name)}', f'"label": {_json(label)}']
+            + ([f'"value": {_json(text)}'] if text is not None else [])
+        )
+        for name, label, text in zip(terms.names, terms.labels, terms.values, strict=True)
+    ]
+    numeric = [text is None for text in terms.values]
+    start, middle = head
+    tier_names = ["", *TIERS]
+    factor_lists = []
+    for r in range(k):
+        t_r = term[:, r].tolist()
+        v_r = value[:, r].tolist()
+        c_r = contribution[:, r].tolist()
+        factor_lists.append(
+            [
+                (
+                    f"{fixed[t - 1]}, "
+                    + (
+                        ('"value": null, ' if v != v else f'"value": {v:.3f}, ')
+                        if numeric[t - 1]
+                        else ""
+                    )
+                    + f'"contribution": {c:.3f}}}'
+                )
+                for t, v, c in zip(t_r, v_r, c_r, strict=True)
+            ]
+        )
+    ids = frame.lead_ids
+    scores = pred.scores.tolist()
+    tiers = pred.tiers.tolist()
+    confidences = pred.confidence.tolist()
+    lines = []
+    for i, key in enumerate(ids):
+        factors = ", ".join(f[i] for f in factor_lists)
+        lines.append(
+            f'{key}\t{scores[i]!r}\t{start}"confidence": {confidences[i]:.4f}, {middle}'
+            f'"score": {scores[i]:.4f}, "tier": "{tier_names[tiers[i]]}", '
+            f'"factors": [{factors}]}}}}\n'
+        )
+    positions = frame.positions if frame.positions is not None else np.zeros(len(frame))
+    return Staged(lines, positions)
+
+
+def _entry_head(stored: StoredModel, moment: datetime) -> tuple[str, str]:
+    """The JSON text of the entry before its confidence, and of its values before the
+    score: the same for every lead of a run."""
+    start = (
+        f'{{"model": {_json(KIND)}, "version": {_json(stored.version)}, '
+        f'"produced_at": {_json(datetime.now(UTC).isoformat())}, '
+    )
+    middle = (
+        f'"values": {{"horizon_days": {int(stored.horizon)}, "method": {_json(stored.method)}, '
+        f'"as_of": {_json(moment.isoformat())}, '
+    )
+    return start, middle
+
+
+def _write_back(conn: Connection, staged: Sequence[Staged], actor: str | None) -> None:
+    """One COPY of the staging rows, in the order the leads lie in the table, into a
+    temporary table; then one UPDATE of leads that sets ai_score and merges the
+    annotation in SQL."""
     from psycopg import sql
 
-    n = len(frame)
-    names, labels, values, _index = _terms(pred)
-    term, value, contribution = _factor_table(stored, frame, pred, top)
-    factor_cols = [
-        item
-        for r in range(top)
-        for item in ((f"t{r}", ">i4", 4), (f"v{r}", ">f8", 8), (f"c{r}", ">f8", 8))
-    ]
-    fixed = [("id", "V16", 16), ("score", ">f8", 8), ("tier", ">i4", 4), ("confidence", ">f8", 8)]
-    cols = fixed + factor_cols
-    dtype = np.dtype(
-        [("fields", ">i2")]
-        + [item for name, kind, _size in cols for item in ((f"{name}_len", ">i4"), (name, kind))]
-    )
-    data = np.zeros(n, dtype=dtype)
-    data["fields"] = len(cols)
-    for name, _kind, size in cols:
-        data[f"{name}_len"] = size
-    data["id"] = frame.ids.view("V16").ravel()
-    data["score"] = pred.scores
-    data["tier"] = pred.tiers
-    data["confidence"] = pred.confidence
-    for r in range(top):
-        data[f"t{r}"] = term[:, r]
-        data[f"v{r}"] = value[:, r]
-        data[f"c{r}"] = contribution[:, r]
-    payload = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8 + data.tobytes() + b"\xff\xff"
-    column_defs = ", ".join(
-        f"{name} {'uuid' if name == 'id' else 'integer' if kind == '>i4' else 'float8'}"
-        for name, kind, _size in cols
-    )
-    factors = " UNION ALL ".join(f"SELECT {r}, s.t{r}, s.v{r}, s.c{r}" for r in range(top))
-    statement = sql.SQL(WRITE_BACK.format(factors=factors, staging=STAGING))
-    params = {
-        "annotator": ANNOTATOR, "model": KIND, "version": stored.version,
-        "produced_at": datetime.now(UTC).isoformat(), "tiers": list(TIERS),
-        "horizon": stored.horizon, "method": stored.method, "as_of": moment.isoformat(),
-        "term_names": names, "term_labels": labels, "term_values": values,
-    }  # fmt: skip
+    positions = np.concatenate([s.positions for s in staged]) if staged else np.zeros(0)
+    lines = [line for s in staged for line in s.lines]
+    order = np.argsort(positions, kind="stable").tolist()
     with session.transaction(conn, actor):
         conn.execute(
-            sql.SQL(  # only this module's constant column names
-                f"CREATE TEMP TABLE IF NOT EXISTS {STAGING} ({column_defs}) ON COMMIT DROP"
-            )
+            sql.SQL(
+                "CREATE TEMP TABLE IF NOT EXISTS {} (id uuid NOT NULL, score float8 NOT NULL, "
+                "entry jsonb NOT NULL) ON COMMIT DROP"
+            ).format(sql.Identifier(STAGING))
         )
-        with conn.cursor().copy(sql.SQL(f"COPY {STAGING} FROM STDIN (FORMAT binary)")) as copy:
-            step = 1 << 24
-            for start in range(0, len(payload), step):
-                copy.write(payload[start : start + step])
-        conn.execute(f"ANALYZE {STAGING}")
-        conn.execute(statement, params)
+        with conn.cursor().copy(
+            sql.SQL("COPY {} (id, score, entry) FROM STDIN").format(sql.Identifier(STAGING))
+        ) as copy:
+            step = 20_000
+            for begin in range(0, len(order), step):
+                copy.write("".join([lines[i] for i in order[begin : begin + step]]))
+        conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(STAGING)))
+        # room for a hash table: one pass over leads, the staging rows in its order
+        memory = conn.execute("SELECT current_setting('work_mem')").fetchone()
+        conn.execute("SET LOCAL work_mem = '256MB'")
+        conn.execute(
+            sql.SQL(WRITE_BACK).format(staging=sql.Identifier(STAGING)), {"annotator": ANNOTATOR}
+        )
+        if memory is not None:
+            conn.execute("SELECT set_config('work_mem', %s, true)", (memory[0],))
 
 
 # --- explaining one lead -----------------------------------------------------------

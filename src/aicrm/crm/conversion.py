@@ -24,55 +24,30 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
+import psycopg
 from psycopg import sql
+from psycopg.pq import TransactionStatus
 
-from aicrm.crm import duplicates, ids, session, store
-from aicrm.crm.records import Client, Lead
+from aicrm.crm import ids, session, store
+from aicrm.crm.records import Lead
 from aicrm.crm.store import Query
 from aicrm.db import Connection
+from aicrm.db.errors import translate
 from aicrm.errors import AlreadyConverted, Conflict, DuplicateFound, NotFound
 
-# The new client's name: the company, else the person, else the email.
+# The new client's name: the company, else the person, else the email (the bulk
+# conversion's; aicrm_convert_lead of migration 006 spells the same rule).
 CLIENT_NAME = sql.SQL(
     "coalesce(nullif(btrim(l.company_name), ''), "
     "nullif(btrim(concat_ws(' ', l.first_name, l.last_name)), ''), l.email, 'lead ' || l.id)"
 )
 
-NEW_CLIENT = sql.SQL("""
-INSERT INTO clients (id, name, industry, ai_score, ai_summary, ai_annotations, attributes)
-SELECT %s, {name}, l.attributes ->> 'industry', l.ai_score, l.ai_summary, l.ai_annotations,
-       l.attributes
-FROM leads l WHERE l.id = %s
-""").format(name=CLIENT_NAME)
-
-FILL_CLIENT = """
-UPDATE clients c SET industry = coalesce(c.industry, l.attributes ->> 'industry'),
-       ai_score = coalesce(c.ai_score, l.ai_score),
-       ai_summary = coalesce(c.ai_summary, l.ai_summary),
-       ai_annotations = l.ai_annotations || c.ai_annotations,
-       attributes = l.attributes || c.attributes, updated_at = now()
-FROM leads l WHERE c.id = %s AND l.id = %s
-"""
-
-OVERWRITE_CLIENT = sql.SQL("""
-UPDATE clients c SET name = {name},
-       industry = coalesce(l.attributes ->> 'industry', c.industry),
-       ai_score = coalesce(l.ai_score, c.ai_score),
-       ai_summary = coalesce(l.ai_summary, c.ai_summary),
-       ai_annotations = c.ai_annotations || l.ai_annotations,
-       attributes = c.attributes || l.attributes, updated_at = now()
-FROM leads l WHERE c.id = %s AND l.id = %s
-""").format(name=CLIENT_NAME)
-
-MARK_CONVERTED = """
-UPDATE leads SET converted_to_client_id = %s, conversion_date = now(), is_converted = true,
-                 status = 'converted', updated_at = now()
-WHERE id = %s RETURNING conversion_date
-"""
-
-MOVE_CONTACTS = (
-    "UPDATE contacts SET client_id = %s, lead_id = NULL, updated_at = now() WHERE lead_id = %s"
+# One conversion, all of it in the server (migration 006): one round trip.
+CONVERT = (
+    "SELECT client_id, conversion_date, created_client, already_converted, contacts_moved "
+    "FROM aicrm_convert_lead(%s::uuid, %s::uuid, %s::boolean, %s::boolean, %s::text)"
 )
 
 
@@ -114,37 +89,43 @@ def convert_lead(
     asking for another target raises :class:`AlreadyConverted`. Raises
     :class:`NotFound` for an unknown lead or client and :class:`DuplicateFound` when
     the lead's email belongs to other leads or contacts (unless ``allow_duplicate``).
+
+    The work is done by the database function ``aicrm_convert_lead`` (migration 006)
+    in one statement: on an idle connection that statement is the whole transaction
+    (one round trip); inside a transaction the caller opened, it runs in a savepoint.
     """
     lead_key = ids.parse(lead_id, "lead id")
     target = ids.parse(client_id, "client id") if client_id is not None else None
-    with session.transaction(conn, actor):
-        lead = store.get(conn, Lead, lead_key, lock=True)
-        if lead.is_converted:
-            assert lead.converted_to_client_id is not None and lead.conversion_date is not None
-            if target is not None and target != lead.converted_to_client_id:
-                raise AlreadyConverted(
-                    f"Lead {lead.id} was already converted, to client "
-                    f"{lead.converted_to_client_id} on {lead.conversion_date:%Y-%m-%d}; "
-                    "a conversion is permanent and cannot be redone into another client.",
-                    details={"conflicting": lead.to_dict()},
-                )
-            return Conversion(
-                lead.id, lead.converted_to_client_id, lead.conversion_date, False, True, 0
-            )
-        if not allow_duplicate:
-            duplicates.refuse(conn, lead.email, [lead.id])
-        if target is None:
-            target = uuid.uuid4()
-            conn.execute(NEW_CLIENT, (target, lead.id))
-            created = True
-        else:
-            store.get(conn, Client, target, lock=True)
-            conn.execute(OVERWRITE_CLIENT if overwrite else FILL_CLIENT, (target, lead.id))
-            created = False
-        row = conn.execute(MARK_CONVERTED, (target, lead.id)).fetchone()
-        assert row is not None
-        moved = conn.execute(MOVE_CONTACTS, (target, lead.id)).rowcount
-        return Conversion(lead.id, target, row[0], created, False, moved)
+    params = (lead_key, target, overwrite, allow_duplicate, actor or session.default_actor())
+    try:
+        row = _call(conn, params)
+    except psycopg.Error as exc:
+        error = translate(exc)
+        if isinstance(error, AlreadyConverted):
+            # The lead as aicrm reads it (its columns, its value types): converted, so
+            # what the message says about it can no longer change.
+            with session.transaction(conn, actor):
+                error.details = {"conflicting": store.get(conn, Lead, lead_key).to_dict()}
+        raise error from exc
+    assert row is not None
+    return Conversion(lead_key, row[0], row[1], row[2], row[3], row[4])
+
+
+def _call(conn: Connection, params: tuple[object, ...]) -> tuple[Any, ...] | None:
+    """Run CONVERT as a transaction of its own when the connection is idle, else in a
+    savepoint of the caller's transaction."""
+    plain = conn.isolation_level is None and conn.read_only is None and not conn.deferrable
+    if conn.info.transaction_status != TransactionStatus.IDLE or not plain:
+        with conn.transaction():
+            return conn.execute(CONVERT, params).fetchone()
+    if conn.autocommit:
+        return conn.execute(CONVERT, params).fetchone()
+    conn.autocommit = True  # no BEGIN and COMMIT round trips: one statement, atomic
+    try:
+        return conn.execute(CONVERT, params).fetchone()
+    finally:
+        if not (conn.closed or conn.broken):  # a lost connection: its own error shows
+            conn.autocommit = False
 
 
 # Bulk conversion: set-based, a few statements per chunk of leads, one transaction.

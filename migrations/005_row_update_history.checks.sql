@@ -1,0 +1,1 @@
+../src/aicrm/migrations/005_row_update_history.checks.sql

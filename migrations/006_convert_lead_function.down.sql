@@ -1,0 +1,1 @@
+../src/aicrm/migrations/006_convert_lead_function.down.sql
