@@ -15,8 +15,8 @@ import   ``aicrm.crm.importer.import_leads`` of a generated CSV of ``--rows`` le
          constraints, indexes or triggers. Target: import throughput ≥ 0.5× raw
          COPY. Then, on ``--profile-rows`` rows, where the time of the INSERT …
          SELECT goes: EXPLAIN ANALYZE, and the same statement without the history
-         trigger, without the text-search index, without any secondary index, and
-         with the history functions proposed below (each in a fresh copy, rolled back).
+         trigger, without the text-search index, and without any secondary index
+         (each in a fresh copy, rolled back).
 convert  ``aicrm.crm.conversion.convert_lead`` by ``--workers`` processes, each with
          its own connection and its own leads, for ``--duration`` seconds, against
          pgbench's built-in TPC-B-like script (``pgbench -c WORKERS -j 2 -T
@@ -111,67 +111,6 @@ FROM generate_series(1, %s) AS g
 SEED_CONTACTS = """
 INSERT INTO contacts (lead_id, first_name, email)
 SELECT id, 'Aide', 'aide.' || email FROM leads WHERE (hashtext(email) & 3) = 0
-"""
-
-# What the profiles try instead of migration 002's history functions (never applied
-# for good: only inside transactions that are rolled back, on copies). The same
-# semantics: ai_* columns and updated_at are left out unless aicrm.history_ai is
-# 'on'; an update records {column: [old, new]} for the columns that changed. The
-# differences: the actor and the columns to leave out are computed once per
-# statement instead of once per row and column, a row becomes JSON once (002's
-# update function converts the old row once per column), and `jsonb - text[]`
-# replaces jsonb_each + jsonb_object_agg for inserts and deletes.
-PROPOSED_HISTORY = """
-CREATE OR REPLACE FUNCTION aicrm_history_hidden(relation oid) RETURNS text[]
-LANGUAGE sql STABLE AS $$
-    SELECT coalesce(array_agg(a.attname::text), '{}') FROM pg_attribute a
-    WHERE a.attrelid = relation AND a.attnum > 0 AND NOT a.attisdropped
-      AND NOT aicrm_history_tracked(a.attname::text)
-$$;
-
-CREATE OR REPLACE FUNCTION aicrm_history_insert() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-    who text := aicrm_actor();
-    hidden text[] := aicrm_history_hidden(TG_RELID);
-BEGIN
-    INSERT INTO crm_history (table_name, row_id, operation, actor, changes)
-    SELECT TG_TABLE_NAME, n.id, 'insert', who, to_jsonb(n) - hidden FROM new_rows n;
-    RETURN NULL;
-END $$;
-
-CREATE OR REPLACE FUNCTION aicrm_history_delete() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-    who text := aicrm_actor();
-    hidden text[] := aicrm_history_hidden(TG_RELID);
-BEGIN
-    INSERT INTO crm_history (table_name, row_id, operation, actor, changes)
-    SELECT TG_TABLE_NAME, o.id, 'delete', who, to_jsonb(o) - hidden FROM old_rows o;
-    RETURN NULL;
-END $$;
-
-CREATE OR REPLACE FUNCTION aicrm_history_update() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-    who text := aicrm_actor();
-    hidden text[] := aicrm_history_hidden(TG_RELID);
-BEGIN
-    WITH j AS MATERIALIZED (  -- each row's old and new values as JSON, once
-        SELECT n.id, to_jsonb(o) - hidden AS old, to_jsonb(n) - hidden AS new
-        FROM new_rows n JOIN old_rows o ON o.id = n.id
-    ), d AS (
-        SELECT j.id, (
-            SELECT jsonb_object_agg(nv.key, jsonb_build_array(j.old -> nv.key, nv.value))
-            FROM jsonb_each(j.new) AS nv
-            WHERE (j.old -> nv.key) IS DISTINCT FROM nv.value
-        ) AS diff
-        FROM j
-    )
-    INSERT INTO crm_history (table_name, row_id, operation, actor, changes)
-    SELECT TG_TABLE_NAME, d.id, 'update', who, d.diff FROM d WHERE d.diff IS NOT NULL;
-    RETURN NULL;
-END $$;
 """
 
 
@@ -426,12 +365,11 @@ DROP_SECONDARY = "drop every index of leads but its primary key"
 
 
 def profile_insert(server: Server, template: str, path: Path) -> list[Variant]:
-    """The importer's INSERT … SELECT with parts of the schema taken away (or the
-    proposed history functions), each on a fresh copy, rolled back."""
+    """The importer's INSERT … SELECT with parts of the schema taken away, each on a
+    fresh copy, rolled back."""
     no_history = "ALTER TABLE leads DISABLE TRIGGER aicrm_history_insert"
     variants: list[tuple[str, list[str]]] = [
         ("migration 002 as is", []),
-        ("002 + proposed history functions", [PROPOSED_HISTORY]),
         ("without the history insert trigger", [no_history]),
         ("without leads_search_idx (GIN, full text)", ["DROP INDEX leads_search_idx"]),
         ("without the history trigger and every secondary index", [no_history, DROP_SECONDARY]),
