@@ -238,3 +238,30 @@ def test_as_of(live: Live, api: httpx.Client) -> None:
     early = (datetime.fromisoformat(lead["created_at"]) - timedelta(days=1)).isoformat()
     assert_problem(api.get(f"/api/leads/{lead['id']}/as-of", params={"at": early}), 404)
     assert_problem(api.get(f"/api/leads/{lead['id']}/as-of", params={"at": "yesterday"}), 422)
+
+
+def test_read_by_id_fast_route_answers_like_the_documented_one(
+    live: Live, api: httpx.Client
+) -> None:
+    """GET by id is routed first for a lowercase UUID (the hot path) and by FastAPI
+    for any other spelling: both must give the same answers, errors included."""
+    lead = make(api, first_name="Grace", email=f"{unique()}@example.com")
+    lower = f"/api/leads/{lead['id']}"
+    upper = f"/api/leads/{lead['id'].upper()}"
+    fast, documented = api.get(lower), api.get(upper)
+    assert fast.status_code == documented.status_code == 200
+    assert fast.json() == documented.json() == lead
+    assert fast.headers["etag"] == documented.headers["etag"]
+    assert fast.headers["content-type"] == documented.headers["content-type"]
+    tag = fast.headers["etag"]
+    for path in (lower, upper):
+        assert api.get(path, headers={"If-None-Match": f'"other", {tag}'}).status_code == 304
+        too_long = api.get(path, headers={"If-None-Match": "x" * 1001})
+        assert assert_problem(too_long, 422)["errors"][0]["field"] == "if-none-match"
+        assert_problem(live.client(scope=None).get(path), 401)
+    missing = "00000000-0000-4000-8000-000000000000"
+    for path in (f"/api/leads/{missing}", f"/api/clients/{missing}", f"/api/contacts/{missing}"):
+        assert "has id" in assert_problem(api.get(path), 404)["detail"]
+    assert assert_problem(api.get("/api/leads/not-a-uuid"), 422)["errors"][0]["field"] == "lead_id"
+    # The routes after it still match: the export is not taken for an id.
+    assert api.get("/api/leads/export").status_code == 200

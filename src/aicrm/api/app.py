@@ -16,7 +16,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aicrm import __version__
 from aicrm.api import problems
-from aicrm.api.routes import ai, clients, contacts, leads, meta, reports, transfer
+from aicrm.api.routes import ai, clients, common, contacts, leads, meta, reports, transfer
+from aicrm.crm.records import Client, Contact, Lead
 from aicrm.db import Connection, Target, target
 from aicrm.web import pages
 
@@ -103,6 +104,10 @@ def create_app(where: Target | None = None, *, pool_size: int | None = None) -> 
     for module in (meta, transfer, leads, clients, contacts, reports, ai):
         app.include_router(module.router, prefix="/api")
     app.include_router(pages.router)
+    # The hot path, reading one record by id, is routed before everything else.
+    app.router.routes[0:0] = common.read_routes(
+        {"leads": Lead, "clients": Client, "contacts": Contact}
+    )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
