@@ -245,7 +245,9 @@ def test_read_by_id_fast_route_answers_like_the_documented_one(
 ) -> None:
     """GET by id is routed first for a lowercase UUID (the hot path) and by FastAPI
     for any other spelling: both must give the same answers, errors included."""
-    lead = make(api, first_name="Grace", email=f"{unique()}@example.com")
+    attributes = {"région": "Île-de-France", "seats": 12.5, "tags": ["a", {"b": None}]}
+    lead = make(api, first_name="Grace", email=f"{unique()}@example.com", attributes=attributes)
+    assert lead["attributes"] == attributes
     lower = f"/api/leads/{lead['id']}"
     upper = f"/api/leads/{lead['id'].upper()}"
     fast, documented = api.get(lower), api.get(upper)

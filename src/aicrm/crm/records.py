@@ -15,7 +15,8 @@ STATUSES = ("new", "contacted", "qualified", "unqualified", "lost", "converted")
 OPEN_STATUSES = ("new", "contacted", "qualified", "unqualified", "lost")
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """A column's value as JSON can carry it (UUIDs and timestamps as strings)."""
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, datetime):
@@ -30,7 +31,7 @@ class Record:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values (UUIDs and timestamps as strings)."""
-        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {f.name: jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> Any:

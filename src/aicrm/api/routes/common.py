@@ -158,11 +158,10 @@ async def get_response(
     request: Request, cls: type[Record], record_id: uuid.UUID, if_none_match: str | None
 ) -> Response:
     """One record with its ETag, or a 304 when If-None-Match names that ETag."""
-    _, record = await read_record(request, cls, record_id)
-    response = record_response(record)
-    if not_modified(if_none_match, response.headers["ETag"]):
-        return Response(status_code=304, headers={"ETag": response.headers["ETag"]})
-    return response
+    body, tag = await read_record(request, cls, record_id)
+    if not_modified(if_none_match, tag):
+        return Response(status_code=304, headers={"ETag": tag})
+    return Response(body, media_type=JSON, headers={"ETag": tag})
 
 
 def read_routes(resources: dict[str, type[Record]]) -> list[BaseRoute]:
