@@ -1,0 +1,1 @@
+../src/aicrm/migrations/007_history_functions.down.sql
