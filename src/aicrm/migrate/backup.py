@@ -5,8 +5,11 @@ seed's rollback command works as written::
 
     psql -h $DB_HOST -p $DB_PORT -U $DB_USER -d $DB_NAME < backup_before_migration_….sql
 
-The file is created with mode 0600 before pg_dump writes a byte, and it is only
-accepted when pg_dump exits 0 and the file ends with pg_dump's end-of-dump marker.
+The file is created with mode 0600 before pg_dump writes a byte, as ``NAME.sql.partial``;
+it is only accepted, and renamed to ``NAME.sql``, when pg_dump exits 0 and the file
+ends with pg_dump's end-of-dump marker. :func:`start` returns while pg_dump runs (the
+runner does its read-only integrity checks meanwhile); :meth:`Running.discard` stops
+it and deletes what it wrote.
 The password reaches pg_dump and psql through ``PGPASSWORD`` in their environment,
 never on a command line or in a file name.
 """
@@ -62,42 +65,145 @@ def take(where: Target, folder: Path) -> Backup:
     Raises :class:`BackupFailed` when pg_dump fails or the dump is incomplete; the
     partial file is removed, so a backup file that exists is a complete one.
     """
-    pg_dump = tools.find("pg_dump")
-    folder.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
-    path = folder / f"{PREFIX}{stamp}.sql"
-    counter = 1
-    while path.exists():
-        counter += 1
-        path = folder / f"{PREFIX}{stamp}_{counter}.sql"
-    conninfo, env = client_env(where)
-    started = time.monotonic()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            proc = subprocess.run(
-                [str(pg_dump.path), "--no-password", "--dbname", conninfo],
-                stdout=out,
-                stderr=subprocess.PIPE,
+    return start(where, folder).wait()
+
+
+class Running:
+    """A pg_dump under way (see :func:`start`): :meth:`wait` for the verified backup,
+    or :meth:`discard` it. Until :meth:`wait` has verified it, the dump is written to
+    ``NAME.sql.partial``; only a complete, verified dump is renamed to ``NAME.sql``."""
+
+    def __init__(self, where: Target, path: Path, partial: Path) -> None:
+        self.where = where
+        self.path = path
+        self.partial = partial
+        self.started = time.monotonic()
+        self._messages = tempfile.TemporaryFile()  # noqa: SIM115 (closed by wait or discard)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._done: Backup | None = None
+
+    def _launch(self, pg_dump: Path) -> None:
+        conninfo, env = client_env(self.where)
+        fd = os.open(self.partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            # pg_dump writes straight into the file; its messages go to a temporary
+            # file (a pipe nobody reads while it runs could fill up and stall it).
+            self._proc = subprocess.Popen(
+                [str(pg_dump), "--no-password", "--dbname", conninfo],
+                stdout=fd,
+                stderr=self._messages,
                 env=env,
-                check=False,
             )
-            out.flush()
-            os.fsync(out.fileno())
-        if proc.returncode != 0:
-            reason = _first_line(proc.stderr.decode("utf-8", "replace"), where.secrets)
-            raise BackupFailed(
-                f"pg_dump failed (exit {proc.returncode}): {reason}. Nothing was changed."
-            )
-        if not is_complete(path):
-            raise BackupFailed(
-                f"pg_dump exited 0 but {path.name} lacks the end-of-dump marker; the "
-                "backup is incomplete (disk full?). Nothing was changed."
-            )
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    return Backup(path, path.stat().st_size, time.monotonic() - started)
+        except BaseException:
+            self.partial.unlink(missing_ok=True)
+            self._messages.close()
+            raise
+        finally:
+            os.close(fd)
+
+    def failed(self) -> bool:
+        """True once pg_dump has exited with an error (without waiting for it)."""
+        return self._proc is not None and self._proc.poll() not in (None, 0)
+
+    def wait(self) -> Backup:
+        """Wait for pg_dump, verify the dump and return it.
+
+        Raises :class:`BackupFailed` (the partial file removed) when pg_dump failed or
+        the dump lacks the end-of-dump marker."""
+        if self._done is not None:
+            return self._done
+        assert self._proc is not None
+        try:
+            returncode = self._proc.wait()
+            if returncode != 0:
+                self._messages.seek(0)
+                text = self._messages.read().decode("utf-8", "replace")
+                reason = _first_line(text, self.where.secrets)
+                raise BackupFailed(
+                    f"pg_dump failed (exit {returncode}): {reason}. Nothing was changed."
+                )
+            _fsync(self.partial)
+            if not is_complete(self.partial):
+                raise BackupFailed(
+                    f"pg_dump exited 0 but {self.path.name} lacks the end-of-dump marker; the "
+                    "backup is incomplete (disk full?). Nothing was changed."
+                )
+            os.rename(self.partial, self.path)
+            _fsync_dir(self.path.parent)
+        except BaseException:
+            self.discard()
+            raise
+        finally:
+            self._messages.close()
+        self._done = Backup(self.path, self.path.stat().st_size, time.monotonic() - self.started)
+        return self._done
+
+    def discard(self) -> None:
+        """Stop pg_dump if it still runs and delete what it wrote, complete or not: a
+        backup the run does not go on with must not be left behind as if it were one."""
+        if self._proc is not None and self._proc.poll() is None:
+            # SIGTERM first: pg_dump then cancels its query on the server (a backend
+            # waiting for a lock would otherwise stay until it got it), and exits.
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+        if self._proc is not None:
+            self._proc.wait()
+        self._messages.close()
+        self.partial.unlink(missing_ok=True)
+        if self._done is not None:
+            self.path.unlink(missing_ok=True)
+            self._done = None
+
+
+def start(where: Target, folder: Path) -> Running:
+    """Start pg_dump of the whole database into a new ``backup_before_migration_*.sql``
+    in ``folder`` and return at once; pg_dump is a process of its own, so the caller
+    can go on with read-only work (the integrity checks) while it runs."""
+    pg_dump = tools.find("pg_dump")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
+        path = folder / f"{PREFIX}{stamp}.sql"
+        counter = 1
+        while path.exists() or _partial(path).exists():
+            counter += 1
+            path = folder / f"{PREFIX}{stamp}_{counter}.sql"
+        running = Running(where, path, _partial(path))
+        running._launch(pg_dump.path)
+    except OSError as exc:
+        raise BackupFailed(
+            f"Could not write a backup in {folder}: {exc.strerror or exc}. Nothing was "
+            "changed; set BACKUP_DIR to a folder you can write to."
+        ) from None
+    return running
+
+
+def _partial(path: Path) -> Path:
+    return path.with_name(path.name + ".partial")
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # not every file system lets a directory be fsynced
+    finally:
+        os.close(fd)
 
 
 def is_complete(path: Path) -> bool:

@@ -66,6 +66,13 @@ class Report:
     rows_changed: list[RowChanges] = field(default_factory=list)
     verification: list[CheckResult] = field(default_factory=list)
     seconds: float = 0.0
+    # Wall times of the run's parts (seconds), as far as it got: "prerequisites",
+    # "integrity_checks" (the first migration's, before the transaction),
+    # "backup_after_checks" (the wait for pg_dump once the checks were done: the
+    # backup ran alongside them, and backup.seconds is its whole time),
+    # "before_changes" (from the start of the run to the transaction) and "changes"
+    # (the transaction: locks, steps, verification, commit).
+    timings: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     exit_code: int = 0
 
@@ -106,6 +113,19 @@ class Report:
             out.append(
                 f"backup: {self.backup.path} ({self.backup.bytes:,} bytes, "
                 f"{self.backup.seconds:.1f} s, verified complete)"
+            )
+        if "before_changes" in self.timings:
+            t = self.timings
+            out.append(
+                f"before the changes: {t['before_changes']:.2f} s (prerequisites "
+                f"{t.get('prerequisites', 0.0):.2f} s; integrity checks "
+                f"{t.get('integrity_checks', 0.0):.2f} s"
+                + (
+                    f" and backup {self.backup.seconds:.2f} s, side by side"
+                    if self.backup is not None
+                    else ""
+                )
+                + ")"
             )
         if self.steps:
             out.append("steps:")

@@ -5,6 +5,13 @@ prerequisites → integrity checks → verified backup → changes in one transa
 transaction → commit (or rollback for a dry-run) → report. Cleanup of temporary
 data is each migration's last step; fresh statistics are left to autovacuum.
 
+The integrity checks and the backup are both read-only, so they run side by side:
+pg_dump starts once the prerequisites pass, while the checks run on two connections
+sharing one snapshot. The order of the outcomes is the seed's: a refusing check
+discards the backup (pg_dump stopped, its file deleted), a failed backup stops the
+run before any change, and the changes start only after both have succeeded
+(docs/backup-alongside-checks.md).
+
 Every pending migration of a run, and the ledger rows recording them, commit in
 one transaction: a run killed at any point leaves the database at the version
 it had before.
@@ -13,6 +20,7 @@ it had before.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -62,6 +70,9 @@ class Options:
     lock_timeout: float = 5.0
     lock_retries: int = 3
     runner_wait: float = 10.0
+    # Connections the first migration's integrity checks run on, side by side, before
+    # the transaction (1: one after the other on the runner's own connection).
+    check_connections: int = 2
     backup_dir: Path = field(default_factory=config.backup_dir)
     migrations_dir: Path | None = None
     progress: Progress | None = None
@@ -111,7 +122,7 @@ def migrate(options: Options | None = None, where: Target | None = None) -> Repo
         state = inspect(conn, migrations)
         report = Report("migrate", where.describe(), options.dry_run, state.version, state.version)
         try:
-            _migrate(conn, where, state, wanted, options, report)
+            _migrate(conn, where, state, wanted, options, report, started)
         except AicrmError as exc:
             _fail(report, exc)
             raise
@@ -128,7 +139,13 @@ def _fail(report: Report, exc: AicrmError) -> None:
 
 
 def _migrate(
-    conn: Connection, where: Target, state: State, wanted: int, options: Options, report: Report
+    conn: Connection,
+    where: Target,
+    state: State,
+    wanted: int,
+    options: Options,
+    report: Report,
+    started: float,
 ) -> None:
     _refuse_drift(state, options)
     # --- online mode: a requested online run, or an unfinished one to resume -------
@@ -148,21 +165,40 @@ def _migrate(
         report.outcome = "nothing to do"
         return
     options.say("checking prerequisites")
+    mark = time.monotonic()
     report.prerequisites = prerequisites.check(
         conn,
         where,
         tables=_tables(plan),
         backup_dir=None if options.dry_run else options.backup_dir,
     )
-    if plan and state.version >= 0:
-        # The first migration's checks run now, against the database as it is;
-        # later ones run inside the transaction, against what came before them.
-        options.say(f"integrity checks of {plan[0].label}")
-        _integrity(conn, plan[0], options, report)
+    report.timings["prerequisites"] = time.monotonic() - mark
+    # The backup and the first migration's integrity checks, side by side (both only
+    # read); the changes start once both have succeeded.
+    running = None
     if not options.dry_run:
-        options.say(f"backing up to {options.backup_dir}")
-        report.backup = backup.take(where, options.backup_dir)
+        options.say(f"backing up to {options.backup_dir} (pg_dump, alongside the checks)")
+        running = backup.start(where, options.backup_dir)
+    try:
+        if plan and state.version >= 0:
+            # The first migration's checks run now, against the database as it is;
+            # later ones run inside the transaction, against what came before them.
+            options.say(f"integrity checks of {plan[0].label}")
+            mark = time.monotonic()
+            _integrity(conn, plan[0], options, report, where=where, backup_running=running)
+            report.timings["integrity_checks"] = time.monotonic() - mark
+    except BaseException:
+        if running is not None:
+            running.discard()  # a refused or failed run leaves no backup behind
+        raise
+    if running is not None:
+        mark = time.monotonic()
+        report.backup = running.wait()
+        report.timings["backup_after_checks"] = time.monotonic() - mark
+    report.timings["before_changes"] = time.monotonic() - started
+    mark = time.monotonic()
     _transaction(conn, state, plan, options, report, _apply_steps)
+    report.timings["changes"] = time.monotonic() - mark
     report.outcome = "dry run" if options.dry_run else "applied"
 
 
@@ -180,8 +216,29 @@ def _tables(plan: list[Migration]) -> list[str]:
     return sorted({table for m in plan for table in m.locks})
 
 
-def _integrity(conn: Connection, migration: Migration, options: Options, report: Report) -> None:
-    findings = [_finding(conn, migration, check) for check in migration.checks_of("integrity")]
+def _integrity(
+    conn: Connection,
+    migration: Migration,
+    options: Options,
+    report: Report,
+    *,
+    where: Target | None = None,
+    backup_running: backup.Running | None = None,
+) -> None:
+    """Run ``migration``'s integrity checks; refuse on blocking findings.
+
+    With ``where`` (before the transaction, never inside it) the checks run on up to
+    ``options.check_connections`` connections at once, sharing one snapshot. With
+    ``backup_running``, a pg_dump that fails stops the checks early: its error is
+    the run's (raised by the caller's wait for the backup)."""
+    checks = migration.checks_of("integrity")
+    if where is not None and options.check_connections > 1 and len(checks) > 1:
+        found = _concurrent_findings(conn, where, migration, checks, options, backup_running)
+        if found is None:
+            return  # pg_dump failed: the caller's wait for the backup raises its error
+        findings = found
+    else:
+        findings = [_finding(conn, migration, check) for check in checks]
     report.findings.extend(findings)
     blocking = [f for f in findings if f.severity == "blocking" and f.count]
     if blocking and not options.archive_orphans:
@@ -191,6 +248,124 @@ def _integrity(conn: Connection, migration: Migration, options: Options, report:
             "these rows (the report lists samples and the query for each), or rerun with "
             "--archive-orphans to archive and clear them."
         )
+
+
+def _concurrent_findings(
+    conn: Connection,
+    where: Target,
+    migration: Migration,
+    checks: tuple[Check, ...],
+    options: Options,
+    backup_running: backup.Running | None,
+) -> list[Finding] | None:
+    """The checks' findings, in their declared order, computed by the runner's own
+    connection and helper connections, each taking the next check not yet taken.
+
+    All of them read one snapshot (REPEATABLE READ, READ ONLY, the runner's exported
+    snapshot), so the counts describe one state of the database, as if they ran in
+    one query. Returns None when ``backup_running`` failed meanwhile (the remaining
+    checks are not run)."""
+    helpers: list[Connection] = []
+    for _ in range(options.check_connections - 1):
+        try:
+            helpers.append(connect(where, autocommit=True, application_name="aicrm migrate"))
+        except AicrmError:
+            break  # no room for another connection: fewer connections, same checks
+    if not helpers:
+        return [_finding(conn, migration, check) for check in checks]
+    findings: list[Finding | None] = [None] * len(checks)
+    pending: list[tuple[int, Check]] = []
+    taken = threading.Lock()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def work(session: Connection) -> None:
+        while not stop.is_set():
+            if backup_running is not None and backup_running.failed():
+                stop.set()
+                return
+            with taken:
+                if not pending:
+                    return
+                index, check = pending.pop(0)
+            try:
+                findings[index] = _finding(session, migration, check)
+            except BaseException as exc:
+                errors.append(exc)
+                stop.set()
+                return
+
+    def helper(session: Connection, snapshot_id: str) -> None:
+        try:
+            with session.transaction():
+                _read_only_snapshot(session, snapshot_id)
+                work(session)
+        except BaseException as exc:
+            errors.append(exc)
+            stop.set()
+
+    try:
+        with conn.transaction():
+            _read_only_snapshot(conn, None)
+            row = conn.execute("SELECT pg_export_snapshot()").fetchone()
+            assert row is not None
+            # The costliest first (the planner's estimates): the connections then
+            # finish close together instead of one running the longest check last.
+            costs = [_estimated_cost(conn, check) for check in checks]
+            pending.extend(sorted(enumerate(checks), key=lambda item: -costs[item[0]]))
+            threads = [
+                threading.Thread(
+                    target=helper, args=(h, str(row[0])), name="aicrm-checks", daemon=True
+                )
+                for h in helpers
+            ]
+            for thread in threads:
+                thread.start()
+            try:
+                work(conn)
+            finally:
+                if stop.is_set():
+                    # Only the helpers are cancelled: a cancel that arrived late on
+                    # the runner's connection could hit the migration's transaction.
+                    for h in helpers:
+                        with suppress(psycopg.Error):
+                            h.cancel_safe(timeout=5)
+                # The exported snapshot lives as long as this transaction: the
+                # helpers must have imported it (and finished) before it ends.
+                for thread in threads:
+                    thread.join()
+            # Ours are the cancellations above; any other error is the run's.
+            real = [e for e in errors if not isinstance(e, psycopg.errors.QueryCanceled)]
+            if real:
+                raise real[0]
+            if errors and not (backup_running is not None and backup_running.failed()):
+                raise errors[0]
+    finally:
+        for h in helpers:
+            h.close()
+    if any(f is None for f in findings):
+        return None  # stopped early as pg_dump failed: the caller raises its error
+    # All done: a refusal still comes before a failed backup, as in the seed's order.
+    return [f for f in findings if f is not None]
+
+
+def _read_only_snapshot(conn: Connection, snapshot_id: str | None) -> None:
+    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    if snapshot_id is not None:
+        conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot_id)))
+    # The connections are the parallelism: serial plans, so that the checks and
+    # pg_dump (beside them) share the cores instead of queueing for them.
+    conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+
+
+def _estimated_cost(conn: Connection, check: Check) -> float:
+    plan = conn.execute(
+        sql.SQL("EXPLAIN (FORMAT JSON) {}").format(sql.SQL(check.sql))  # the shipped checks
+    ).fetchone()
+    try:
+        return float(plan[0][0]["Plan"]["Total Cost"]) if plan else 0.0
+    except (LookupError, TypeError, ValueError):
+        return 0.0
 
 
 def _finding(conn: Connection, migration: Migration, check: Check) -> Finding:
