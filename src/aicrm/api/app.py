@@ -84,6 +84,7 @@ def create_app(where: Target | None = None, *, pool_size: int | None = None) -> 
             raise
         app.state.pool = pool
         app.state.async_pool = async_pool
+        app.state.batchers = {}
         try:
             yield
         finally:

@@ -10,9 +10,10 @@ so a busy key costs one indexed read per request, not a write.
 
 Reading one record by id (``GET /api/leads/{id}`` and its siblings) is the hot
 path: :func:`read_record` checks the key and reads the record in ONE statement on
-an async connection (no worker thread, one round trip, binary rows). The key is
-still checked on every request, before anything is answered; the record read
-alongside is discarded when the key is refused.
+an async connection (no worker thread, binary rows), which the reads arriving in the
+same turn of the event loop share (:mod:`aicrm.api.batch`). The key is still checked
+on every request, before anything is answered; the record read alongside is
+discarded when the key is refused.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from aicrm import apikeys
+from aicrm.api import batch
 from aicrm.apikeys import ApiKey
 from aicrm.crm import store
 from aicrm.crm.records import Record, jsonable
@@ -213,19 +215,24 @@ def _column(name: str) -> sql.Composable:
 
 
 def read_statement(cls: type[Record]) -> bytes:
-    """``SELECT <key columns>, <record columns> FROM api_keys LEFT JOIN <table>`` by
-    prefix and id: the key's row, with the record's columns NULL when there is none."""
+    """The batched read of ``cls`` by id with the key check (:func:`batch.statement`)."""
     if cls.TABLE not in _READS:
-        statement = sql.SQL(
-            "SELECT {keys}, {record} FROM api_keys k LEFT JOIN {table} r ON r.id = %s "
-            "WHERE k.prefix = %s"
-        ).format(
-            keys=sql.SQL(", ").join(sql.SQL("k.{}").format(sql.Identifier(c)) for c in KEY_COLUMNS),
-            record=sql.SQL(", ").join(_column(c) for c in cls.COLUMNS),
-            table=sql.Identifier(cls.TABLE),
+        _READS[cls.TABLE] = batch.statement(
+            cls.TABLE,
+            sql.SQL(", ").join(sql.SQL("k.{}").format(sql.Identifier(c)) for c in KEY_COLUMNS),
+            sql.SQL(", ").join(_column(c) for c in cls.COLUMNS),
         )
-        _READS[cls.TABLE] = statement.as_bytes(None)
     return _READS[cls.TABLE]
+
+
+def batcher(request: Request, cls: type[Record]) -> batch.Batcher:
+    """The app's coalescing reader of ``cls`` (one per table and worker process)."""
+    batchers: dict[str, batch.Batcher] = request.app.state.batchers
+    if cls.TABLE not in batchers:
+        batchers[cls.TABLE] = batch.Batcher(
+            get_async_pool(request), read_statement(cls), POOL_TIMEOUT
+        )
+    return batchers[cls.TABLE]
 
 
 def get_async_pool(request: Request) -> AsyncConnectionPool[AsyncConnection[tuple[Any, ...]]]:
@@ -237,22 +244,21 @@ async def read_record(
     request: Request, cls: type[Record], record_id: uuid.UUID, scope: str = "read"
 ) -> tuple[bytes, str]:
     """The record as JSON (``to_dict()``'s members) and its ETag, after checking the
-    caller's key (401, 403); 404 when there is none. One round trip."""
+    caller's key (401, 403); 404 when there is none. One statement, shared with the
+    other reads of this turn of the event loop."""
     token = token_of(request)
     match = apikeys.TOKEN.match(token or "")
     if not match or token is None:
         raise Unauthorized(REFUSED)
     width = len(KEY_COLUMNS)
     try:
-        async with get_async_pool(request).connection(timeout=POOL_TIMEOUT) as conn:
-            cursor = conn.cursor(binary=True)
-            await cursor.execute(read_statement(cls), (record_id, match.group(1)))
-            row = await cursor.fetchone()
-            if row is None or not hmac.compare_digest(row[7], apikeys._digest(token)) or row[6]:
-                raise Unauthorized(REFUSED)
-            key = ApiKey(*row[: width - 1])
-            apikeys.require(key, scope)
-            if key.last_used_at is None or key.last_used_at < datetime.now(UTC) - TOUCH_EVERY:
+        row = await batcher(request, cls).read(record_id, match.group(1))
+        if row[0] is None or not hmac.compare_digest(row[7], apikeys._digest(token)) or row[6]:
+            raise Unauthorized(REFUSED)
+        key = ApiKey(*row[: width - 1])
+        apikeys.require(key, scope)
+        if key.last_used_at is None or key.last_used_at < datetime.now(UTC) - TOUCH_EVERY:
+            async with get_async_pool(request).connection(timeout=POOL_TIMEOUT) as conn:
                 await conn.execute(TOUCH, (key.id,))
     except PoolTimeout:
         raise ConnectionFailed(
