@@ -91,17 +91,21 @@ end
 
 
 TUNING = """\
-What was tuned for C (measured the same way on the API's first cut, 2026-11-24: about
-900 requests/s, 1.0 ms of worker CPU and 0.11 ms of database CPU per request, two
-round trips and four hops between the event loop and worker threads): the key check
-and the read are one statement (`api_keys LEFT JOIN leads`) on an async connection
-(no worker thread), rows come in binary, `last_used_at` is written at most once a
-minute instead of on every request, routers are included one level deep (FastAPI
-walks each level on every request), 2 worker processes (1 was slower: the database
-and wrk need the other core). What is left is the price of one round trip through
-async psycopg and of FastAPI's path-parameter handling: B, which only checks the key,
-costs 4× A. A ≥ 0.5 ratio against A would need the lead without asking the database
-(a cache), which the ETags and the per-request key check rule out."""
+What was tuned for C (the API's first cut, 2026-11-24, measured the same way: about
+900 requests/s, 1.0 ms of worker CPU and 0.11 ms of database CPU per request, two round
+trips and four hops between the event loop and worker threads):
+- the key check and the read are one statement (`api_keys LEFT JOIN leads`) on an async
+  connection (no worker thread), rows in binary; `last_used_at` is written at most once
+  a minute; 2 worker processes (1 was slower: the database and wrk need the other core);
+- GET by id is routed first, as a plain Starlette route sharing the documented route's
+  code: FastAPI's walk over the routes and its parameter solving cost as much CPU as the
+  read (0.49 → 0.20 ms of worker CPU per request);
+- the record's jsonb columns are spliced into the response as PostgreSQL wrote them;
+- the reads that arrive in the same turn of a worker's event loop share one statement
+  (`unnest` of ids and key prefixes; aicrm/api/batch.py): under load a worker has many in
+  flight, and each round trip through async psycopg cost more CPU than the rest of the
+  request. Each still gets its own key check and the record as committed after it
+  arrived."""
 
 
 @dataclass
@@ -407,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
                     before = (cpu_ticks(workers), cpu_ticks(backends))
                     load = wrk(url_, args.threads, args.connections, args.duration, lua, label)
                     load.server_cpu_ms = (cpu_ticks(workers) - before[0]) * TICK_MS / load.requests
+                    # Backends a pool opened during the run count whole (they are new).
+                    backends = sorted(set(backends) | set(backend_pids(url)))
                     load.database_cpu_ms = (
                         (cpu_ticks(backends) - before[1]) * TICK_MS / load.requests
                     )
