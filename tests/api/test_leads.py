@@ -243,13 +243,14 @@ def test_as_of(live: Live, api: httpx.Client) -> None:
 def test_read_by_id_fast_route_answers_like_the_documented_one(
     live: Live, api: httpx.Client
 ) -> None:
-    """GET by id is routed first for a lowercase UUID (the hot path) and by FastAPI
-    for any other spelling: both must give the same answers, errors included."""
+    """GET by id is answered by the route placed first (the hot path) for a UUID in any
+    spelling FastAPI accepts, and by the documented route for anything else: the
+    answers are the documented ones, errors included."""
     attributes = {"région": "Île-de-France", "seats": 12.5, "tags": ["a", {"b": None}]}
     lead = make(api, first_name="Grace", email=f"{unique()}@example.com", attributes=attributes)
     assert lead["attributes"] == attributes
     lower = f"/api/leads/{lead['id']}"
-    upper = f"/api/leads/{lead['id'].upper()}"
+    upper = f"/api/leads/{lead['id'].upper().replace('-', '')}"
     fast, documented = api.get(lower), api.get(upper)
     assert fast.status_code == documented.status_code == 200
     assert fast.json() == documented.json() == lead

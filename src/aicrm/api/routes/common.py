@@ -171,9 +171,9 @@ def read_routes(resources: dict[str, type[Record]]) -> list[BaseRoute]:
     over every route before it) and parameter solving cost about as much CPU as the
     read itself. These routes answer exactly what the documented FastAPI routes do
     (both call :func:`get_response`; same middleware, exception handlers, problems,
-    ETags and 304s); they only match a canonical lowercase UUID, so anything else
-    (an uppercase or invalid id: 422) falls through to the FastAPI route, which also
-    carries the OpenAPI description.
+    ETags and 304s). They match only a UUID (Starlette's convertor: any case, dashes
+    optional, as the FastAPI route accepts); anything else falls through to the
+    FastAPI route, which answers 422 and carries the OpenAPI description.
     """
 
     def endpoint(cls: type[Record]) -> Any:
