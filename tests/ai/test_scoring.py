@@ -60,11 +60,19 @@ def test_scoring_writes_scores_tiers_and_factors_set_based(trained_db: Database)
         assert values["method"] == "model" and values["tier"] in "ABCD"
         assert values["horizon_days"] == 90 and entry["version"] == result.version
         assert abs(values["score"] - score) < 1e-4 and 0 < score < 1
-        factors = values["factors"]
-        assert len(factors) == 3
-        sizes = [abs(f["contribution"]) for f in factors]
+        assert values["as_of"] == AS_OF.isoformat()  # asked for: written (not when "now")
+        factors = values["factors"]  # compact: [feature, value, contribution]
+        assert len(factors) == 3 and all(len(f) == 3 for f in factors)
+        sizes = [abs(f[2]) for f in factors]
         assert sizes == sorted(sizes, reverse=True)
-        assert all({"feature", "label", "value", "contribution"} <= set(f) for f in factors)
+        readable = scoring.stored_factors(values)
+        assert [f["feature"] for f in readable] == [f[0] for f in factors]
+        assert all({"feature", "label", "value", "contribution"} <= set(f) for f in readable)
+    # lean: the entry stays well under the lead row it is added to (HOT updates, WAL)
+    size = trained_db.scalar(
+        "SELECT max(pg_column_size(ai_annotations -> 'lead_scoring')) FROM leads"
+    )
+    assert size < 520
 
 
 def test_scoring_in_small_frames_writes_what_one_frame_writes_and_no_history(
@@ -126,6 +134,10 @@ def test_an_explanation_adds_up_to_the_score(trained_db: Database) -> None:
     assert math.isclose(1 / (1 + math.exp(-total)), found.score, rel_tol=1e-9)
     assert found.stored is not None and found.stored["values"]["tier"] == found.tier
     assert math.isclose(found.stored["values"]["score"], found.score, abs_tol=1e-4)
+    stored = found.stored["values"]["factors"]  # spelled out for readers
+    assert [f["feature"] for f in stored] == [f.feature for f in found.factors[:3]]
+    assert stored[0]["label"] == found.factors[0].label
+    assert math.isclose(stored[0]["contribution"], found.factors[0].contribution, rel_tol=1e-3)
     status = next(f for f in found.factors if f.feature == "status")
     assert status.value == "qualified"
     sizes = [abs(f.contribution) for f in found.factors]
@@ -289,3 +301,61 @@ def test_bad_options_are_refused(crm_db: Database) -> None:
             scoring.train(conn, horizon=0)
         with pytest.raises(InvalidInput, match="Landmarks"):
             scoring.train(conn, landmarks=(30,))
+
+
+@pytest.mark.parametrize(
+    "current",
+    [
+        "{}",
+        '{"email_classifier": {"model": "clf", "values": {"intent": "buy"}}}',
+        '{"lead_scoring": {"model": "old", "extra": 1, "values": {"score": 0.1, "kept": 2}}, '
+        '"other": {"values": {}}}',
+        '{"lead_scoring": "not an object"}',
+        "[1, 2]",
+        '"text"',
+        "null",
+    ],
+)
+def test_the_write_back_merges_as_aicrm_annotate_does(crm_db: Database, current: str) -> None:
+    """WRITE_BACK spells out aicrm_annotate(…, merge_values => false) with jsonb
+    operators (a function call per row costs seconds per million leads)."""
+    entry = (
+        '{"model": "lead_scoring", "version": "v2", "produced_at": "2026-01-01T00:00:00Z", '
+        '"confidence": 0.5, "values": {"score": 0.25, "tier": "B", '
+        '"factors": [["status", "new", -0.5]]}}'
+    )
+    crm_db.execute("INSERT INTO leads (source) VALUES ('web')")
+    with crm_db.connect() as conn:
+        conn.execute("CREATE TEMP TABLE s (id uuid, score float8, entry jsonb)")
+        conn.execute("INSERT INTO s SELECT id, 0.25, %s::jsonb FROM leads", (entry,))
+        conn.execute("UPDATE leads SET ai_annotations = %s::jsonb", (current,))
+        expected = conn.execute(
+            "SELECT aicrm_annotate(%s::jsonb, 'lead_scoring', %s::jsonb, false)", (current, entry)
+        ).fetchone()
+        from psycopg import sql
+
+        conn.execute(
+            sql.SQL(scoring.WRITE_BACK).format(staging=sql.Identifier("s")),
+            {"annotator": scoring.ANNOTATOR},
+        )
+        got = conn.execute("SELECT ai_annotations, ai_score FROM leads").fetchone()
+    assert expected is not None and got is not None
+    assert got[0] == expected[0] and got[1] == 0.25
+
+
+def test_stored_factors_read_the_compact_and_the_older_form() -> None:
+    compact = {"factors": [["attr:company_size", "11-50", 0.42], ["age_days", None, -1.5]]}
+    assert scoring.stored_factors(compact) == [
+        {"feature": "attr:company_size", "label": "Company size", "value": "11-50",
+         "contribution": 0.42},
+        {"feature": "age_days", "label": "Age (days)", "value": None, "contribution": -1.5},
+    ]  # fmt: skip
+    older = {"factors": [{"feature": "status", "label": "Status", "value": "new",
+                          "contribution": -0.3}]}  # fmt: skip
+    assert scoring.stored_factors(older) == older["factors"]
+    assert scoring.stored_factors({"factors": [["bad"], 3, {"x": 1}]}) == []
+    assert scoring.stored_factors(None) == []
+    entry = {"model": "lead_scoring", "values": compact | {"score": 0.3}}
+    assert scoring.readable(entry)["values"]["factors"][0]["label"] == "Company size"
+    assert scoring.readable(entry)["values"]["score"] == 0.3
+    assert scoring.readable("x") == "x"

@@ -32,18 +32,16 @@ SUMMARY = "Evaluating a CRM for a 40-person sales team; asked for a demo and pri
 
 
 def scored(score: float, source: str, status: str, days: int) -> dict[str, object]:
-    """What the lead-scoring annotator writes: score, tier and the top factors."""
+    """What the lead-scoring annotator writes: score, tier and the top factors, in its
+    compact form ([feature, value, contribution], largest effect first)."""
     tier = "A" if score >= 0.85 else "B" if score >= 0.7 else "C" if score >= 0.5 else "D"
-    factors = [
-        {"feature": "source", "label": "Source", "value": source,
-         "contribution": {"referral": 0.92, "event": 0.41, "partner": 0.35}.get(source, -0.18)},
-        {"feature": "reached_qualified", "label": "Has been qualified",
-         "value": 1.0 if status == "qualified" else 0.0,
-         "contribution": 0.74 if status == "qualified" else -0.21},
-        {"feature": "age_days", "label": "Age (days)", "value": float(days),
-         "contribution": round(0.3 - 0.02 * days, 3)},
+    factors: list[list[object]] = [
+        ["source", source, {"referral": 0.92, "event": 0.41, "partner": 0.35}.get(source, -0.18)],
+        ["reached_qualified", 1.0 if status == "qualified" else 0.0,
+         0.74 if status == "qualified" else -0.21],
+        ["age_days", float(days), round(0.3 - 0.02 * days, 3)],
     ]  # fmt: skip
-    factors.sort(key=lambda f: -abs(float(f["contribution"])))  # type: ignore[arg-type]
+    factors.sort(key=lambda f: -abs(float(f[2])))  # type: ignore[arg-type]
     return {"score": score, "tier": tier, "horizon_days": 90, "method": "model",
             "factors": factors}  # fmt: skip
 

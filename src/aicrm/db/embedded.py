@@ -23,6 +23,33 @@ from aicrm.errors import ConnectionFailed
 
 DATABASE = "aicrm"
 SUPERUSER = "postgres"
+AUTO_CONF = "postgresql.auto.conf"
+
+
+def settings() -> dict[str, str]:
+    """The server settings aicrm gives its embedded PostgreSQL, for bulk work on a CRM
+    of millions of rows (docs/lead-scoring.md, 'Speed'):
+
+    * ``shared_buffers``: 1/8 of the machine's memory, between 128MB (PostgreSQL's
+      default) and 1GB. With 128MB, updating every row of a 1M-lead table evicts
+      pages it has just dirtied, each eviction first flushing WAL up to that page;
+    * ``wal_buffers`` 64MB: room for the WAL of a large statement between writes;
+    * ``max_wal_size`` 8GB and ``checkpoint_timeout`` 30min: no checkpoint in the
+      middle of a bulk update (each one makes the next change of every page write
+      the whole page to WAL again). The WAL folder may grow to that size during
+      bulk work and shrinks back afterwards.
+    """
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        memory = 0
+    buffers = max(128, min(1024, memory // 8 // 2**20))
+    return {
+        "shared_buffers": f"{buffers}MB",
+        "wal_buffers": "64MB",
+        "max_wal_size": "8GB",
+        "checkpoint_timeout": "30min",
+    }
 
 
 @dataclass(frozen=True)
@@ -107,7 +134,47 @@ def _start(home: Path) -> Running:
             f"The embedded PostgreSQL in {data} started but is not ready. "
             f"See the server log at {data / 'log'}."
         )
+    if _configure(server):
+        _pg_ctl(home, "restart", "-m", "fast")  # same options (postmaster.opts)
+        server = running(home)
+        if server is None:
+            raise ConnectionFailed(
+                f"The embedded PostgreSQL in {data} did not come back after aicrm changed its "
+                f"settings. See the server log at {data / 'log'}."
+            )
     return server
+
+
+def _configure(server: Running) -> bool:
+    """Give a server aicrm started the settings of :func:`settings`, with ``ALTER
+    SYSTEM``, once: a setting already in ``postgresql.auto.conf`` (set by aicrm
+    before, or by you with ``ALTER SYSTEM``) is left alone. Returns True when a
+    changed setting needs a restart. Runs only when aicrm starts the server, never on
+    one already running."""
+    info = make_conninfo(
+        host=str(server.socket_dir), port=server.port, user=SUPERUSER, dbname="postgres"
+    )
+    wanted = settings()
+    restart = False
+    with psycopg.connect(info, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT name, context, coalesce(sourcefile, '') FROM pg_settings WHERE name = ANY(%s)",
+            (list(wanted),),
+        ).fetchall()
+        changed = False
+        for name, context, source in rows:
+            if source.endswith(AUTO_CONF):
+                continue
+            conn.execute(
+                sql.SQL("ALTER SYSTEM SET {} = {}").format(
+                    sql.Identifier(name), sql.Literal(wanted[name])
+                )
+            )
+            changed = True
+            restart = restart or context == "postmaster"
+        if changed and not restart:
+            conn.execute("SELECT pg_reload_conf()")
+    return restart
 
 
 def _ensure_database(admin_conninfo: str, dbname: str) -> None:
@@ -124,12 +191,16 @@ def stop(home: Path) -> bool:
     """Stop the embedded server; returns False when it was not running."""
     if running(home) is None:
         return False
+    _pg_ctl(home, "stop", "-m", "fast")
+    return True
+
+
+def _pg_ctl(home: Path, *args: str) -> None:
     module = _pgserver()
     server = module.PostgresServer(pgdata(home), cleanup_mode=None)
     module.pgexec.pgexec(
         "pg_ctl",
-        ("-w", "-D", str(pgdata(home)), "stop", "-m", "fast"),
+        ("-w", "-D", str(pgdata(home)), *args),
         bin_path=server.bin_path,
         user=server.system_user,
     )
-    return True

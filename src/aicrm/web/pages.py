@@ -154,7 +154,10 @@ def leads_page(
 def _scoring(lead: Lead) -> Annotation | None:
     """The lead-scoring annotator's entry (score, tier, top factors), if it scored."""
     entry = lead.ai_annotations.get(scoring.ANNOTATOR)
-    return Annotation.parse(scoring.ANNOTATOR, entry) if isinstance(entry, dict) else None
+    if not isinstance(entry, dict):
+        return None
+    # Bulk scoring stores factors compactly ([feature, value, contribution]).
+    return Annotation.parse(scoring.ANNOTATOR, scoring.readable(entry))
 
 
 def _lead_context(conn: Connection, lead_id: str) -> dict[str, Any]:
