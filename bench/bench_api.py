@@ -267,6 +267,7 @@ def machine(url: str) -> dict[str, str]:
         "postgres": str(row[0]).split(" on ")[0],
         "pg_settings": f"shared_buffers {row[1]}, max_connections {row[2]}",
         "wrk": wrk_version.strip(),
+        "load_before": f"{os.getloadavg()[0]:.2f}",
     }
 
 
@@ -295,9 +296,10 @@ def section(args: argparse.Namespace, facts: dict[str, str], runs: list[Load], c
         "",
         f"Machine: {facts['nproc']} CPUs (nproc), {facts['memory']} RAM, {facts['os']}, Python "
         f"{facts['python']}; {facts['postgres']} ({facts['pg_settings']}) on the same machine; "
-        f"{facts['wrk']}. Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Server, database and "
-        "load generator share the two cores, and other work ran on the machine meanwhile "
-        "(the sides alternate so that it weighs on each alike).",
+        f"{facts['wrk']}. Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; load average (1 min) "
+        f"{facts['load_before']} before, {os.getloadavg()[0]:.2f} after. Server, database and "
+        "load generator share the two cores, with whatever else runs on the machine (the "
+        "sides alternate so that it weighs on each alike).",
         "",
         f"Server: one `uvicorn aicrm.api.asgi:app` with {args.workers} worker process(es), "
         f"connection pool of {args.pool_size} per worker, httptools, no access log. Load: "
