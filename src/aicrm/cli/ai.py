@@ -115,10 +115,10 @@ def score(
     if as_json:
         output.emit_json(result.to_dict())
         return
-    rate = f"{result.scored / result.seconds:,.0f} leads/s" if result.seconds > 0 else ""
+    rate = f" ({result.scored / result.seconds:,.0f} leads/s)" if result.seconds > 0 else ""
     output.say(
-        f"scored {result.scored} leads with {result.version} ({result.method}) in "
-        f"{result.seconds:.1f} s {rate}".rstrip()
+        f"scored {result.scored:,} leads with {result.version} ({result.method}) in "
+        f"{result.seconds:.1f} s{rate}"
     )
     output.say("  tiers  " + "  ".join(f"{tier}: {count}" for tier, count in result.tiers.items()))
     for warning in result.warnings:
