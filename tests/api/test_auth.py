@@ -30,6 +30,8 @@ def test_no_key_bad_key_revoked_key_are_401(live: Live) -> None:
     assert revoked.status_code == 200 and revoked.json()["revoked_at"] is not None
     assert_problem(anonymous.get("/api/leads", headers={"X-API-Key": token}), 401)
     assert_problem(anonymous.get("/api/ping/key", headers={"X-API-Key": token}), 401)
+    by_id = f"/api/leads/{'0' * 8}-0000-4000-8000-{'0' * 12}"  # the batched read by id
+    assert_problem(anonymous.get(by_id, headers={"X-API-Key": token}), 401)
     assert_problem(admin.delete(f"/api/keys/{name}"), 404)
 
 

@@ -53,6 +53,13 @@ bearer = HTTPBearer(auto_error=False, description="An API key: `aicrm apikey cre
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
+def busy() -> ConnectionFailed:
+    return ConnectionFailed(
+        f"No database connection became free within {POOL_TIMEOUT:g} s; the server is "
+        "overloaded or the database is down. Try again later."
+    )
+
+
 def get_pool(request: Request) -> ConnectionPool[Connection]:
     pool: ConnectionPool[Connection] = request.app.state.pool
     return pool
@@ -63,10 +70,7 @@ def get_conn(request: Request) -> Iterator[Connection]:
     try:
         conn = get_pool(request).getconn(timeout=POOL_TIMEOUT)
     except PoolTimeout:
-        raise ConnectionFailed(
-            f"No database connection became free within {POOL_TIMEOUT:g} s; the server is "
-            "overloaded or the database is down. Try again later."
-        ) from None
+        raise busy() from None
     try:
         yield conn
     finally:
@@ -83,18 +87,36 @@ def token_of(request: Request) -> str | None:
     return request.headers.get("x-api-key") or request.cookies.get("aicrm_key")
 
 
+def credentials(token: str | None) -> tuple[str, str]:
+    """A well-formed token and its lookup prefix; :class:`Unauthorized` otherwise."""
+    match = apikeys.TOKEN.match(token or "")
+    if not match or token is None:
+        raise Unauthorized(REFUSED)
+    return token, match.group(1)
+
+
+def live_key(row: tuple[Any, ...] | None, token: str) -> ApiKey:
+    """The key of a row of ``KEY_COLUMNS`` if ``token`` is its secret and it is not
+    revoked; :class:`Unauthorized` (one message for every reason) otherwise."""
+    if row is None or row[0] is None or row[6]:
+        raise Unauthorized(REFUSED)
+    if not hmac.compare_digest(row[7], apikeys._digest(token)):
+        raise Unauthorized(REFUSED)
+    return ApiKey(*row[:7])
+
+
+def needs_touch(key: ApiKey) -> bool:
+    """Whether ``last_used_at`` is due (it is written at most once a minute)."""
+    return key.last_used_at is None or key.last_used_at < datetime.now(UTC) - TOUCH_EVERY
+
+
 def authenticate(conn: Connection, token: str | None) -> ApiKey:
     """The live key a token belongs to; :class:`Unauthorized` for a missing, malformed,
     unknown or revoked one (one message for all). Touches ``last_used_at`` at most
     once a minute."""
-    match = apikeys.TOKEN.match(token or "")
-    if not match or token is None:
-        raise Unauthorized(REFUSED)
-    row = conn.execute(apikeys.BY_PREFIX, (match.group(1),)).fetchone()
-    if row is None or not hmac.compare_digest(row[7], apikeys._digest(token)) or row[6]:
-        raise Unauthorized(REFUSED)
-    key = ApiKey(*row[:7])
-    if key.last_used_at is None or key.last_used_at < datetime.now(UTC) - TOUCH_EVERY:
+    token, prefix = credentials(token)
+    key = live_key(conn.execute(apikeys.BY_PREFIX, (prefix,)).fetchone(), token)
+    if needs_touch(key):
         conn.execute(TOUCH, (key.id,))
     return key
 
@@ -246,25 +268,17 @@ async def read_record(
     """The record as JSON (``to_dict()``'s members) and its ETag, after checking the
     caller's key (401, 403); 404 when there is none. One statement, shared with the
     other reads of this turn of the event loop."""
-    token = token_of(request)
-    match = apikeys.TOKEN.match(token or "")
-    if not match or token is None:
-        raise Unauthorized(REFUSED)
+    token, prefix = credentials(token_of(request))
     width = len(KEY_COLUMNS)
     try:
-        row = await batcher(request, cls).read(record_id, match.group(1))
-        if row[0] is None or not hmac.compare_digest(row[7], apikeys._digest(token)) or row[6]:
-            raise Unauthorized(REFUSED)
-        key = ApiKey(*row[: width - 1])
+        row = await batcher(request, cls).read(record_id, prefix)
+        key = live_key(row, token)
         apikeys.require(key, scope)
-        if key.last_used_at is None or key.last_used_at < datetime.now(UTC) - TOUCH_EVERY:
+        if needs_touch(key):
             async with get_async_pool(request).connection(timeout=POOL_TIMEOUT) as conn:
                 await conn.execute(TOUCH, (key.id,))
     except PoolTimeout:
-        raise ConnectionFailed(
-            f"No database connection became free within {POOL_TIMEOUT:g} s; the server is "
-            "overloaded or the database is down. Try again later."
-        ) from None
+        raise busy() from None
     request.state.api_key = key
     if row[width] is None:
         raise NotFound(f"No {cls.TABLE[:-1]} has id {record_id}.")
@@ -286,33 +300,19 @@ async def read_record(
     return (scalars[:-1] + spliced + "}").encode(), tag
 
 
-KEY_READ = sql.SQL("SELECT {} FROM api_keys k WHERE k.prefix = %s").format(
-    sql.SQL(", ").join(sql.SQL("k.{}").format(sql.Identifier(c)) for c in KEY_COLUMNS)
-)
-
-
 async def check_key(request: Request, scope: str = "read") -> ApiKey:
     """The caller's key, checked (401, 403) on an async connection: one round trip."""
-    token = token_of(request)
-    match = apikeys.TOKEN.match(token or "")
-    if not match or token is None:
-        raise Unauthorized(REFUSED)
+    token, prefix = credentials(token_of(request))
     try:
         async with get_async_pool(request).connection(timeout=POOL_TIMEOUT) as conn:
             cursor = conn.cursor(binary=True)
-            await cursor.execute(KEY_READ, (match.group(1),))
-            row = await cursor.fetchone()
-            if row is None or not hmac.compare_digest(row[7], apikeys._digest(token)) or row[6]:
-                raise Unauthorized(REFUSED)
-            key = ApiKey(*row[:7])
+            await cursor.execute(apikeys.BY_PREFIX, (prefix,))
+            key = live_key(await cursor.fetchone(), token)
             apikeys.require(key, scope)
-            if key.last_used_at is None or key.last_used_at < datetime.now(UTC) - TOUCH_EVERY:
+            if needs_touch(key):
                 await conn.execute(TOUCH, (key.id,))
     except PoolTimeout:
-        raise ConnectionFailed(
-            f"No database connection became free within {POOL_TIMEOUT:g} s; the server is "
-            "overloaded or the database is down. Try again later."
-        ) from None
+        raise busy() from None
     request.state.api_key = key
     return key
 
