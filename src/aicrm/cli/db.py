@@ -14,7 +14,7 @@ from aicrm.cli import output
 from aicrm.db import embedded, target
 from aicrm.errors import AicrmError, UsageError
 from aicrm.migrate import Options, Report, backup, runner
-from aicrm.migrate.online import OnlineSettings
+from aicrm.migrate.options import OnlineSettings
 
 app = typer.Typer(
     help="Migrate, inspect, verify and restore the CRM database.", no_args_is_help=True
