@@ -63,6 +63,7 @@ WHERE l.locktype = 'advisory' AND l.granted AND l.database = (
   AND l.classid = %s::oid AND l.objid = %s::oid AND l.objsubid = 2
 """
 TAKE_RUNNER_LOCK = "SELECT pg_advisory_xact_lock(%s, %s)"
+RELEASE_SNAPSHOT = "SELECT 1"
 SET_LOCAL = "SELECT set_config(%s, %s, true)"
 SERVER_PID = "SELECT pg_backend_pid(), current_setting('server_version_num')::int"
 LOCK_HOLDERS = """
@@ -146,6 +147,10 @@ def runner_lock(where: Target, wait_seconds: float, application: str) -> Iterato
         holder_conn.execute(SET_LOCAL, ("idle_in_transaction_session_timeout", "0"))
         if holder_conn.info.server_version >= 170000:
             holder_conn.execute(SET_LOCAL, ("transaction_timeout", "0"))
+        # The unnamed portal of a statement with parameters keeps its snapshot (and
+        # so an xmin) until the next statement: one without parameters releases it,
+        # or CREATE INDEX CONCURRENTLY would wait for this idle transaction forever.
+        holder_conn.execute(RELEASE_SNAPSHOT)
         yield
     finally:
         with suppress(psycopg.Error):
