@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import TypeVar, cast
+from typing import TypeVar
 
 import psycopg
 from psycopg import sql
@@ -263,7 +263,7 @@ def retrying(
             # A body that raises psycopg.Rollback (a dry-run) ends here with None.
             with conn.transaction():
                 result = body()
-            return cast(T, result)
+            return result  # None after a deliberate Rollback (typed T: callers of a dry run ignore it)
         except RETRIED as exc:
             on_timeout(attempt, time.monotonic() - started, exc)
             if attempt > retry.retries:
