@@ -263,7 +263,7 @@ def retrying(
             # A body that raises psycopg.Rollback (a dry-run) ends here with None.
             with conn.transaction():
                 result = body()
-            return result  # None after a deliberate Rollback (typed T: callers of a dry run ignore it)
+            return result  # None after a deliberate Rollback: a dry run ignores it
         except RETRIED as exc:
             on_timeout(attempt, time.monotonic() - started, exc)
             if attempt > retry.retries:
