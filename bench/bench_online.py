@@ -51,6 +51,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 import bench_001 as base  # noqa: E402  (the template, server and lock-sampler helpers)
+from waits import WaitWatch  # noqa: E402
 from workload import Workload  # noqa: E402
 
 from aicrm.db import tools  # noqa: E402
@@ -129,7 +130,10 @@ def run_mode(
     failures: list[dict[str, Any]] = []
     with workload:
         time.sleep(args.warmup)
-        with base.LockWatch(admin, int(oids[0]), int(oids[1]), args.interval) as watch:
+        with (
+            base.LockWatch(admin, int(oids[0]), int(oids[1]), args.interval) as watch,
+            WaitWatch(conninfo, args.interval) as waits,
+        ):
             started = time.perf_counter()
             t0 = time.monotonic()
             for attempt in range(1, attempts + 1):
@@ -165,6 +169,8 @@ def run_mode(
         "slowest": [(1000 * o.seconds, o.kind, o.started - t0) for o in slowest],
         "wall": wall,
         "lock_held": watch.held,
+        "waits": waits.summary(),
+        "wait_polls": waits.polls,
         "lock_sampled": watch.hits * wall / max(watch.polls, 1),
         "workload": summary,
         "check": checked,
@@ -209,7 +215,6 @@ def render(
     args: argparse.Namespace,
     command_line: str,
 ) -> str:
-    size = f"{args.leads // 1_000_000}M" if args.leads % 1_000_000 == 0 else f"{args.leads:,}"
     by = {r["mode"]: r for r in results}
     counts = info.get("counts", {})
     cols = [m for m in COLUMNS if m in by]
@@ -220,12 +225,19 @@ def render(
         "naive-quiet": "`naive_001.sql` (psql), without the workload",
     }
     lines = [
-        f"## {SECTION.format(size=size)}",
+        f"## {_title(args)}",
         "",
         f"Command: `{command_line}` (from the repository root, with the project's venv).",
         "",
         f"Machine: {host['machine']}; PostgreSQL {host['server']}. Run {host['when']}; load "
-        f"average (1 min) {host['load'][0]:.2f} before, {host['load'][1]:.2f} after.",
+        f"average (1 min) {host['load'][0]:.2f} before, {host['load'][1]:.2f} after"
+        + (
+            f", with {args.cpu_hogs} busy-loop process(es) (`python -c 'while 1: pass'`) "
+            "running beside the whole bench"
+            if args.cpu_hogs
+            else ""
+        )
+        + "; the machine is shared with other jobs, so it was loaded besides.",
         "",
         f"Data: {counts.get('leads', args.leads):,} leads, {counts.get('clients', 0):,} clients, "
         f"{counts.get('contacts', 0):,} contacts ({info.get('size', '?')}), the template of "
@@ -310,7 +322,30 @@ def render(
         errors = "; ".join(r["workload"]["error_samples"]) or "none"
         lines.append(f"* {r['mode']}: slowest operations {slow or 'none'}; errors: {errors}.")
     lines.append("")
+    lines += _waits(results, args.interval)
     return "\n".join(lines)
+
+
+def _waits(results: list[dict[str, Any]], interval: float) -> list[str]:
+    """What the workload waited on and which locks the migration held, per mode
+    (bench/waits.py: pg_stat_activity and pg_locks sampled every ``interval``)."""
+    lines = [
+        f"What the workload waited on (pg_stat_activity.wait_event, pg_locks and "
+        f"pg_blocking_pids sampled every {interval * 1000:g} ms; seconds = samples × interval, "
+        "summed over waiting connections; at = first seen, from the migration's start), and "
+        "the relation locks the migration's sessions held on leads, clients and contacts, in "
+        "every mode:",
+        "",
+    ]
+    for r in results:
+        waits = r.get("waits") or {}
+        seen = "; ".join(
+            f"{what}: {sec:.2f} s (at {at:+.1f} s)" for what, sec, at in waits.get("waits", [])
+        )
+        held = "; ".join(f"{what}: {sec:.2f} s" for what, sec, _ in waits.get("held", []))
+        lines.append(f"* {r['mode']}: waits: {seen or 'none seen'}. Held: {held or 'none seen'}.")
+    lines.append("")
+    return lines
 
 
 def _total(r: dict[str, Any]) -> str:
@@ -428,8 +463,31 @@ def main() -> None:
         action="store_true",
         help="skip the naive script's separate run without the workload",
     )
+    parser.add_argument(
+        "--cpu-hogs",
+        type=int,
+        default=0,
+        help="busy-loop processes (python -c 'while 1: pass') running beside the whole bench, "
+        "for a loaded machine; its own section in RESULTS.md",
+    )
     parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
     args = parser.parse_args()
+    hogs = [subprocess.Popen([sys.executable, "-c", "while 1: pass"]) for _ in range(args.cpu_hogs)]
+    try:
+        _bench(args)
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+
+
+def _title(args: argparse.Namespace) -> str:
+    size = f"{args.leads // 1_000_000}M" if args.leads % 1_000_000 == 0 else f"{args.leads:,}"
+    hogs = f", with {args.cpu_hogs} CPU hog(s) beside it" if args.cpu_hogs else ""
+    return SECTION.format(size=size) + hogs
+
+
+def _bench(args: argparse.Namespace) -> None:
     base.bench_home()
     admin, source = base.admin_conninfo()
     with psycopg.connect(admin, autocommit=True) as conn:
@@ -473,8 +531,7 @@ def main() -> None:
     text = render(results, info, host, args, command_line)
     print(json.dumps(results, indent=2, default=str))
     if not args.no_write:
-        size = f"{args.leads // 1_000_000}M" if args.leads % 1_000_000 == 0 else f"{args.leads:,}"
-        write_section(text, SECTION.format(size=size))
+        write_section(text, _title(args))
         say(f"wrote the section to {base.RESULTS}")
     else:
         print(text)

@@ -13,7 +13,7 @@ import pytest
 
 from aicrm.db import Connection, tools
 from aicrm.errors import BackupFailed
-from aicrm.migrate import Options, backup, migrate, runner
+from aicrm.migrate import Options, backup, checks, migrate
 from aicrm.migrate.loader import Check, Migration
 from aicrm.migrate.report import Finding
 from tests.conftest import Database
@@ -186,13 +186,13 @@ def test_failed_backup_stops_the_checks_early(
     dump = _FailedDump()
     monkeypatch.setattr(backup, "start", lambda where, folder: dump)
     ran: list[str] = []
-    real_finding = runner._finding
+    real_finding = checks.finding
 
     def finding(conn: Connection, migration: Migration, check: Check) -> Finding:
         ran.append(check.name)
         return real_finding(conn, migration, check)
 
-    monkeypatch.setattr(runner, "_finding", finding)
+    monkeypatch.setattr(checks, "finding", finding)
     options = Options(migrations_dir=folder, backup_dir=tmp_path / "backups")
     with pytest.raises(BackupFailed) as failed:
         migrate(options, where=db.target())

@@ -14,7 +14,7 @@ from aicrm.cli import output
 from aicrm.db import embedded, target
 from aicrm.errors import AicrmError, UsageError
 from aicrm.migrate import Options, Report, backup, runner
-from aicrm.migrate.online import OnlineSettings
+from aicrm.migrate.options import OnlineSettings
 
 app = typer.Typer(
     help="Migrate, inspect, verify and restore the CRM database.", no_args_is_help=True
@@ -37,6 +37,13 @@ LockRetriesOpt = Annotated[
 ]
 WaitOpt = Annotated[
     float, typer.Option("--wait", min=0.0, help="Seconds to wait for another runner to finish.")
+]
+StatementTimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        min=0.0,
+        help="Seconds each of the run's own statements may take (SET LOCAL; 0: no bound).",
+    ),
 ]
 AllowDriftOpt = Annotated[
     bool, typer.Option(help="Carry on although an applied migration's file changed.")
@@ -105,6 +112,7 @@ def migrate(
         ),
     ] = None,
     wait: WaitOpt = 10.0,
+    statement_timeout: StatementTimeoutOpt = 0.0,
     backup_dir: BackupDirOpt = None,
     online: Annotated[
         bool,
@@ -149,6 +157,7 @@ def migrate(
             lock_timeout=5.0 if lock_timeout is None else lock_timeout,
             lock_retries=3 if lock_retries is None else lock_retries,
             runner_wait=wait,
+            statement_timeout=statement_timeout,
             backup_dir=backup_dir or config.backup_dir(),
             migrations_dir=migrations_dir,
             progress=step,
@@ -182,6 +191,7 @@ def downgrade(
     lock_timeout: LockTimeoutOpt = 5.0,
     lock_retries: LockRetriesOpt = 3,
     wait: WaitOpt = 10.0,
+    statement_timeout: StatementTimeoutOpt = 0.0,
     backup_dir: BackupDirOpt = None,
     migrations_dir: MigrationsDirOpt = None,
 ) -> None:
@@ -195,6 +205,7 @@ def downgrade(
             lock_timeout=lock_timeout,
             lock_retries=lock_retries,
             runner_wait=wait,
+            statement_timeout=statement_timeout,
             backup_dir=backup_dir or config.backup_dir(),
             migrations_dir=migrations_dir,
             progress=step,

@@ -15,7 +15,50 @@ A migration ``NNN_name`` is up to three files in one folder:
     ``resolvable``, for integrity checks) and ``-- description:``. A check query
     returns one row per finding, its first column an id; no rows means all clear.
 
+``online/NNN_name.sql``
+    The migration's online form (optional; see below).
+
 The checksum recorded in the ledger is the SHA-256 of ``NNN_name.sql``.
+
+Autocommit steps
+    A step whose body holds the line ``-- aicrm:autocommit`` runs outside any
+    transaction: the opt-out for statements PostgreSQL refuses inside one, such as
+    ``CREATE INDEX CONCURRENTLY`` (alembic's ``autocommit_block()``). It must be
+    idempotent (``IF NOT EXISTS``): a run killed after it runs it again. An
+    ``… INDEX CONCURRENTLY IF NOT EXISTS name`` step is retried after dropping an
+    invalid index ``name`` left by an interrupted build. Autocommit steps belong to
+    online forms only: the transactional form is one transaction by definition.
+
+The online form
+    The same change in phases of short transactions, run while the application
+    keeps working (``aicrm db migrate --online``). One file, cut into phases by
+    ``-- phase:`` lines, each phase cut into steps as above:
+
+    ``-- phase: expand``
+        additive, instant DDL and the triggers that apply the new rules to every
+        row written from now on; each step in its own short transaction under the
+        online ``lock_timeout``, retried with backoff (or an autocommit step).
+    ``-- phase: backfill TABLE, TABLE, … by FUNCTION``
+        the rows written before, table by table, in batches: ``FUNCTION(table
+        text, after uuid, size integer)`` returns ``(last_id uuid, done integer)``
+        for the next ``size`` rows after ``after`` (``done`` = 0 when finished).
+        Each batch commits with its progress (resumable) with the transaction
+        setting ``aicrm.backfill`` = ``on``, which the triggers read to stand aside.
+        No steps.
+    ``-- phase: contract NAME`` (any number, in file order)
+        like expand; ``-- phase: contract NAME (unhurried)`` waits up to the
+        online ``ddl_wait`` for its locks (for statements that block no
+        application query, such as ``VALIDATE CONSTRAINT``).
+    ``-- phase: switch``
+        last: one short transaction under ACCESS EXCLUSIVE locks on the
+        migration's ``aicrm:lock`` tables, then the ledger row and the
+        verification checks in that same transaction.
+    ``-- phase: abort``
+        the undo of an unfinished run from any phase: one transaction under the
+        same locks (``aicrm db downgrade``).
+
+    The recorded phase names are ``expand``, ``backfill:TABLE``,
+    ``contract:NAME`` and ``contract:switch``.
 """
 
 from __future__ import annotations
@@ -30,6 +73,10 @@ from aicrm.errors import UsageError
 
 FILE_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 STEP_MARKER = re.compile(r"^--\s*step:\s*(.+?)\s*$", re.MULTILINE)
+AUTOCOMMIT = re.compile(r"^--\s*aicrm:autocommit\s*$", re.MULTILINE)
+PHASE_MARKER = re.compile(r"^--\s*phase:\s*(.+?)\s*$", re.MULTILINE)
+BACKFILL = re.compile(r"^backfill\s+(.+?)\s+by\s+([a-z_][a-z0-9_]*)$")
+CONTRACT = re.compile(r"^contract\s+([a-z_][a-z0-9_]*)(\s+\(unhurried\))?$")
 LOCK_DIRECTIVE = re.compile(r"^--\s*aicrm:lock\s+(.+?)\s*$", re.MULTILINE)
 CHECK_HEADER = re.compile(r"^--\s*(name|kind|severity|description):\s*(.*?)\s*$")
 CHECK_KINDS = ("integrity", "verify", "baseline")
@@ -40,6 +87,54 @@ SEVERITIES = ("blocking", "resolvable")
 class Step:
     description: str
     sql: str
+    autocommit: bool = False
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A phase of an online form: ``kind`` is ``expand``, ``backfill``, ``contract``
+    or ``switch``; ``name`` is the phase recorded in the state table."""
+
+    name: str
+    kind: str
+    steps: tuple[Step, ...] = ()
+    tables: tuple[str, ...] = ()  # backfill: the tables, in order
+    function: str = ""  # backfill: the batch function
+    unhurried: bool = False  # contract: waits up to ddl_wait for its locks
+
+    @property
+    def part(self) -> str:
+        """The phase's name in progress lines and pause points (``contract_validate``)."""
+        return self.name.replace(":", "_")
+
+
+@dataclass(frozen=True)
+class OnlineForm:
+    """A migration's online form (see the module docstring): the forward phases in
+    order, the switch last; ``abort`` undoes an unfinished run."""
+
+    path: Path
+    phases: tuple[Phase, ...]
+    abort: tuple[Step, ...]
+
+    def expanded(self) -> tuple[str, ...]:
+        """Every recorded phase name in order (a backfill: one per table)."""
+        names: list[str] = []
+        for phase in self.phases:
+            if phase.kind == "backfill":
+                names.extend(f"backfill:{t}" for t in phase.tables)
+            else:
+                names.append(phase.name)
+        return tuple(names)
+
+    def phase(self, name: str) -> Phase:
+        """The phase that runs the recorded phase ``name``."""
+        for phase in self.phases:
+            if phase.name == name or (
+                phase.kind == "backfill" and name.removeprefix("backfill:") in phase.tables
+            ):
+                return phase
+        raise UsageError(f"{self.path.name} has no phase {name!r}.")
 
 
 @dataclass(frozen=True)
@@ -61,6 +156,7 @@ class Migration:
     locks: tuple[str, ...]
     down_steps: tuple[Step, ...] | None
     checks: tuple[Check, ...]
+    online: OnlineForm | None = None
 
     @property
     def label(self) -> str:
@@ -105,8 +201,12 @@ def load(folder: Path | None = None) -> list[Migration]:
                 checks=parse_checks(checks.read_text("utf-8"), checks.name)
                 if checks.exists()
                 else (),
+                online=parse_online(online)
+                if (online := folder / "online" / path.name).exists()
+                else None,
             )
         )
+        _no_autocommit(migrations[-1])
     for expected, migration in enumerate(migrations):
         if migration.version != expected:
             raise UsageError(
@@ -133,7 +233,55 @@ def split_steps(text: str, source: str) -> tuple[Step, ...]:
         body = text[mark.end() : end]
         if _has_sql(body):
             pieces.append((mark.group(1), body))
-    return tuple(Step(description, body.strip()) for description, body in pieces)
+    return tuple(
+        Step(description, body.strip(), bool(AUTOCOMMIT.search(body)))
+        for description, body in pieces
+    )
+
+
+def _no_autocommit(migration: Migration) -> None:
+    for step in (*migration.steps, *(migration.down_steps or ())):
+        if step.autocommit:
+            raise UsageError(
+                f"{migration.label}: step '{step.description}' is an autocommit step; those "
+                "belong in the online form (online/NNN_name.sql): the transactional form "
+                "runs in one transaction."
+            )
+
+
+def parse_online(path: Path) -> OnlineForm:
+    """Read an online form (see the module docstring). Raises :class:`UsageError`
+    for an unknown phase, a phase out of place, or no switch at the end."""
+    text = path.read_text("utf-8")
+    marks = list(PHASE_MARKER.finditer(text))
+    phases: list[Phase] = []
+    abort: tuple[Step, ...] | None = None
+    for index, mark in enumerate(marks):
+        end = marks[index + 1].start() if index + 1 < len(marks) else len(text)
+        head, body = mark.group(1), text[mark.end() : end]
+        steps = split_steps(body, f"{path.name} ({head})")
+        if abort is not None or (phases and phases[-1].kind == "switch" and head != "abort"):
+            raise UsageError(f"{path.name}: phase '{head}' comes after the switch or the abort.")
+        if head == "expand":
+            phases.append(Phase("expand", "expand", steps))
+        elif head == "switch":
+            phases.append(Phase("contract:switch", "switch", steps))
+        elif head == "abort":
+            abort = steps
+        elif found := BACKFILL.match(head):
+            tables = tuple(t.strip() for t in found.group(1).split(",") if t.strip())
+            phases.append(Phase("backfill", "backfill", (), tables, found.group(2)))
+        elif found := CONTRACT.match(head):
+            name = f"contract:{found.group(1)}"
+            phases.append(Phase(name, "contract", steps, unhurried=bool(found.group(2))))
+        else:
+            raise UsageError(
+                f"{path.name}: unknown phase '{head}' (expand, backfill TABLES by FUNCTION, "
+                "contract NAME [(unhurried)], switch, abort)."
+            )
+    if not phases or phases[0].kind != "expand" or phases[-1].kind != "switch":
+        raise UsageError(f"{path.name}: an online form starts with expand and ends with switch.")
+    return OnlineForm(path, tuple(phases), abort or ())
 
 
 def _has_sql(text: str) -> bool:

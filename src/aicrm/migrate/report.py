@@ -61,6 +61,8 @@ class Report:
     lock_attempts: int = 0
     lock_wait_seconds: float = 0.0
     lock_held_seconds: float = 0.0
+    # The bound on each of the run's own statements (seconds; 0: none), SET LOCAL.
+    statement_timeout: float = 0.0
     objects_added: list[str] = field(default_factory=list)
     objects_dropped: list[str] = field(default_factory=list)
     rows_changed: list[RowChanges] = field(default_factory=list)
@@ -132,7 +134,8 @@ class Report:
             out += [f"  {s.seconds:8.3f} s  {s.migration}: {s.step}" for s in self.steps]
             out.append(
                 f"  locks: waited {self.lock_wait_seconds:.3f} s over {self.lock_attempts} "
-                f"attempt(s); held {self.lock_held_seconds:.3f} s"
+                f"attempt(s); held {self.lock_held_seconds:.3f} s; statement timeout "
+                + (f"{self.statement_timeout:g} s" if self.statement_timeout else "none")
             )
         if self.objects_added or self.objects_dropped:
             out.append(

@@ -1,3 +1,9 @@
+-- The online form of migration 001 (aicrm db migrate --online): the same change as
+-- ../001_resolve_circular_fk.sql, in phases of short transactions while the CRM keeps
+-- working. Format: aicrm.migrate.loader's docstring and docs/migration-engine.md;
+-- design: docs/online-migration.md.
+
+-- phase: expand
 -- Online migration 001, phase "expand" (docs/online-migration.md).
 --
 -- Only instant DDL and new objects: 001's archive tables, the three conversion
@@ -33,6 +39,8 @@ COMMENT ON TABLE migration_001_link_archive IS
     'integrity check that reports it). Read by the downgrade to 000.';
 
 CREATE TABLE IF NOT EXISTS migration_001_orphan_contacts (LIKE contacts);
+-- 001's own table, created empty just above: a NOT NULL column is no burden on it.
+-- squawk-ignore adding-required-field
 ALTER TABLE migration_001_orphan_contacts ADD COLUMN IF NOT EXISTS reason text NOT NULL;
 COMMENT ON TABLE migration_001_orphan_contacts IS
     'Migration 001: contacts that had no existing parent, moved whole (their cleared '
@@ -68,8 +76,11 @@ COMMENT ON TABLE migration_001_legacy_objects IS
 
 -- The online run's own lookups of contacts' cleared lead links by lead (dropped by
 -- the switch): a lead whose conversion changes reclassifies them.
+-- Plain CREATE INDEX: these are 001's own new tables, which no application query uses.
+-- squawk-ignore require-concurrent-index-creation
 CREATE INDEX IF NOT EXISTS migration_001_online_archive_lead_idx
     ON migration_001_link_archive (referenced_id) WHERE table_name = 'contacts';
+-- squawk-ignore require-concurrent-index-creation
 CREATE INDEX IF NOT EXISTS migration_001_online_values_lead_idx
     ON migration_001_legacy_values (legacy_value) WHERE table_name = 'contacts';
 
@@ -80,10 +91,12 @@ ALTER TABLE leads
     ADD COLUMN IF NOT EXISTS is_converted boolean NOT NULL DEFAULT false;
 
 -- step: index the claims on leads (CONCURRENTLY; dropped with the legacy column)
+-- aicrm:autocommit
 CREATE INDEX CONCURRENTLY IF NOT EXISTS migration_001_claims_idx
     ON clients (converted_from_lead_id) WHERE converted_from_lead_id IS NOT NULL;
 
 -- step: index the new key's column before the backfill (CONCURRENTLY; 001's own index)
+-- aicrm:autocommit
 CREATE INDEX CONCURRENTLY IF NOT EXISTS leads_converted_to_client_id_idx ON leads (converted_to_client_id)
     WHERE converted_to_client_id IS NOT NULL;
 
@@ -401,7 +414,7 @@ DECLARE
     c_id uuid;
     c_created timestamptz;
 BEGIN
-    IF current_setting('aicrm.m001_backfill', true) = 'on' THEN
+    IF current_setting('aicrm.backfill', true) = 'on' THEN
         RETURN NEW;  -- the backfill's own writes
     END IF;
     SELECT c.id, c.created_at INTO w_id, w_created
@@ -419,7 +432,7 @@ $$;
 CREATE OR REPLACE FUNCTION migration_001_online_lead_after() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF current_setting('aicrm.m001_backfill', true) = 'on' THEN
+    IF current_setting('aicrm.backfill', true) = 'on' THEN
         RETURN NULL;  -- the backfill's own writes
     END IF;
     IF TG_OP = 'INSERT' THEN
@@ -437,7 +450,7 @@ DECLARE
     leads_of uuid[] := '{}';
     role text := current_setting('session_replication_role');
 BEGIN
-    IF current_setting('aicrm.m001_backfill', true) = 'on' THEN
+    IF current_setting('aicrm.backfill', true) = 'on' THEN
         RETURN NULL;  -- the backfill's own writes
     END IF;
     IF TG_OP <> 'INSERT' THEN
@@ -468,7 +481,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     converted_to uuid;
 BEGIN
-    IF current_setting('aicrm.m001_backfill', true) = 'on' THEN
+    IF current_setting('aicrm.backfill', true) = 'on' THEN
         RETURN NEW;  -- the backfill's own writes
     END IF;
     IF NEW.lead_id IS NULL AND NEW.client_id IS NULL THEN
@@ -519,3 +532,266 @@ CREATE OR REPLACE TRIGGER migration_001_online_client_after
 CREATE OR REPLACE TRIGGER migration_001_online_contact_before
     BEFORE INSERT OR UPDATE OF lead_id, client_id ON contacts
     FOR EACH ROW EXECUTE FUNCTION migration_001_online_contact_before();
+
+-- phase: backfill leads, clients, contacts by migration_001_backfill
+-- The rows written before expand, table by table, in batches that commit with
+-- their progress: migration_001_backfill (defined in expand) does one batch.
+
+-- phase: contract constraints
+-- Online migration 001, phase "contract", part 1: the key and the CHECKs, NOT VALID.
+-- Each is checked for every row written from now on at once; the next part
+-- validates the existing rows without blocking writes. Each step is one short
+-- transaction under a short lock_timeout (retried with backoff), and skipped when
+-- the constraint already exists (a resumed run).
+
+-- step: the one-way foreign key, NOT VALID
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'leads'::regclass
+                   AND conname = 'leads_converted_to_client_id_fkey') THEN
+        ALTER TABLE leads
+            ADD CONSTRAINT leads_converted_to_client_id_fkey
+                FOREIGN KEY (converted_to_client_id) REFERENCES clients (id) NOT VALID;
+    END IF;
+END
+$$;
+
+-- step: the conversion CHECK, NOT VALID
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'leads'::regclass
+                   AND conname = 'leads_conversion_consistent') THEN
+        ALTER TABLE leads
+            ADD CONSTRAINT leads_conversion_consistent CHECK (
+                is_converted = (converted_to_client_id IS NOT NULL)
+                AND is_converted = (conversion_date IS NOT NULL)
+            ) NOT VALID;
+    END IF;
+END
+$$;
+
+-- step: the contacts CHECK, NOT VALID
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'contacts'::regclass
+                   AND conname = 'contacts_one_parent') THEN
+        ALTER TABLE contacts
+            ADD CONSTRAINT contacts_one_parent CHECK (num_nonnulls(lead_id, client_id) = 1) NOT VALID;
+    END IF;
+END
+$$;
+COMMENT ON CONSTRAINT contacts_one_parent ON contacts IS
+    'A contact is linked to either leads OR clients (migration 001).';
+
+-- phase: contract validate (unhurried)
+-- Online migration 001, phase "contract", part 2: validate the key and the CHECKs.
+-- VALIDATE CONSTRAINT takes SHARE UPDATE EXCLUSIVE: reads and writes go on while it
+-- scans. One statement per transaction; validating a valid constraint is a no-op.
+
+-- step: validate the one-way foreign key
+ALTER TABLE leads VALIDATE CONSTRAINT leads_converted_to_client_id_fkey;
+
+-- step: validate the conversion CHECK
+ALTER TABLE leads VALIDATE CONSTRAINT leads_conversion_consistent;
+
+-- step: validate the contacts CHECK
+ALTER TABLE contacts VALIDATE CONSTRAINT contacts_one_parent;
+
+-- phase: contract indexes
+-- Online migration 001, phase "contract", part 3: the last index, CONCURRENTLY.
+-- (leads_converted_to_client_id_idx was built in expand: the backfill uses it.) An
+-- invalid index of the same name, left by an interrupted run, is dropped first.
+
+-- step: index is_converted (CONCURRENTLY)
+-- aicrm:autocommit
+CREATE INDEX CONCURRENTLY IF NOT EXISTS leads_is_converted_idx ON leads (is_converted);
+
+-- phase: switch
+-- Online migration 001, phase "contract", part 4: the switch, in one short
+-- transaction under ACCESS EXCLUSIVE locks on leads, clients and contacts (taken
+-- first, in that order, under a short lock_timeout, retried with backoff). Catalog
+-- changes only: no row is read or written but 001's own bookkeeping. The runner
+-- then writes the ledger row of 001 and runs 001's verification checks in this
+-- same transaction: the ledger says 001 exactly when the schema is 001.
+
+-- step: stop the online triggers and drop their functions
+DROP TRIGGER IF EXISTS migration_001_online_lead_before ON leads;
+DROP TRIGGER IF EXISTS migration_001_online_lead_after ON leads;
+DROP TRIGGER IF EXISTS migration_001_online_client_after ON clients;
+DROP TRIGGER IF EXISTS migration_001_online_contact_before ON contacts;
+DROP FUNCTION IF EXISTS migration_001_online_lead_before();
+DROP FUNCTION IF EXISTS migration_001_online_lead_after();
+DROP FUNCTION IF EXISTS migration_001_online_client_after();
+DROP FUNCTION IF EXISTS migration_001_online_contact_before();
+DROP FUNCTION IF EXISTS migration_001_backfill(text, uuid, integer);
+DROP FUNCTION IF EXISTS migration_001_sync_leads(uuid[], boolean, uuid[]);
+DROP FUNCTION IF EXISTS migration_001_sync_clients(uuid[], boolean);
+DROP FUNCTION IF EXISTS migration_001_resolve(uuid[]);
+-- The switch is one transaction (no CONCURRENTLY there), already holding ACCESS
+-- EXCLUSIVE on the CRM's tables; these indexes are on 001's own tables.
+-- squawk-ignore require-concurrent-index-deletion
+DROP INDEX IF EXISTS migration_001_online_archive_lead_idx;
+-- squawk-ignore require-concurrent-index-deletion
+DROP INDEX IF EXISTS migration_001_online_values_lead_idx;
+
+-- step: record the legacy columns' types, constraints and indexes (as 001 does)
+DELETE FROM migration_001_legacy_objects;
+INSERT INTO migration_001_legacy_objects (table_name, column_name, kind, name, definition)
+SELECT c.relname, a.attname, 'column', a.attname, format_type(a.atttypid, a.atttypmod)
+FROM pg_attribute AS a
+JOIN pg_class AS c ON c.oid = a.attrelid
+WHERE (a.attrelid, a.attname) IN (('leads'::regclass, 'client_id'),
+                                  ('clients'::regclass, 'converted_from_lead_id'))
+  AND a.attnum > 0 AND NOT a.attisdropped
+UNION ALL
+SELECT c.relname, a.attname, 'constraint', k.conname, pg_get_constraintdef(k.oid)
+FROM pg_constraint AS k
+JOIN pg_class AS c ON c.oid = k.conrelid
+JOIN pg_attribute AS a ON a.attrelid = k.conrelid AND a.attnum = ANY (k.conkey)
+WHERE (a.attrelid, a.attname) IN (('leads'::regclass, 'client_id'),
+                                  ('clients'::regclass, 'converted_from_lead_id'))
+UNION ALL
+SELECT DISTINCT c.relname, a.attname, 'index', i.relname, pg_get_indexdef(i.oid)
+FROM pg_depend AS d
+JOIN pg_class AS i ON i.oid = d.objid AND d.classid = 'pg_class'::regclass AND i.relkind = 'i'
+JOIN pg_class AS c ON c.oid = d.refobjid
+JOIN pg_attribute AS a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+WHERE d.refclassid = 'pg_class'::regclass
+  AND (a.attrelid, a.attname) IN (('leads'::regclass, 'client_id'),
+                                  ('clients'::regclass, 'converted_from_lead_id'))
+  AND i.relname <> 'migration_001_claims_idx'  -- the online run's own helper
+  AND NOT EXISTS (SELECT 1 FROM pg_constraint AS k WHERE k.conindid = i.oid
+                  AND k.contype IN ('p', 'u', 'x'));
+
+-- step: drop the circular foreign keys (found by their columns) and the legacy columns
+DO $$
+DECLARE
+    k record;
+BEGIN
+    FOR k IN
+        SELECT con.conrelid::regclass::text AS tbl, con.conname
+        FROM pg_constraint AS con
+        WHERE con.contype = 'f'
+          AND ((con.conrelid = 'leads'::regclass AND con.confrelid = 'clients'::regclass
+                AND (SELECT attnum FROM pg_attribute WHERE attrelid = 'leads'::regclass
+                     AND attname = 'client_id') = ANY (con.conkey))
+            OR (con.conrelid = 'clients'::regclass AND con.confrelid = 'leads'::regclass
+                AND (SELECT attnum FROM pg_attribute WHERE attrelid = 'clients'::regclass
+                     AND attname = 'converted_from_lead_id') = ANY (con.conkey)))
+        ORDER BY 1, 2
+    LOOP
+        EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', k.tbl, k.conname);
+    END LOOP;
+END
+$$;
+ALTER TABLE leads DROP COLUMN client_id;
+ALTER TABLE clients DROP COLUMN converted_from_lead_id;
+
+-- step: create the views
+CREATE VIEW lead_conversion_summary AS
+SELECT coalesce(l.source, 'unknown') AS source,
+       count(*) AS total_leads,
+       count(*) FILTER (WHERE l.is_converted) AS converted_leads,
+       count(*) FILTER (WHERE NOT l.is_converted) AS active_leads,
+       count(*) FILTER (WHERE l.is_converted)::numeric / count(*) AS conversion_rate,
+       avg(extract(epoch FROM l.conversion_date - l.created_at) / 86400)
+           FILTER (WHERE l.is_converted) AS avg_days_to_convert
+FROM leads AS l
+GROUP BY coalesce(l.source, 'unknown');
+COMMENT ON VIEW lead_conversion_summary IS
+    'Leads per source (NULL as unknown): totals, converted, active (not converted), '
+    'conversion_rate (0 to 1) and the mean days from created_at to conversion_date.';
+
+CREATE VIEW client_lead_history AS
+SELECT c.id AS client_id,
+       c.name AS client_name,
+       l.id AS lead_id,
+       l.email AS lead_email,
+       l.source AS lead_source,
+       l.created_at AS lead_created_at,
+       l.conversion_date,
+       extract(epoch FROM l.conversion_date - l.created_at) / 86400 AS days_to_convert
+FROM leads AS l
+JOIN clients AS c ON c.id = l.converted_to_client_id
+WHERE l.is_converted;
+COMMENT ON VIEW client_lead_history IS
+    'One row per converted lead: its client, the lead, and the days it took to convert.';
+
+-- phase: abort
+-- Online migration 001: back to 000 from an unfinished online run, whatever its
+-- phase (`aicrm db downgrade 000`). One transaction, under ACCESS EXCLUSIVE locks on
+-- leads, clients and contacts taken first. The legacy columns are still there and
+-- were never written by the run; only contacts changed (orphaned references cleared,
+-- contacts without a parent moved, lead links of contacts with both parents
+-- cleared), and each of those changes is in 001's tables: put them back, then drop
+-- everything the run added. Runs with session_replication_role = replica when the
+-- runner may set it (user triggers do not fire, no updated_at changes).
+
+-- step: stop the online triggers and drop their functions
+DROP TRIGGER IF EXISTS migration_001_online_lead_before ON leads;
+DROP TRIGGER IF EXISTS migration_001_online_lead_after ON leads;
+DROP TRIGGER IF EXISTS migration_001_online_client_after ON clients;
+DROP TRIGGER IF EXISTS migration_001_online_contact_before ON contacts;
+DROP FUNCTION IF EXISTS migration_001_online_lead_before();
+DROP FUNCTION IF EXISTS migration_001_online_lead_after();
+DROP FUNCTION IF EXISTS migration_001_online_client_after();
+DROP FUNCTION IF EXISTS migration_001_online_contact_before();
+DROP FUNCTION IF EXISTS migration_001_backfill(text, uuid, integer);
+DROP FUNCTION IF EXISTS migration_001_sync_leads(uuid[], boolean, uuid[]);
+DROP FUNCTION IF EXISTS migration_001_sync_clients(uuid[], boolean);
+DROP FUNCTION IF EXISTS migration_001_resolve(uuid[]);
+
+-- step: drop 001's constraints (the contacts CHECK would refuse the links put back)
+ALTER TABLE contacts DROP CONSTRAINT IF EXISTS contacts_one_parent;
+ALTER TABLE leads
+    DROP CONSTRAINT IF EXISTS leads_conversion_consistent,
+    DROP CONSTRAINT IF EXISTS leads_converted_to_client_id_fkey;
+
+-- step: put back the moved contacts and the contacts' cleared links
+DO $$
+DECLARE
+    cols text;
+BEGIN
+    IF to_regclass('migration_001_orphan_contacts') IS NOT NULL THEN
+        SELECT string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum) INTO cols
+        FROM pg_attribute AS a
+        WHERE a.attrelid = 'contacts'::regclass AND a.attnum > 0 AND NOT a.attisdropped
+          AND a.attgenerated = ''
+          AND EXISTS (SELECT 1 FROM pg_attribute AS o
+                      WHERE o.attrelid = 'migration_001_orphan_contacts'::regclass
+                        AND o.attname = a.attname AND NOT o.attisdropped);
+        EXECUTE format('INSERT INTO contacts (%s) OVERRIDING SYSTEM VALUE SELECT %s '
+                       'FROM migration_001_orphan_contacts', cols, cols);
+    END IF;
+    IF to_regclass('migration_001_link_archive') IS NOT NULL THEN
+        UPDATE contacts AS c SET lead_id = a.referenced_id
+        FROM migration_001_link_archive AS a
+        WHERE a.table_name = 'contacts' AND a.column_name = 'lead_id' AND a.row_id = c.id;
+        UPDATE contacts AS c SET client_id = a.referenced_id
+        FROM migration_001_link_archive AS a
+        WHERE a.table_name = 'contacts' AND a.column_name = 'client_id' AND a.row_id = c.id;
+    END IF;
+    IF to_regclass('migration_001_legacy_values') IS NOT NULL THEN
+        UPDATE contacts AS c SET lead_id = v.legacy_value
+        FROM migration_001_legacy_values AS v
+        WHERE v.table_name = 'contacts' AND v.column_name = 'lead_id' AND v.row_id = c.id;
+    END IF;
+END
+$$;
+
+-- step: drop the conversion fields (their indexes go with them), the helper index and 001's tables
+-- The abort is one transaction under ACCESS EXCLUSIVE locks (no CONCURRENTLY there).
+-- squawk-ignore require-concurrent-index-deletion
+DROP INDEX IF EXISTS migration_001_claims_idx;
+-- squawk-ignore require-concurrent-index-deletion
+DROP INDEX IF EXISTS leads_is_converted_idx;
+-- squawk-ignore require-concurrent-index-deletion
+DROP INDEX IF EXISTS leads_converted_to_client_id_idx;
+ALTER TABLE leads
+    DROP COLUMN IF EXISTS converted_to_client_id,
+    DROP COLUMN IF EXISTS conversion_date,
+    DROP COLUMN IF EXISTS is_converted;
+DROP TABLE IF EXISTS migration_001_link_archive;
+DROP TABLE IF EXISTS migration_001_orphan_contacts;
+DROP TABLE IF EXISTS migration_001_legacy_values;
+DROP TABLE IF EXISTS migration_001_legacy_objects;

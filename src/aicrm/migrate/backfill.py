@@ -1,0 +1,115 @@
+"""An online form's backfill phase: the rows written before expand, in batches.
+
+Each batch is one short transaction: the form's batch function
+(``FUNCTION(table, after, size)`` returning ``(last_id, done)``) migrates the next
+``size`` rows after ``after``, and the state table records the progress in the same
+transaction, so a killed run resumes after the last committed batch. The batch
+size adapts so that a batch takes about ``batch_seconds`` (at most halving or
+doubling at a time); the transaction setting ``aicrm.backfill`` tells the form's
+triggers to stand aside, and ``session_replication_role = replica`` (when allowed)
+keeps user triggers from firing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Protocol, TypeVar
+
+from psycopg import sql
+
+from aicrm.db import Connection
+from aicrm.migrate import lock, online_state
+from aicrm.migrate.loader import Migration
+from aicrm.migrate.online_state import RunState
+from aicrm.migrate.options import OnlineSettings, Options
+
+T = TypeVar("T")
+
+BATCH = "SELECT last_id::text, done FROM {}(%s, %s, %s)"
+
+
+class Phases(Protocol):
+    """What a backfill needs of the online run (aicrm.migrate.online)."""
+
+    conn: Connection
+    migration: Migration
+    settings: OnlineSettings
+    options: Options
+    replica: bool
+
+    def short(self, body: Callable[[], T], what: str, lock_timeout: float | None = None) -> T: ...
+
+    def pause(self, point: str) -> None: ...
+
+
+def run(phases: Phases, table: str, function: str, recorded: RunState | None) -> None:
+    """Backfill ``table`` with ``function`` from the ``recorded`` progress (None: from
+    the start)."""
+    conn, settings, options = phases.conn, phases.settings, phases.options
+    version = phases.migration.version
+    after = recorded.backfill_after if recorded else None
+    done = recorded.rows_done if recorded else 0
+    size = (recorded.batch_size if recorded else None) or settings.first_batch
+    total = recorded.rows_total if recorded else None
+    if total is None:
+
+        def count_rows() -> int:
+            row = conn.execute(
+                sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
+            ).fetchone()
+            found = int(row[0]) if row else 0
+            online_state.set_total(conn, version, found)
+            return found
+
+        total = phases.short(count_rows, f"count the rows of {table}", settings.row_lock_timeout)
+    query = sql.SQL(BATCH).format(sql.Identifier(function))
+    started = time.monotonic()
+    done_here = 0
+    shown = 0.0
+    batch = 0
+    last: list[str | None] = [after]
+    while True:
+        batch += 1
+        batch_started = time.monotonic()
+
+        def body(after: str | None = after, size: int = size, batch: int = batch) -> int:
+            custom = {"aicrm.backfill": "on"}
+            if phases.replica:
+                custom["session_replication_role"] = "replica"
+            if options.archive_orphans:
+                custom["aicrm.archive_orphans"] = "on"
+            lock.settings(conn, custom=custom)
+            row = conn.execute(query, (table, after, size)).fetchone()
+            assert row is not None
+            count = int(row[1])
+            if count:
+                online_state.record_batch(conn, version, row[0], count, size)
+            phases.pause(f"batch:{table}:{batch}")
+            last[0] = row[0]
+            return count
+
+        count = phases.short(body, f"backfill batch of {table}", settings.row_lock_timeout)
+        if count == 0:
+            break
+        after = last[0]
+        done += count
+        done_here += count
+        elapsed = time.monotonic() - batch_started
+        wanted = int(size * settings.batch_seconds / max(elapsed, 0.001))
+        size = max(settings.min_batch, min(settings.max_batch, size * 2, max(size // 2, wanted)))
+        now = time.monotonic()
+        if now - shown >= 1.0:
+            shown = now
+            rate = done_here / max(now - started, 0.001)
+            left = max(total - done, 0) / rate if rate else 0.0
+            percent = 100.0 * done / total if total else 100.0
+            options.say(
+                f"backfill {table}: {done:,}/{total:,} rows ({percent:.0f}%), "
+                f"{rate:,.0f} rows/s, ~{left:,.0f} s left, batch {size:,}"
+            )
+        if settings.throttle > 0:
+            time.sleep(settings.throttle)
+
+
+__all__ = ["run"]

@@ -1,0 +1,71 @@
+"""How a run is made: :class:`Options` (every mode) and :class:`OnlineSettings`.
+
+A module of its own so that the runner and the online mode both read them without
+importing each other. Other parts of the engine add fields here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aicrm import config
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class OnlineSettings:
+    """How an online run paces itself. ``batch_seconds``: the time each backfill
+    batch aims at (the batch size adapts to it); ``throttle``: a pause after each
+    batch (seconds); ``lock_timeout``: the bound on each wait for a table lock
+    (seconds; a waiting DDL statement makes the application's queries queue behind
+    it, so this is short), retried ``lock_retries`` times with backoff;
+    ``row_lock_timeout``: the bound on a batch's wait for rows the application is
+    writing; ``ddl_wait``: the bound on the waits of statements that do not block
+    the application (CREATE INDEX CONCURRENTLY, VALIDATE CONSTRAINT)."""
+
+    batch_seconds: float = 0.05
+    throttle: float = 0.0
+    lock_timeout: float = 0.05
+    lock_retries: int = 30
+    row_lock_timeout: float = 1.0
+    ddl_wait: float = 60.0
+    first_batch: int = 500
+    min_batch: int = 50
+    max_batch: int = 50_000
+
+
+@dataclass
+class Options:
+    """How to run. ``lock_timeout`` bounds each wait for a table lock (seconds);
+    ``lock_retries`` is how many more attempts follow a lock timeout, with backoff;
+    ``runner_wait`` bounds the wait for another runner to finish;
+    ``statement_timeout`` bounds each of the run's own statements (seconds, 0: no
+    bound; the backup's pg_dump is bounded by nothing but its own run)."""
+
+    target_version: int | None = None
+    dry_run: bool = False
+    allow_drift: bool = False
+    archive_orphans: bool = False
+    lock_timeout: float = 5.0
+    lock_retries: int = 3
+    runner_wait: float = 10.0
+    statement_timeout: float = 0.0
+    # Connections the first migration's integrity checks run on, side by side, before
+    # the transaction (1: one after the other on the runner's own connection).
+    check_connections: int = 2
+    backup_dir: Path = field(default_factory=config.backup_dir)
+    migrations_dir: Path | None = None
+    progress: Progress | None = None
+    # The online mode (aicrm.migrate.online): set to run online; an unfinished
+    # online run is resumed whatever this says.
+    online: OnlineSettings | None = None
+
+    def say(self, message: str) -> None:
+        if self.progress is not None:
+            self.progress(message)
+
+
+__all__ = ["OnlineSettings", "Options", "Progress"]
