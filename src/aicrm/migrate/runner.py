@@ -41,7 +41,7 @@ from aicrm.errors import (
     UsageError,
     VerificationFailed,
 )
-from aicrm.migrate import backup, ledger, loader, online, prerequisites, snapshot
+from aicrm.migrate import backup, compat, ledger, loader, online, prerequisites, snapshot
 from aicrm.migrate.loader import Check, Migration, Step
 from aicrm.migrate.lock import runner_lock
 from aicrm.migrate.report import SAMPLE_SIZE, CheckResult, Finding, Report, StepTiming
@@ -79,6 +79,10 @@ class Options:
     # The online mode (aicrm.migrate.online): set to run online; an unfinished
     # online run is resumed whatever this says.
     online: online.OnlineSettings | None = None
+    # The compatibility window (aicrm.migrate.compat): open one with 001, and recreate
+    # the user's views over the dropped columns on it.
+    compat_window: bool = False
+    rebuild_dependents: bool = False
 
     def say(self, message: str) -> None:
         if self.progress is not None:
@@ -148,6 +152,15 @@ def _migrate(
     started: float,
 ) -> None:
     _refuse_drift(state, options)
+    # --- dependents of what the plan drops: all found before the backup (compat) ----
+    compat.refuse_early(
+        conn,
+        [m for m in state.pending if m.version <= wanted],
+        compat_window=options.compat_window,
+        rebuild=options.rebuild_dependents,
+        online=options.online is not None,
+        report=report,
+    )
     # --- online mode: a requested online run, or an unfinished one to resume -------
     if options.online is not None or online.unfinished(conn) is not None:
         online.run(conn, where, state, wanted, options, report)
@@ -478,7 +491,11 @@ def _apply_steps(
         if index > 0 or state.version < 0:
             _integrity(conn, migration, options, report)
         locked_at = _take_locks(conn, migration, report) or locked_at
+        window = compat.prepare(
+            conn, migration, compat_window=options.compat_window, rebuild=options.rebuild_dependents
+        )
         _run_steps(conn, migration, migration.steps, options, report)
+        report.compat = window.open(conn) if window is not None else report.compat
         ledger.record(
             conn,
             migration.version,
@@ -642,6 +659,7 @@ class Status:
     pending: list[str]
     drift: list[str]
     online: dict[str, object] | None = None  # an unfinished online run (aicrm.migrate.online)
+    compat: list[dict[str, object]] = field(default_factory=list)  # open windows (compat)
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -663,6 +681,7 @@ def status(where: Target | None = None, migrations_dir: Path | None = None) -> S
             pending=[m.label for m in state.pending],
             drift=[f"{d.version:03d}_{d.name}" for d in state.drift],
             online=_online_state(conn),
+            compat=compat.windows(conn),
         )
 
 
