@@ -100,14 +100,14 @@ FROM pg_depend AS d
 CROSS JOIN LATERAL pg_identify_object(d.classid, d.objid, d.objsubid) AS o
 WHERE d.refclassid = 'pg_class'::regclass AND d.deptype = 'n'
   AND d.refobjid IN (SELECT c.oid FROM pg_class AS c
-                     WHERE c.relnamespace = %(schema)s::regnamespace)
-  AND o.schema IS DISTINCT FROM %(schema)s
+                     WHERE c.relnamespace = %(schema)s::text::regnamespace)
+  AND o.schema IS DISTINCT FROM %(schema)s::text
 UNION
 SELECT CASE p.prokind WHEN 'p' THEN 'procedure ' ELSE 'function ' END || p.oid::regprocedure::text
 FROM pg_proc AS p
-WHERE p.pronamespace <> %(schema)s::regnamespace
-  AND (array_to_string(p.proconfig, ',') LIKE '%%' || %(schema)s || '%%'
-       OR p.prosrc LIKE '%%' || %(schema)s || '%%')
+WHERE p.pronamespace <> %(schema)s::text::regnamespace
+  AND (array_to_string(p.proconfig, ',') LIKE '%%' || %(schema)s::text || '%%'
+       OR p.prosrc LIKE '%%' || %(schema)s::text || '%%')
 ORDER BY 1
 """
 

@@ -14,7 +14,9 @@
 -- PUBLIC gives nobody more than the tables give them. Writes the new structure can
 -- express go through INSTEAD OF triggers (a conversion sets converted_to_client_id,
 -- is_converted, conversion_date and status 'converted', as 001 and 002 do to legacy
--- data); the others raise feature_not_supported (0A000) with the reason.
+-- data); the others raise feature_not_supported (0A000) with the reason. The trigger
+-- functions pin search_path to pg_catalog, the CRM schema (the history triggers they
+-- fire resolve their helpers there), pg_temp.
 
 -- step: the compatibility schema
 CREATE SCHEMA aicrm_compat_000;
@@ -45,7 +47,8 @@ BEGIN
                                     ELSE origin || ' AS converted_from_lead_id' END
                        ELSE format('t.%I', x.col) END, ', ' ORDER BY x.ord) AS view_list,
             string_agg(CASE WHEN x.col = legacy ->> tbl THEN
-                           CASE tbl WHEN 'leads' THEN 'converted_to_client_id' ELSE 'NULL::uuid' END
+                           CASE tbl WHEN 'leads' THEN 'converted_to_client_id AS client_id'
+                                    ELSE 'NULL::uuid AS converted_from_lead_id' END
                        ELSE format('%I', x.col) END, ', ' ORDER BY x.ord) AS returning_list,
             string_agg(format('%I', x.col), ', ' ORDER BY x.ord)
                 FILTER (WHERE x.writable) AS insert_cols,
@@ -89,7 +92,7 @@ BEGIN
         IF tbl = 'leads' THEN
             EXECUTE format($f$
 CREATE FUNCTION aicrm_compat_000.leads_write() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $body$
+LANGUAGE plpgsql SET search_path = pg_catalog, %1$I, pg_temp AS $body$
 DECLARE
     converting boolean := NEW.client_id IS NOT NULL AND (TG_OP = 'INSERT' OR OLD.client_id IS NULL);
 BEGIN
@@ -125,7 +128,7 @@ $f$, crm, cols.insert_cols, cols.insert_values, cols.returning_list, cols.update
         ELSIF tbl = 'clients' THEN
             EXECUTE format($f$
 CREATE FUNCTION aicrm_compat_000.convert_lead(p_lead uuid, p_client uuid) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $body$
+LANGUAGE plpgsql SET search_path = pg_catalog, %1$I, pg_temp AS $body$
 BEGIN
     UPDATE %1$I.leads SET converted_to_client_id = p_client, is_converted = true,
                           conversion_date = now(), status = 'converted'
@@ -146,7 +149,7 @@ $body$
 $f$, crm);
             EXECUTE format($f$
 CREATE FUNCTION aicrm_compat_000.clients_write() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $body$
+LANGUAGE plpgsql SET search_path = pg_catalog, %1$I, pg_temp AS $body$
 DECLARE
     origin uuid := NEW.converted_from_lead_id;
 BEGIN
