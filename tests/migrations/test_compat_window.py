@@ -64,10 +64,8 @@ def old_code_round(conn: psycopg.Connection[Any]) -> tuple[str, str]:
         (lead,),
     ).fetchone()
     assert got == (client, lead)
-    assert (
-        conn.execute("SELECT count(*) FROM contacts WHERE client_id = %s", (client,)).fetchone()[0]
-        == 1
-    )  # type: ignore[index]
+    count = conn.execute("SELECT count(*) FROM contacts WHERE client_id = %s", (client,))
+    assert count.fetchone() == (1,)
     return str(lead), str(client)
 
 
