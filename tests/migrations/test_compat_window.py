@@ -208,6 +208,12 @@ def test_writes_the_new_structure_cannot_express_are_refused_clearly(db: Databas
         free_id = free.fetchone()[0]  # type: ignore[index]
         assert old.execute("DELETE FROM leads WHERE id = %s", (free_id,)).rowcount == 1
     assert db.scalar("SELECT count(*) FROM leads WHERE converted_to_client_id = %s", (client,)) == 2
+    # The way back needs the window closed first; its advice works.
+    down = db.cli("db", "downgrade", "000")
+    assert down.returncode == 2 and "aicrm db compat close" in down.stderr, down.stderr
+    assert db.cli("db", "compat", "close").returncode == 0
+    back = db.cli("db", "downgrade", "000")
+    assert back.returncode == 0, back.stdout + back.stderr
 
 
 def test_impossible_window_requests_are_refused(db: Database) -> None:

@@ -402,6 +402,18 @@ def windows(conn: Connection) -> list[dict[str, Any]]:
     return found
 
 
+def refuse_downgrade(conn: Connection, version: int) -> None:
+    """Refuse a downgrade below the migration that opened a window still open."""
+    for window in windows(conn):
+        opened_by = int(str(window["schema"]).rsplit("_", 1)[1]) + 1
+        if version < opened_by:
+            raise UsageError(
+                f"The compatibility window {window['schema']} is open and its views need the "
+                f"columns of migration {opened_by:03d}. Nothing was changed. Close it first "
+                "('aicrm db compat close'), then downgrade."
+            )
+
+
 def close(where: Target, schema: str | None = None) -> str:
     """End the compatibility window (the only one open, or ``schema``).
 
@@ -441,6 +453,7 @@ __all__ = [
     "close",
     "has_window",
     "prepare",
+    "refuse_downgrade",
     "refuse_early",
     "schema_for",
     "windows",

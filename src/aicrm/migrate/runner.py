@@ -584,6 +584,7 @@ def downgrade(version: int, options: Options | None = None, where: Target | None
         report = Report("downgrade", where.describe(), options.dry_run, state.version, version)
         try:
             _refuse_drift(state, options)
+            compat.refuse_downgrade(conn, version)  # an open window needs 001's columns
             # --- online mode: an unfinished online run is undone from its phase -----
             unfinished = online.unfinished(conn) if state.shape == "ledger" else None
             if unfinished is not None and version < unfinished.version:
