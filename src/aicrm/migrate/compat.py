@@ -102,6 +102,10 @@ WHERE d.refclassid = 'pg_class'::regclass AND d.deptype = 'n'
   AND d.refobjid IN (SELECT c.oid FROM pg_class AS c
                      WHERE c.relnamespace = %(schema)s::text::regnamespace)
   AND o.schema IS DISTINCT FROM %(schema)s::text
+  -- PostgreSQL 15 names no schema for a rule: the window's own views are its rules'.
+  AND NOT EXISTS (SELECT 1 FROM pg_rewrite AS r JOIN pg_class AS v ON v.oid = r.ev_class
+                  WHERE d.classid = 'pg_rewrite'::regclass AND r.oid = d.objid
+                    AND v.relnamespace = %(schema)s::text::regnamespace)
 UNION
 SELECT CASE p.prokind WHEN 'p' THEN 'procedure ' ELSE 'function ' END || p.oid::regprocedure::text
 FROM pg_proc AS p
