@@ -296,7 +296,7 @@ def _dependent(
 
 def advice(kind: str, name: str, col: Column, tracked: bool = True) -> str:
     """What to do about one dependent, in a sentence an operator can follow."""
-    instead = f" ({col.instead})" if col.instead else ""
+    instead = f" (use {col.instead})" if col.instead else ""
     again = f"recreate it without {col.label}{instead} after the migration"
     window = "or rerun with --compat-window --rebuild-dependents"
     if kind in ("view", "materialized view"):
