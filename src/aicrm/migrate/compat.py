@@ -52,7 +52,7 @@ CRM_SCHEMA = "SELECT relnamespace::regnamespace::text FROM pg_class WHERE oid = 
 
 OPEN_WINDOWS = """
 SELECT n.nspname, obj_description(n.oid, 'pg_namespace')
-FROM pg_namespace AS n WHERE n.nspname LIKE 'aicrm\\_compat\\_%' ORDER BY 1
+FROM pg_namespace AS n WHERE n.nspname ~ '^aicrm_compat_[0-9]{3}$' ORDER BY 1
 """
 
 # Views built on a relation (the next level of a rebuild).
@@ -99,17 +99,17 @@ SELECT DISTINCT CASE WHEN d.classid = 'pg_rewrite'::regclass THEN (
 FROM pg_depend AS d
 CROSS JOIN LATERAL pg_identify_object(d.classid, d.objid, d.objsubid) AS o
 WHERE d.refclassid = 'pg_class'::regclass AND d.deptype = 'n'
-  AND d.refobjid IN (SELECT c.oid FROM pg_class AS c
-                     WHERE c.relnamespace = %(schema)s::text::regnamespace)
-  AND o.schema IS DISTINCT FROM %(schema)s::text
+  AND d.refobjid IN (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n
+                     ON n.oid = c.relnamespace WHERE n.nspname LIKE %(schema)s::text || '%%')
+  AND coalesce(o.schema, '') NOT LIKE %(schema)s::text || '%%'
   -- PostgreSQL 15 names no schema for a rule: the window's own views are its rules'.
   AND NOT EXISTS (SELECT 1 FROM pg_rewrite AS r JOIN pg_class AS v ON v.oid = r.ev_class
                   WHERE d.classid = 'pg_rewrite'::regclass AND r.oid = d.objid
-                    AND v.relnamespace = %(schema)s::text::regnamespace)
+                    AND v.relnamespace::regnamespace::text LIKE %(schema)s::text || '%%')
 UNION
 SELECT CASE p.prokind WHEN 'p' THEN 'procedure ' ELSE 'function ' END || p.oid::regprocedure::text
 FROM pg_proc AS p
-WHERE p.pronamespace <> %(schema)s::text::regnamespace
+WHERE p.pronamespace::regnamespace::text NOT LIKE %(schema)s::text || '%%'
   AND (array_to_string(p.proconfig, ',') LIKE '%%' || %(schema)s::text || '%%'
        OR p.prosrc LIKE '%%' || %(schema)s::text || '%%')
 ORDER BY 1
@@ -147,6 +147,7 @@ class Rebuilt:
     options: str
     definition: str
     comment: str | None
+    invoker: bool = False  # security_invoker: reads through the window as the caller
     grants: list[tuple[str, str | None, bool]] = field(default_factory=list)
     column_comments: list[tuple[str, str]] = field(default_factory=list)
     indexes: list[str] = field(default_factory=list)
@@ -241,14 +242,17 @@ class Window:
             f"options=-csearch_path={schema},{self.crm}"
         )
         saved = _search_path(conn)
-        _set_search_path(
-            conn,
-            f"{sql.Identifier(schema).as_string(conn)}, {sql.Identifier(self.crm).as_string(conn)}",
-        )
         try:
             for view in self.rebuilt:
+                # A view that read as its owner keeps doing so (the definer views); a
+                # security_invoker one reads as its caller (the window's own views).
+                window = schema if view.invoker else f"{schema}_definer"
+                if not view.invoker and view.owner != _current_user(conn):
+                    _grant_definer_views(conn, window, view.owner)
+                where = sql.SQL("{}, {}").format(sql.Identifier(window), sql.Identifier(self.crm))
+                _set_search_path(conn, where.as_string(conn))
                 _create(conn, view)
-                self.notes.append(f"recreated {view.label} on {schema}")
+                self.notes.append(f"recreated {view.label} on {window}")
         finally:
             _set_search_path(conn, saved)
         for fn in self.functions:
@@ -334,6 +338,11 @@ def _read(conn: Connection, oid: int) -> Rebuilt:
         options=str(options),
         definition=str(definition).strip().rstrip(";"),
         comment=comment,
+        invoker=kind == "v"
+        and any(
+            option.strip() in ("security_invoker=true", "security_invoker=on")
+            for option in str(options).split(",")
+        ),
         grants=[(str(p), g, bool(w)) for p, g, w in conn.execute(GRANTS, (oid,)).fetchall()],
         column_comments=[(str(a), str(c)) for a, c in conn.execute(COLUMN_COMMENTS, (oid,))],
         indexes=[str(r[0]) for r in conn.execute(INDEXES, (oid,)).fetchall()],
@@ -381,6 +390,19 @@ def _create(conn: Connection, view: Rebuilt) -> None:
         )
     for index in view.indexes:
         conn.execute(sql.SQL(index))  # pg_get_indexdef's text
+
+
+def _grant_definer_views(conn: Connection, schema: str, role: str) -> None:
+    conn.execute(
+        sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
+            sql.Identifier(schema), sql.Identifier(role)
+        )
+    )
+    conn.execute(
+        sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(
+            sql.Identifier(schema), sql.Identifier(role)
+        )
+    )
 
 
 def _current_user(conn: Connection) -> str:

@@ -8,6 +8,8 @@
 --   clients.converted_from_lead_id   = the lead converted into the client (the first
 --                                      by conversion_date, then id)
 -- An old instance connects with options=-csearch_path=aicrm_compat_000,public.
+-- aicrm_compat_000_definer holds the same views without security_invoker, read-only
+-- and granted to nobody: what the user's rebuilt views that read as their owner use.
 --
 -- The views are security_invoker (PostgreSQL 15+; pgroll #179): the caller's own
 -- privileges and row-level security on the tables decide, so granting the views to
@@ -24,6 +26,10 @@ COMMENT ON SCHEMA aicrm_compat_000 IS
     'aicrm compatibility window: leads, clients and contacts as code written for version '
     '000 (before migration 001) sees them. Close it with: aicrm db compat close.';
 GRANT USAGE ON SCHEMA aicrm_compat_000 TO PUBLIC;
+CREATE SCHEMA aicrm_compat_000_definer;
+COMMENT ON SCHEMA aicrm_compat_000_definer IS
+    'aicrm compatibility window, for the rebuilt views that read as their owner; '
+    'closed with aicrm_compat_000.';
 
 -- step: the views, their defaults and their write triggers
 DO $open$
@@ -77,6 +83,12 @@ BEGIN
         EXECUTE format('COMMENT ON VIEW aicrm_compat_000.%I IS %L', tbl,
                        format('%s as it was before migration 001 (compatibility window).', tbl));
         EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON aicrm_compat_000.%I TO PUBLIC', tbl);
+        -- The same, read with its owner's rights: for the user's views rebuilt by
+        -- --rebuild-dependents that were not security_invoker (they read as their owner,
+        -- and keep doing so). Granted to nobody: the engine grants SELECT to the owners
+        -- of those views only.
+        EXECUTE format('CREATE VIEW aicrm_compat_000_definer.%I AS SELECT %s FROM %I.%I AS t',
+                       tbl, cols.view_list, crm, tbl);
         -- INSTEAD OF triggers see only the view's own defaults: give it the table's.
         FOR d IN
             SELECT a.attname, pg_get_expr(ad.adbin, ad.adrelid) AS expr
