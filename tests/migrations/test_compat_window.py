@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import Database
 from tests.migrations.legacy import run_json
 from tests.production import Production, Shape, production
-from tests.support import MIGRATIONS
+from tests.support import MIGRATIONS, schema_dump
 
 NO_STATUSES = Shape(custom_statuses=False)
 WINDOW = "aicrm_compat_000"
@@ -190,6 +190,12 @@ def test_writes_the_new_structure_cannot_express_are_refused_clearly(db: Databas
                 (lead,),
                 "already converted to another client",
             ),
+            (
+                "INSERT INTO contacts (lead_id, client_id) VALUES (%s, %s)",
+                (lead, client),
+                "both a lead and a client",
+            ),
+            ("INSERT INTO contacts (email) VALUES (%s)", ("orphan@example.org",), "no parent"),
         ]:
             with pytest.raises(psycopg.errors.FeatureNotSupported, match=words):
                 old.execute(statement, params)
@@ -231,6 +237,17 @@ def test_a_security_invoker_view_keeps_reading_as_its_caller(db: Database) -> No
         with prod.app_connect(db, autocommit=True) as app:
             assert app.execute(query).fetchall() == before
         assert len(db.execute(query)) == len(before) + 1  # the owner sees every lead
+
+
+def test_a_dry_run_with_the_window_changes_nothing(db: Database) -> None:
+    with production(db, NO_STATUSES):
+        before = schema_dump(db)
+        dry, report = run_json(
+            db, "db", "migrate", "--dry-run", "--compat-window", "--rebuild-dependents"
+        )
+        assert dry.returncode == 0, dry.stderr
+        assert any("recreated materialized view" in note for note in report["compat"])
+        assert schema_dump(db) == before
 
 
 def test_impossible_window_requests_are_refused(db: Database) -> None:

@@ -24,6 +24,7 @@ schema still uses it. Design: docs/compat-window.md.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -35,7 +36,7 @@ from aicrm.db import Connection, Target, connect
 from aicrm.errors import DependentsFound, PrerequisiteFailed, UsageError
 from aicrm.migrate import dependents
 from aicrm.migrate.loader import Migration, split_steps
-from aicrm.migrate.report import Report
+from aicrm.migrate.report import Report, StepTiming
 
 TABLES = ("leads", "clients", "contacts")
 
@@ -227,9 +228,18 @@ class Window:
     functions: list[dependents.Dependent]
     notes: list[str] = field(default_factory=list)
 
-    def open(self, conn: Connection) -> list[str]:
+    def open(self, conn: Connection, report: Report) -> list[str]:
         """After the migration's steps: create the window, recreate the dropped views
-        on it, and give the functions the window's search_path. Returns notes."""
+        on it, and give the functions the window's search_path. Returns notes (the
+        report gets a step of its own, so that a failure here is named as such)."""
+        started = time.monotonic()
+        step = f"open the compatibility window {schema_for(self.migration)}"
+        report.steps.append(StepTiming(self.migration.label, step, 0.0))
+        notes = self._open(conn)
+        report.steps[-1] = StepTiming(self.migration.label, step, time.monotonic() - started)
+        return notes
+
+    def _open(self, conn: Connection) -> list[str]:
         conn.execute(
             "SELECT set_config(%s, %s, true)",
             (f"aicrm.compat_{self.migration.version - 1:03d}_columns", json.dumps(self.columns)),

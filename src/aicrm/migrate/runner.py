@@ -495,7 +495,7 @@ def _apply_steps(
             conn, migration, compat_window=options.compat_window, rebuild=options.rebuild_dependents
         )
         _run_steps(conn, migration, migration.steps, options, report)
-        report.compat = window.open(conn) if window is not None else report.compat
+        report.compat = window.open(conn, report) if window is not None else report.compat
         ledger.record(
             conn,
             migration.version,

@@ -192,6 +192,32 @@ $f$, crm, cols.insert_cols, cols.insert_values, cols.returning_list, cols.update
             EXECUTE 'CREATE TRIGGER aicrm_compat_write INSTEAD OF INSERT OR UPDATE '
                     'ON aicrm_compat_000.clients FOR EACH ROW '
                     'EXECUTE FUNCTION aicrm_compat_000.clients_write()';
+        ELSE
+            EXECUTE format($f$
+CREATE FUNCTION aicrm_compat_000.contacts_write() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, %1$I, pg_temp AS $body$
+BEGIN
+    IF num_nonnulls(NEW.lead_id, NEW.client_id) <> 1 THEN
+        RAISE EXCEPTION 'aicrm_compat_000: contact %% would have %%; since migration 001 a contact belongs to a lead or to a client, exactly one', NEW.id,
+            CASE WHEN NEW.lead_id IS NULL THEN 'no parent' ELSE 'both a lead and a client' END
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Set lead_id or client_id, not both; a client''s contact needs only client_id.';
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO %1$I.contacts (%2$s) VALUES (%3$s) RETURNING %4$s INTO NEW;
+    ELSE
+        UPDATE %1$I.contacts AS t SET %5$s WHERE t.id = OLD.id RETURNING %4$s INTO NEW;
+        IF NOT FOUND THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+    RETURN NEW;
+END
+$body$
+$f$, crm, cols.insert_cols, cols.insert_values, cols.returning_list, cols.update_list);
+            EXECUTE 'CREATE TRIGGER aicrm_compat_write INSTEAD OF INSERT OR UPDATE '
+                    'ON aicrm_compat_000.contacts FOR EACH ROW '
+                    'EXECUTE FUNCTION aicrm_compat_000.contacts_write()';
         END IF;
     END LOOP;
 END
