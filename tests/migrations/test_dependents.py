@@ -137,3 +137,17 @@ def test_aicrm_own_objects_are_not_dependents(db: Database) -> None:
     result, report = run_json(db, "db", "migrate", "--dry-run")
     assert result.returncode == 0, result.stderr
     assert report["dependents"] == []
+
+
+def test_the_online_mode_refuses_the_same_way_before_anything(db: Database) -> None:
+    with production(db, NO_STATUSES):
+        before = schema_dump(db)
+        result = db.cli("db", "migrate", "--online")
+        assert result.returncode == 3, result.stdout + result.stderr
+        assert "view sales_pipeline (leads.client_id)" in result.stderr
+        assert "rerun without --online, with --compat-window" in result.stderr
+        assert schema_dump(db) == before
+        # Its advice, followed, works.
+        up = db.cli("db", "migrate", "--compat-window", "--rebuild-dependents")
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert db.scalar("SELECT count(*) FROM sales_pipeline") == 6

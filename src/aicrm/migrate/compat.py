@@ -204,11 +204,14 @@ def refuse_early(
             or (not d.tracked and d.kind in ("function", "procedure"))
             for d in stopping
         )
-        rerun = (
-            ", or rerun with --compat-window --rebuild-dependents"
-            if fixable and not rebuild
-            else ""
-        )
+        rerun = ""
+        if fixable and not rebuild:
+            # The window is the transactional mode's: an online run is told so now.
+            rerun = (
+                ", or rerun "
+                + ("without --online, " * online)
+                + ("with --compat-window --rebuild-dependents")
+            )
         raise DependentsFound(
             f"{len(stopping)} object(s) use columns that the migration drops: {names}. "
             "Nothing was changed and no backup was taken. Drop or change each as the "

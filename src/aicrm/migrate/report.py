@@ -115,7 +115,8 @@ class Report:
                     out.append(f"            samples: {', '.join(f.samples)}")
                     out.append(f"            list all: {' '.join(f.query.split())}")
         if self.dependents:
-            out.append("dependents (objects using what the migration drops):")
+            handled = " (the window below took care of the views and functions)" * bool(self.compat)
+            out.append(f"dependents (objects using what the migration drops){handled}:")
             for d in self.dependents:
                 out += [f"  {line}" for line in d.as_text().splitlines()]
         if self.backup is not None:
