@@ -29,6 +29,7 @@ The hierarchy::
     ├── Unauthorized                exit 2  no valid API key (HTTP 401)
     ├── Forbidden                   exit 2  the API key's scope is too narrow (HTTP 403)
     ├── IntegrityRefused            exit 3  blocking anomalies were found; nothing was changed
+    │   └── DependentsFound                 objects use what the migration drops (or a window)
     ├── NotFound                    exit 4  no record with that id
     └── Conflict                    exit 5  the change conflicts with data that exists
         ├── DuplicateFound                  the email matches other leads or contacts
@@ -127,6 +128,11 @@ class Forbidden(AicrmError):
     """The API key's scope does not allow the request."""
 
     exit_code = 2
+
+
+class DependentsFound(IntegrityRefused):
+    """Objects use columns a migration drops, or a compatibility window being closed;
+    ``details`` lists them. Nothing was changed."""
 
 
 class NotFound(AicrmError):

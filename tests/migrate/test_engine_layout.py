@@ -8,7 +8,7 @@ from pathlib import Path
 import aicrm.migrate
 
 PACKAGE = Path(aicrm.migrate.__file__).parent
-MAX_LINES = 450
+MAX_LINES = 500  # the project-wide bound (tests/test_layout.py)
 
 
 def _imports(path: Path) -> set[str]:

@@ -190,9 +190,10 @@ def test_a_view_on_a_dropped_column_stops_it_and_nothing_changes(db: Database) -
 
     result = db.cli("db", "migrate", "--target", "001")
 
-    assert result.returncode == 1
-    assert "cannot drop column client_id of table leads" in result.stderr
-    assert "rolled back" in result.stderr
+    # Found before anything changes (docs/dependents.md): exit 3, the view named.
+    assert result.returncode == 3
+    assert "view lead_clients (leads.client_id)" in result.stderr
+    assert "Nothing was changed" in result.stderr
     assert schema_dump(db) == schema and table_digests(db) == digests
 
 

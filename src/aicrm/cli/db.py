@@ -13,7 +13,7 @@ from aicrm import config
 from aicrm.cli import output
 from aicrm.db import embedded, target
 from aicrm.errors import AicrmError, UsageError
-from aicrm.migrate import Options, Report, backup, runner
+from aicrm.migrate import Options, Report, backup, compat, runner
 from aicrm.migrate.options import OnlineSettings
 
 app = typer.Typer(
@@ -132,6 +132,22 @@ def migrate(
         float,
         typer.Option(min=0.0, help="With --online: seconds to pause after each backfill batch."),
     ] = 0.0,
+    compat_window: Annotated[
+        bool,
+        typer.Option(
+            "--compat-window",
+            help="With 001: keep schema aicrm_compat_000, views of leads, clients and contacts "
+            "as old code sees them (PostgreSQL 15+; see docs/compat-window.md).",
+        ),
+    ] = False,
+    rebuild_dependents: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild-dependents",
+            help="With --compat-window: recreate your views over the dropped columns on the "
+            "compatibility views, and point such functions' search_path at them.",
+        ),
+    ] = False,
     migrations_dir: MigrationsDirOpt = None,
 ) -> None:
     """Apply pending migrations: checks, verified backup, one transaction, verification.
@@ -140,7 +156,8 @@ def migrate(
     backfill, contract); a run that was interrupted is resumed by the next migrate.
 
     Exit codes: 0 applied or nothing to do; 1 failed and rolled back; 2 usage,
-    prerequisite, connection or lock error; 3 integrity check refused, nothing changed.
+    prerequisite, connection or lock error; 3 integrity check refused, or objects use
+    the columns the migration drops (the report names each), nothing changed.
     """
     settings = None
     if online:
@@ -162,6 +179,8 @@ def migrate(
             migrations_dir=migrations_dir,
             progress=step,
             online=settings,
+            compat_window=compat_window,
+            rebuild_dependents=rebuild_dependents,
         )
         _run("migrate", as_json, lambda: runner.migrate(options))
 
@@ -243,6 +262,14 @@ def status(as_json: JsonOpt = False, migrations_dir: MigrationsDirOpt = None) ->
             f"online:   {info.online['text']}; 'aicrm db migrate' resumes it, "
             "'aicrm db downgrade 000' undoes it"
         )
+    for window in info.compat:
+        used = window["used_by"]
+        lines.append(
+            f"compat:   window {window['schema']} open (old code: "
+            f"options=-csearch_path={window['schema']},public); used by "
+            + (", ".join(str(u) for u in used) if isinstance(used, list) and used else "nothing")
+            + "; 'aicrm db compat close' ends it"
+        )
     output.say("\n".join(lines))
 
 
@@ -294,3 +321,25 @@ def stop() -> None:
     stopped = embedded.stop(settings.home)
     home = embedded.pgdata(settings.home)
     output.say(f"stopped the embedded server in {home}" if stopped else f"not running ({home})")
+
+
+compat_app = typer.Typer(
+    help="The compatibility window that keeps old application code working.",
+    no_args_is_help=True,
+)
+app.add_typer(compat_app, name="compat")
+
+
+@compat_app.command("close")
+def compat_close(
+    schema: Annotated[
+        str | None, typer.Argument(help="The window's schema [default: the one open].")
+    ] = None,
+) -> None:
+    """End the compatibility window: drop its schema and views.
+
+    Refuses (exit 3, nothing changed) while views or functions outside it still use it,
+    naming them; exit 2 when no window is open.
+    """
+    closed = compat.close(target(), schema)
+    output.say(f"closed the compatibility window {closed}")

@@ -62,6 +62,10 @@ class Options:
     # The online mode (aicrm.migrate.online): set to run online; an unfinished
     # online run is resumed whatever this says.
     online: OnlineSettings | None = None
+    # The compatibility window (aicrm.migrate.compat): open one with 001, and recreate
+    # the user's views over the dropped columns on it.
+    compat_window: bool = False
+    rebuild_dependents: bool = False
 
     def say(self, message: str) -> None:
         if self.progress is not None:

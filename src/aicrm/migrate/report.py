@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aicrm.migrate.backup import Backup
+from aicrm.migrate.dependents import Dependent
 from aicrm.migrate.prerequisites import Result
 from aicrm.migrate.snapshot import RowChanges, summarize
 
@@ -56,6 +57,10 @@ class Report:
     migrations: list[str] = field(default_factory=list)
     prerequisites: list[Result] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    # Objects using what the plan drops (aicrm.migrate.dependents), and what the
+    # compatibility window did (aicrm.migrate.compat).
+    dependents: list[Dependent] = field(default_factory=list)
+    compat: list[str] = field(default_factory=list)
     backup: Backup | None = None
     steps: list[StepTiming] = field(default_factory=list)
     lock_attempts: int = 0
@@ -111,6 +116,11 @@ class Report:
                 if f.count and f.severity == "blocking":
                     out.append(f"            samples: {', '.join(f.samples)}")
                     out.append(f"            list all: {' '.join(f.query.split())}")
+        if self.dependents:
+            handled = " (the window below took care of the views and functions)" * bool(self.compat)
+            out.append(f"dependents (objects using what the migration drops){handled}:")
+            for d in self.dependents:
+                out += [f"  {line}" for line in d.as_text().splitlines()]
         if self.backup is not None:
             out.append(
                 f"backup: {self.backup.path} ({self.backup.bytes:,} bytes, "
@@ -155,6 +165,9 @@ class Report:
                 status = "ok " if c.ok else "FAILED"
                 detail = "" if c.ok else f" ({', '.join(c.failures[:SAMPLE_SIZE])})"
                 out.append(f"  {status} {c.migration}: {c.description}{detail}")
+        if self.compat:
+            out.append("compatibility window:")
+            out += [f"  {note}" for note in self.compat]
         if self.error:
             out.append(f"error: {self.error}")
         out.append(f"took {self.seconds:.2f} s")

@@ -18,7 +18,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -28,6 +28,7 @@ from aicrm.db import Connection, Target, connect, target
 from aicrm.errors import AicrmError, DriftDetected, LockHeld, MigrationFailed, UsageError
 from aicrm.migrate import (
     checks,
+    compat,
     ledger,
     loader,
     lock,
@@ -101,6 +102,15 @@ def _migrate(
     started: float,
 ) -> None:
     _refuse_drift(state, options)
+    # Dependents of what the plan drops: all found before the backup (compat).
+    compat.refuse_early(
+        conn,
+        [m for m in state.pending if m.version <= wanted],
+        compat_window=options.compat_window,
+        rebuild=options.rebuild_dependents,
+        online=options.online is not None,
+        report=report,
+    )
     if options.online is not None or online_state.unfinished(conn) is not None:
         online.run(conn, where, state, wanted, options, report)
         return
@@ -234,7 +244,11 @@ def _apply_steps(
         if index > 0 or state.version < 0:
             checks.integrity(conn, migration, report, archive_orphans=options.archive_orphans)
         locked_at = _take_locks(conn, migration, report) or locked_at
+        window = compat.prepare(
+            conn, migration, compat_window=options.compat_window, rebuild=options.rebuild_dependents
+        )
         _run_steps(conn, migration, migration.steps, options, report)
+        report.compat = window.open(conn, report) if window is not None else report.compat
         ledger.record(
             conn,
             migration.version,
@@ -290,6 +304,7 @@ def downgrade(version: int, options: Options | None = None, where: Target | None
         report.statement_timeout = options.statement_timeout
         try:
             _refuse_drift(state, options)
+            compat.refuse_downgrade(conn, version)  # an open window needs 001's columns
             unfinished = online_state.unfinished(conn) if state.shape == "ledger" else None
             if unfinished is not None and version < unfinished.version:
                 online.abort(conn, where, unfinished, options, report)
@@ -363,6 +378,7 @@ class Status:
     pending: list[str]
     drift: list[str]
     online: dict[str, object] | None = None  # an unfinished online run (aicrm.migrate.online)
+    compat: list[dict[str, object]] = field(default_factory=list)  # open windows (compat)
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -385,6 +401,7 @@ def status(where: Target | None = None, migrations_dir: Path | None = None) -> S
             pending=[m.label for m in state.pending],
             drift=[f"{d.version:03d}_{d.name}" for d in state.drift],
             online=None if run is None else {**run.to_dict(), "text": run.describe()},
+            compat=compat.windows(conn),
         )
 
 

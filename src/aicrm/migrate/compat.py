@@ -1,0 +1,499 @@
+"""The compatibility window: old application code keeps working through a migration.
+
+Anchors: pgroll and Reshape serve the old and the new schema side by side through
+views in a versioned schema and ``search_path``; pgroll #179 is why those views are
+``security_invoker`` (so the caller's privileges and row-level security apply), which
+needs PostgreSQL 15.
+
+``aicrm db migrate --compat-window`` opens, in 001's own transaction, the schema
+``aicrm_compat_000`` (``migrations/compat/000_open.sql``): views ``leads``,
+``clients`` and ``contacts`` with the columns the tables had before 001, writable for
+everything the new structure expresses. An old instance connects with
+``options=-csearch_path=aicrm_compat_000,public``.
+
+With ``--rebuild-dependents`` the user's views and materialized views over the
+dropped columns (:mod:`aicrm.migrate.dependents`), and the views built on them, are
+dropped before 001's steps and recreated after them on the compatibility views, from
+their own definitions (so unchanged in meaning), with their owners, options, grants,
+comments and, for materialized views, indexes. Functions whose bodies mention the
+columns get ``search_path = aicrm_compat_000, <schema>``, printed with the lasting
+change to make. :func:`close` ends the window, refusing while anything outside the
+schema still uses it. Design: docs/compat-window.md.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from psycopg import sql
+
+from aicrm.db import Connection, Target, connect
+from aicrm.errors import DependentsFound, PrerequisiteFailed, UsageError
+from aicrm.migrate import dependents
+from aicrm.migrate.loader import Migration, split_steps
+from aicrm.migrate.report import Report, StepTiming
+
+TABLES = ("leads", "clients", "contacts")
+
+# The columns of the CRM tables, in their order: what the old code sees.
+COLUMNS = """
+SELECT c.relname, json_agg(a.attname ORDER BY a.attnum)
+FROM pg_class AS c
+JOIN pg_attribute AS a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+WHERE c.oid = ANY (SELECT to_regclass(t) FROM unnest(%s::text[]) AS t)
+GROUP BY c.relname
+"""
+
+CRM_SCHEMA = "SELECT relnamespace::regnamespace::text FROM pg_class WHERE oid = 'leads'::regclass"
+
+OPEN_WINDOWS = """
+SELECT n.nspname, obj_description(n.oid, 'pg_namespace')
+FROM pg_namespace AS n WHERE n.nspname ~ '^aicrm_compat_[0-9]{3}$' ORDER BY 1
+"""
+
+# Views built on a relation (the next level of a rebuild).
+VIEWS_ON = """
+SELECT DISTINCT r.ev_class
+FROM pg_depend AS d JOIN pg_rewrite AS r ON r.oid = d.objid
+WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+  AND d.refobjid = %s AND r.ev_class <> %s
+"""
+
+RELATION = """
+SELECT n.nspname, c.relname, c.relkind, pg_get_userbyid(c.relowner), c.relispopulated,
+       coalesce(array_to_string(c.reloptions, ', '), ''), pg_get_viewdef(c.oid),
+       obj_description(c.oid, 'pg_class')
+FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+WHERE c.oid = %s
+"""
+
+GRANTS = """
+SELECT a.privilege_type, CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END,
+       a.is_grantable
+FROM pg_class AS c CROSS JOIN LATERAL aclexplode(c.relacl) AS a
+WHERE c.oid = %s AND a.grantee <> c.relowner
+ORDER BY 2 NULLS FIRST, 1
+"""
+
+COLUMN_COMMENTS = """
+SELECT a.attname, col_description(a.attrelid, a.attnum)
+FROM pg_attribute AS a
+WHERE a.attrelid = %s AND a.attnum > 0 AND col_description(a.attrelid, a.attnum) IS NOT NULL
+"""
+
+INDEXES = "SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = %s"
+
+# What outside the window's schema uses it: objects pg_depend records on its views,
+# and functions whose search_path or body names the schema.
+USERS_OF = """
+SELECT DISTINCT CASE WHEN d.classid = 'pg_rewrite'::regclass THEN (
+                       SELECT CASE v.relkind WHEN 'm' THEN 'materialized view' ELSE 'view' END
+                              || ' ' || r.ev_class::regclass::text
+                       FROM pg_rewrite AS r JOIN pg_class AS v ON v.oid = r.ev_class
+                       WHERE r.oid = d.objid)
+                     ELSE o.type || ' ' || o.identity END
+FROM pg_depend AS d
+CROSS JOIN LATERAL pg_identify_object(d.classid, d.objid, d.objsubid) AS o
+WHERE d.refclassid = 'pg_class'::regclass AND d.deptype = 'n'
+  AND d.refobjid IN (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n
+                     ON n.oid = c.relnamespace WHERE n.nspname LIKE %(schema)s::text || '%%')
+  AND coalesce(o.schema, '') NOT LIKE %(schema)s::text || '%%'
+  -- PostgreSQL 15 names no schema for a rule: the window's own views are its rules'.
+  AND NOT EXISTS (SELECT 1 FROM pg_rewrite AS r JOIN pg_class AS v ON v.oid = r.ev_class
+                  WHERE d.classid = 'pg_rewrite'::regclass AND r.oid = d.objid
+                    AND v.relnamespace::regnamespace::text LIKE %(schema)s::text || '%%')
+UNION
+SELECT CASE p.prokind WHEN 'p' THEN 'procedure ' ELSE 'function ' END || p.oid::regprocedure::text
+FROM pg_proc AS p
+WHERE p.pronamespace::regnamespace::text NOT LIKE %(schema)s::text || '%%'
+  AND (array_to_string(p.proconfig, ',') LIKE '%%' || %(schema)s::text || '%%'
+       OR p.prosrc LIKE '%%' || %(schema)s::text || '%%')
+ORDER BY 1
+"""
+
+SERVER_MAJOR = "SELECT current_setting('server_version_num')::int / 10000"
+
+
+def compat_dir() -> Path:
+    return Path(str(resources.files("aicrm") / "migrations" / "compat"))
+
+
+def schema_for(migration: Migration) -> str:
+    """The window a migration opens: the schema of the version before it."""
+    return f"aicrm_compat_{migration.version - 1:03d}"
+
+
+def _file(migration: Migration, action: str) -> Path:
+    return compat_dir() / f"{migration.version - 1:03d}_{action}.sql"
+
+
+def has_window(migration: Migration) -> bool:
+    return _file(migration, "open").exists()
+
+
+@dataclass
+class Rebuilt:
+    """A view or materialized view dropped before the migration, to recreate after."""
+
+    schema: str
+    name: str
+    materialized: bool
+    owner: str
+    populated: bool
+    options: str
+    definition: str
+    comment: str | None
+    invoker: bool = False  # security_invoker: reads through the window as the caller
+    grants: list[tuple[str, str | None, bool]] = field(default_factory=list)
+    column_comments: list[tuple[str, str]] = field(default_factory=list)
+    indexes: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        kind = "materialized view" if self.materialized else "view"
+        return f"{kind} {self.schema}.{self.name}"
+
+
+def refuse_early(
+    conn: Connection,
+    plan: list[Migration],
+    *,
+    compat_window: bool,
+    rebuild: bool,
+    online: bool,
+    report: Report,
+) -> None:
+    """Find the plan's dependents before the backup; refuse (exit 3) when some block it.
+
+    Also refuses impossible requests: a window with no migration that opens one,
+    --rebuild-dependents without --compat-window, a window with --online, or on a
+    server older than PostgreSQL 15."""
+    if rebuild and not compat_window:
+        raise UsageError(
+            "--rebuild-dependents recreates views on the compatibility views: it needs "
+            "--compat-window too."
+        )
+    if compat_window:
+        if not any(has_window(m) for m in plan):
+            raise UsageError(
+                "--compat-window opens a window with migration 001, which is not pending "
+                "here; run without it (see 'aicrm db status' for an open window)."
+            )
+        if online:
+            raise UsageError(
+                "--compat-window works with the transactional mode only; run without --online."
+            )
+        row = conn.execute(SERVER_MAJOR).fetchone()
+        if row is None or int(row[0]) < 15:
+            raise PrerequisiteFailed(
+                "The compatibility window needs PostgreSQL 15 or newer: its views must be "
+                "security_invoker so that privileges and row-level security still apply "
+                "(pgroll #179). Upgrade the server, or migrate without --compat-window."
+            )
+    found = report.dependents = dependents.find(conn, plan)
+    stopping = dependents.blocking(found, rebuild)
+    if stopping:
+        names = ", ".join(f"{d.kind} {d.name} ({d.column})" for d in stopping)
+        fixable = all(
+            d.kind in ("view", "materialized view")
+            or (not d.tracked and d.kind in ("function", "procedure"))
+            for d in stopping
+        )
+        rerun = ""
+        if fixable and not rebuild:
+            # The window is the transactional mode's: an online run is told so now.
+            rerun = (
+                ", or rerun "
+                + ("without --online, " * online)
+                + ("with --compat-window --rebuild-dependents")
+            )
+        raise DependentsFound(
+            f"{len(stopping)} object(s) use columns that the migration drops: {names}. "
+            "Nothing was changed and no backup was taken. Drop or change each as the "
+            f"report says (it shows the line that uses the column){rerun}.",
+            details={"dependents": found},
+        )
+
+
+@dataclass
+class Window:
+    """A window being opened inside a migration's transaction (see :func:`prepare`)."""
+
+    migration: Migration
+    crm: str
+    columns: dict[str, list[str]]
+    rebuilt: list[Rebuilt]
+    functions: list[dependents.Dependent]
+    notes: list[str] = field(default_factory=list)
+
+    def open(self, conn: Connection, report: Report) -> list[str]:
+        """After the migration's steps: create the window, recreate the dropped views
+        on it, and give the functions the window's search_path. Returns notes (the
+        report gets a step of its own, so that a failure here is named as such)."""
+        started = time.monotonic()
+        step = f"open the compatibility window {schema_for(self.migration)}"
+        report.steps.append(StepTiming(self.migration.label, step, 0.0))
+        notes = self._open(conn)
+        report.steps[-1] = StepTiming(self.migration.label, step, time.monotonic() - started)
+        return notes
+
+    def _open(self, conn: Connection) -> list[str]:
+        conn.execute(
+            "SELECT set_config(%s, %s, true)",
+            (f"aicrm.compat_{self.migration.version - 1:03d}_columns", json.dumps(self.columns)),
+        )
+        for step in split_steps(_file(self.migration, "open").read_text("utf-8"), "open"):
+            conn.execute(sql.SQL(step.sql))  # shipped file
+        schema = schema_for(self.migration)
+        self.notes.append(
+            f"compatibility window {schema} opened: old code connects with "
+            f"options=-csearch_path={schema},{self.crm}"
+        )
+        saved = _search_path(conn)
+        try:
+            for view in self.rebuilt:
+                # A view that read as its owner keeps doing so (the definer views); a
+                # security_invoker one reads as its caller (the window's own views).
+                window = schema if view.invoker else f"{schema}_definer"
+                if not view.invoker and view.owner != _current_user(conn):
+                    _grant_definer_views(conn, window, view.owner)
+                where = sql.SQL("{}, {}").format(sql.Identifier(window), sql.Identifier(self.crm))
+                _set_search_path(conn, where.as_string(conn))
+                _create(conn, view)
+                self.notes.append(f"recreated {view.label} on {window}")
+        finally:
+            _set_search_path(conn, saved)
+        for fn in self.functions:
+            path = f"{schema}, {fn.search_path or self.crm}"
+            statement = sql.SQL("ALTER {} {} SET search_path = {}").format(
+                sql.SQL(fn.kind.upper()), sql.SQL(fn.name), sql.SQL(path)
+            )
+            conn.execute(statement)
+            self.notes.append(
+                f"{fn.kind} {fn.name}: {statement.as_string(conn)} (done); lasting change, "
+                f"before closing the window: {fn.advice.split(';')[0].removeprefix('Do: ')}"
+            )
+        return self.notes
+
+
+def prepare(
+    conn: Connection, migration: Migration, *, compat_window: bool, rebuild: bool
+) -> Window | None:
+    """Before ``migration``'s steps, in its transaction: record the columns the old
+    code sees and, with ``rebuild``, drop the views to recreate. None when no window
+    is to be opened with this migration."""
+    if not compat_window or not has_window(migration):
+        return None
+    row = conn.execute(CRM_SCHEMA).fetchone()
+    assert row is not None
+    crm = str(row[0]).strip('"')
+    columns = {str(r[0]): list(r[1]) for r in conn.execute(COLUMNS, (list(TABLES),)).fetchall()}
+    rebuilt: list[Rebuilt] = []
+    functions: list[dependents.Dependent] = []
+    if rebuild:
+        found = dependents.find(conn, [migration])
+        roots = [d for d in found if d.kind in ("view", "materialized view")]
+        functions = [d for d in found if not d.tracked and d.kind in ("function", "procedure")]
+        functions = list({d.name: d for d in functions}.values())
+        rebuilt = _capture(conn, crm, [_oid(conn, d.name) for d in roots])
+        for view in reversed(rebuilt):
+            conn.execute(
+                sql.SQL("DROP {} {}").format(
+                    sql.SQL("MATERIALIZED VIEW" if view.materialized else "VIEW"),
+                    sql.Identifier(view.schema, view.name),
+                )
+            )
+    return Window(migration, crm, columns, rebuilt, functions)
+
+
+def _oid(conn: Connection, name: str) -> int:
+    row = conn.execute("SELECT %s::regclass::oid", (name,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _capture(conn: Connection, crm: str, roots: list[int]) -> list[Rebuilt]:
+    """The views to rebuild, each after those it is built on: the roots and every
+    view built on them, their definitions read with only the CRM schema in the
+    search_path (so the CRM tables appear unqualified and resolve to the window)."""
+    depth: dict[int, int] = {}
+    frontier = [(oid, 0) for oid in roots]
+    while frontier:
+        oid, level = frontier.pop()
+        if depth.get(oid, -1) >= level:
+            continue
+        depth[oid] = level
+        for (child,) in conn.execute(VIEWS_ON, (oid, oid)).fetchall():
+            frontier.append((int(child), level + 1))
+    saved = _search_path(conn)
+    _set_search_path(conn, sql.Identifier(crm).as_string(conn))
+    try:
+        return [_read(conn, oid) for oid in sorted(depth, key=lambda o: depth[o])]
+    finally:
+        _set_search_path(conn, saved)
+
+
+def _read(conn: Connection, oid: int) -> Rebuilt:
+    row = conn.execute(RELATION, (oid,)).fetchone()
+    assert row is not None
+    schema, name, kind, owner, populated, options, definition, comment = row
+    return Rebuilt(
+        schema=str(schema),
+        name=str(name),
+        materialized=kind == "m",
+        owner=str(owner),
+        populated=bool(populated),
+        options=str(options),
+        definition=str(definition).strip().rstrip(";"),
+        comment=comment,
+        invoker=kind == "v"
+        and any(
+            option.strip() in ("security_invoker=true", "security_invoker=on")
+            for option in str(options).split(",")
+        ),
+        grants=[(str(p), g, bool(w)) for p, g, w in conn.execute(GRANTS, (oid,)).fetchall()],
+        column_comments=[(str(a), str(c)) for a, c in conn.execute(COLUMN_COMMENTS, (oid,))],
+        indexes=[str(r[0]) for r in conn.execute(INDEXES, (oid,)).fetchall()],
+    )
+
+
+def _create(conn: Connection, view: Rebuilt) -> None:
+    name = sql.Identifier(view.schema, view.name)
+    kind = sql.SQL("MATERIALIZED VIEW" if view.materialized else "VIEW")
+    options = sql.SQL(" WITH ({})").format(sql.SQL(view.options)) if view.options else sql.SQL("")
+    data = sql.SQL("")
+    if view.materialized:
+        data = sql.SQL(" WITH DATA" if view.populated else " WITH NO DATA")
+    conn.execute(
+        sql.SQL("CREATE {} {}{} AS {}{}").format(
+            kind,
+            name,
+            options,
+            sql.SQL(view.definition),
+            data,
+        )
+    )
+    if view.owner != _current_user(conn):
+        conn.execute(
+            sql.SQL("ALTER {} {} OWNER TO {}").format(kind, name, sql.Identifier(view.owner))
+        )
+    for privilege, grantee, grantable in view.grants:
+        conn.execute(
+            sql.SQL("GRANT {} ON {} TO {}{}").format(
+                sql.SQL(privilege),  # a catalog keyword
+                name,
+                sql.Identifier(grantee) if grantee else sql.SQL("PUBLIC"),
+                sql.SQL(" WITH GRANT OPTION" if grantable else ""),
+            )
+        )
+    if view.comment is not None:
+        conn.execute(
+            sql.SQL("COMMENT ON {} {} IS {}").format(kind, name, sql.Literal(view.comment))
+        )
+    for column, comment in view.column_comments:
+        conn.execute(
+            sql.SQL("COMMENT ON COLUMN {} IS {}").format(
+                sql.Identifier(view.schema, view.name, column), sql.Literal(comment)
+            )
+        )
+    for index in view.indexes:
+        conn.execute(sql.SQL(index))  # pg_get_indexdef's text
+
+
+def _grant_definer_views(conn: Connection, schema: str, role: str) -> None:
+    conn.execute(
+        sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
+            sql.Identifier(schema), sql.Identifier(role)
+        )
+    )
+    conn.execute(
+        sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(
+            sql.Identifier(schema), sql.Identifier(role)
+        )
+    )
+
+
+def _current_user(conn: Connection) -> str:
+    row = conn.execute("SELECT current_user").fetchone()
+    return str(row[0]) if row else ""
+
+
+def _search_path(conn: Connection) -> str:
+    row = conn.execute("SELECT current_setting('search_path')").fetchone()
+    return str(row[0]) if row else ""
+
+
+def _set_search_path(conn: Connection, value: str) -> None:
+    conn.execute("SELECT set_config('search_path', %s, true)", (value,))
+
+
+def windows(conn: Connection) -> list[dict[str, Any]]:
+    """The open windows: schema, comment and what outside it uses it (read-only)."""
+    found = []
+    for schema, comment in conn.execute(OPEN_WINDOWS).fetchall():
+        users = [str(r[0]) for r in conn.execute(USERS_OF, {"schema": schema}).fetchall()]
+        found.append({"schema": str(schema), "comment": comment, "used_by": users})
+    return found
+
+
+def refuse_downgrade(conn: Connection, version: int) -> None:
+    """Refuse a downgrade below the migration that opened a window still open."""
+    for window in windows(conn):
+        opened_by = int(str(window["schema"]).rsplit("_", 1)[1]) + 1
+        if version < opened_by:
+            raise UsageError(
+                f"The compatibility window {window['schema']} is open and its views need the "
+                f"columns of migration {opened_by:03d}. Nothing was changed. Close it first "
+                "('aicrm db compat close'), then downgrade."
+            )
+
+
+def close(where: Target, schema: str | None = None) -> str:
+    """End the compatibility window (the only one open, or ``schema``).
+
+    Raises :class:`UsageError` when none is open, :class:`DependentsFound` (exit 3,
+    nothing changed) while objects outside the window still use it, naming them."""
+    with connect(where, autocommit=True, application_name="aicrm compat close") as conn:
+        open_now = windows(conn)
+        chosen = [w for w in open_now if schema in (None, w["schema"])]
+        if not chosen:
+            raise UsageError(
+                "No compatibility window is open"
+                + (f" named {schema}" if schema else "")
+                + "; 'aicrm db status' lists the open ones."
+            )
+        window = chosen[0]
+        if window["used_by"]:
+            raise DependentsFound(
+                f"The compatibility window {window['schema']} is still used by "
+                f"{', '.join(window['used_by'])}. Nothing was changed. Recreate each on the "
+                "tables' new columns (CREATE OR REPLACE VIEW with converted_to_client_id, a "
+                "materialized view dropped and created again; a function without "
+                f"{window['schema']} in its search_path), then close the window again.",
+                details={"used_by": window["used_by"]},
+            )
+        version = str(window["schema"]).rsplit("_", 1)[1]
+        path = compat_dir() / f"{version}_close.sql"
+        with conn.transaction():
+            conn.execute("SET LOCAL lock_timeout = '5s'")
+            for step in split_steps(path.read_text("utf-8"), path.name):
+                conn.execute(sql.SQL(step.sql))  # shipped file
+        return str(window["schema"])
+
+
+__all__ = [
+    "Rebuilt",
+    "Window",
+    "close",
+    "has_window",
+    "prepare",
+    "refuse_downgrade",
+    "refuse_early",
+    "schema_for",
+    "windows",
+]
