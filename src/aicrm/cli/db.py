@@ -13,7 +13,7 @@ from aicrm import config
 from aicrm.cli import output
 from aicrm.db import embedded, target
 from aicrm.errors import AicrmError, UsageError
-from aicrm.migrate import Options, Report, backup, runner
+from aicrm.migrate import Options, Report, backup, runner, status_map
 from aicrm.migrate.online import OnlineSettings
 
 app = typer.Typer(
@@ -88,6 +88,15 @@ def migrate(
         bool,
         typer.Option(help="Archive and clear orphaned references instead of refusing (exit 3)."),
     ] = False,
+    map_status: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map-status",
+            metavar="OLD=NEW",
+            help="Give open leads with status OLD the status NEW on the way to 008 "
+            "(repeatable; docs/custom-statuses.md).",
+        ),
+    ] = None,
     lock_timeout: Annotated[
         float | None,
         typer.Option(
@@ -146,6 +155,7 @@ def migrate(
             dry_run=dry_run,
             allow_drift=allow_drift,
             archive_orphans=archive_orphans,
+            map_status=status_map.parse(map_status or []),
             lock_timeout=5.0 if lock_timeout is None else lock_timeout,
             lock_retries=3 if lock_retries is None else lock_retries,
             runner_wait=wait,

@@ -41,7 +41,7 @@ from aicrm.errors import (
     UsageError,
     VerificationFailed,
 )
-from aicrm.migrate import backup, ledger, loader, online, prerequisites, snapshot
+from aicrm.migrate import backup, ledger, loader, online, prerequisites, snapshot, status_map
 from aicrm.migrate.loader import Check, Migration, Step
 from aicrm.migrate.lock import runner_lock
 from aicrm.migrate.report import SAMPLE_SIZE, CheckResult, Finding, Report, StepTiming
@@ -67,6 +67,8 @@ class Options:
     dry_run: bool = False
     allow_drift: bool = False
     archive_orphans: bool = False
+    # --map-status OLD=NEW: open leads' statuses mapped on the way to 008 (status_map)
+    map_status: dict[str, str] = field(default_factory=dict)
     lock_timeout: float = 5.0
     lock_retries: int = 3
     runner_wait: float = 10.0
@@ -150,6 +152,12 @@ def _migrate(
     _refuse_drift(state, options)
     # --- online mode: a requested online run, or an unfinished one to resume -------
     if options.online is not None or online.unfinished(conn) is not None:
+        if options.map_status:
+            raise UsageError(
+                "--map-status cannot be combined with an online run (it applies 001 only); "
+                "finish it with 'aicrm db migrate --online', then map with 'aicrm db migrate "
+                "--map-status OLD=NEW'."
+            )
         online.run(conn, where, state, wanted, options, report)
         return
     # ---------------------------------------------------------------------------------
@@ -161,6 +169,8 @@ def _migrate(
     plan = [m for m in state.pending if m.version <= wanted]
     report.to_version = wanted if plan else state.version
     report.migrations = [m.label for m in plan]
+    if options.map_status and not plan:
+        status_map.prepare(conn, state.version, plan, options.map_status)  # refuses
     if not plan and state.shape != "original":
         report.outcome = "nothing to do"
         return
@@ -173,6 +183,7 @@ def _migrate(
         backup_dir=None if options.dry_run else options.backup_dir,
     )
     report.timings["prerequisites"] = time.monotonic() - mark
+    status_map.prepare(conn, state.version, plan, options.map_status)  # before any backup
     # The backup and the first migration's integrity checks, side by side (both only
     # read); the changes start once both have succeeded.
     running = None
@@ -478,6 +489,7 @@ def _apply_steps(
         if index > 0 or state.version < 0:
             _integrity(conn, migration, options, report)
         locked_at = _take_locks(conn, migration, report) or locked_at
+        status_map.before_steps(conn, migration, plan, options.map_status, report)
         _run_steps(conn, migration, migration.steps, options, report)
         ledger.record(
             conn,
