@@ -47,7 +47,7 @@ class Roles:
             return cur.fetchall() if cur.description else []
 
 
-def _admin(db: Database, statement: sql.Composable) -> None:
+def _admin(db: Database, statement: sql.Composed) -> None:
     with db.connect(autocommit=True) as conn:
         conn.execute(statement)
 
@@ -122,9 +122,7 @@ def test_app_role_keeps_every_crm_operation(roles: Roles) -> None:
     # Create, update, convert, merge, delete leads; contacts; reports; import.
     lead = roles.json(app, "leads", "create", "--email", "new@example.org", "--source", "web")
     roles.json(app, "leads", "update", lead["id"], "--status", "contacted")
-    twin = roles.json(
-        app, "leads", "create", "--email", "twin@example.org", "--first-name", "Twin"
-    )
+    twin = roles.json(app, "leads", "create", "--email", "twin@example.org", "--first-name", "Twin")
     roles.json(app, "leads", "update", twin["id"], "--status", "qualified")
     merged = roles.json(app, "leads", "merge", lead["id"], twin["id"])
     assert merged["kept"]["first_name"] == "Twin"
@@ -156,8 +154,11 @@ def test_definer_functions_cannot_be_abused(roles: Roles) -> None:
     migrate_as_owner(roles)
     app = roles.app
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
-        roles.execute(app, "INSERT INTO crm_history (table_name, row_id, operation, actor, "
-                      "changes) VALUES ('leads', gen_random_uuid(), 'insert', 'x', '{}')")
+        roles.execute(
+            app,
+            "INSERT INTO crm_history (table_name, row_id, operation, actor, "
+            "changes) VALUES ('leads', gen_random_uuid(), 'insert', 'x', '{}')",
+        )
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         roles.execute(app, "UPDATE crm_history SET actor = 'someone else'")
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
@@ -192,9 +193,9 @@ def test_row_level_security_holds_through_the_views(roles: Roles) -> None:
         conn.execute(sql.SQL("GRANT SELECT ON leads, clients, contacts TO {}").format(reader))
         conn.execute("ALTER TABLE leads ENABLE ROW LEVEL SECURITY")
         conn.execute(
-            sql.SQL("CREATE POLICY web_only ON leads FOR SELECT TO {} USING (source = 'web')").format(
-                reader
-            )
+            sql.SQL(
+                "CREATE POLICY web_only ON leads FOR SELECT TO {} USING (source = 'web')"
+            ).format(reader)
         )
         conn.execute(
             sql.SQL("CREATE POLICY app_all ON leads TO {} USING (true) WITH CHECK (true)").format(
@@ -221,9 +222,7 @@ def test_views_readable_only_by_roles_that_read_their_tables(roles: Roles) -> No
     legacy_as_owner(roles)
     with psycopg.connect(roles.url(roles.owner), autocommit=True) as conn:
         # The reader may read leads only: not client_lead_history (leads and clients).
-        conn.execute(
-            sql.SQL("GRANT SELECT ON leads TO {}").format(sql.Identifier(roles.reader))
-        )
+        conn.execute(sql.SQL("GRANT SELECT ON leads TO {}").format(sql.Identifier(roles.reader)))
     migrate_as_owner(roles)
     assert roles.execute(roles.reader, "SELECT count(*) FROM lead_conversion_summary")
     with pytest.raises(psycopg.errors.InsufficientPrivilege):

@@ -33,9 +33,7 @@ def list_(as_json: JsonOpt = False) -> None:
 @app.command()
 def add(
     name: Annotated[str, typer.Argument(help="The new status, e.g. demo_scheduled.")],
-    category: Annotated[
-        str, typer.Option(help="open (in the funnel) or lost (left it).")
-    ] = "open",
+    category: Annotated[str, typer.Option(help="open (in the funnel) or lost (left it).")] = "open",
     after: Annotated[
         str | None,
         typer.Option(help="Place it after this status [default: last of its category]."),

@@ -216,4 +216,4 @@ def _plan(plan: list[Migration]) -> str:
     return f"{plan[0].label} to {plan[-1].label}" if len(plan) > 1 else plan[0].label
 
 
-__all__ = ["parse", "prepare", "before_steps"]
+__all__ = ["before_steps", "parse", "prepare"]
