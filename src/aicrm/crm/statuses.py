@@ -27,10 +27,12 @@ CATEGORIES = ("open", "converted", "lost")
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 HAS_TABLE = "SELECT to_regclass('lead_statuses') IS NOT NULL"
-LIST = """
-SELECT s.name, s.category, s.position,
-       (SELECT count(*) FROM leads l WHERE l.status = s.name) AS leads
-FROM lead_statuses s ORDER BY s.position
+LIST = "SELECT name, category, position, NULL FROM lead_statuses ORDER BY position"
+LIST_COUNTED = """
+SELECT s.name, s.category, s.position, coalesce(n.leads, 0)
+FROM lead_statuses s
+LEFT JOIN (SELECT status, count(*) AS leads FROM leads GROUP BY status) AS n ON n.status = s.name
+ORDER BY s.position
 """
 ONE = "SELECT name, category, position FROM lead_statuses WHERE name = %s"
 LAST_OF = "SELECT max(position) FROM lead_statuses WHERE category = %s"
@@ -76,8 +78,10 @@ def list_statuses(conn: Connection, *, count: bool = False) -> list[Status]:
     ``count``, how many leads have each."""
     if not has_table(conn):
         return [Status(name, category, (i + 1) * 10) for i, (name, category) in enumerate(DEFAULTS)]
-    rows = conn.execute(LIST).fetchall()
-    return [Status(str(r[0]), str(r[1]), int(r[2]), int(r[3]) if count else None) for r in rows]
+    rows = conn.execute(LIST_COUNTED if count else LIST).fetchall()
+    return [
+        Status(str(r[0]), str(r[1]), int(r[2]), None if r[3] is None else int(r[3])) for r in rows
+    ]
 
 
 def names(conn: Connection, *categories: str) -> list[str]:
