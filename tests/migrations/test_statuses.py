@@ -180,3 +180,38 @@ def test_downgrade_below_008_refused_until_custom_statuses_removed(db: Database)
     result = db.cli("db", "downgrade", "007")
     assert result.returncode == 0, result.stderr
     assert db.scalar("SELECT to_regclass('lead_statuses')") is None
+
+
+def test_open_lead_with_status_converted_refused_then_mapped(db: Database) -> None:
+    legacy = Legacy(db)
+    try:
+        lead = legacy.lead()
+        legacy.execute("UPDATE leads SET status = 'converted' WHERE id = %s", (lead,))
+    finally:
+        legacy.close()
+    result, _ = run_json(db, "db", "migrate")
+    assert result.returncode == 3
+    assert "--map-status converted=qualified" in result.stderr
+    assert backups(db) == []
+    result, _ = run_json(db, "db", "migrate", "--map-status", "converted=qualified")
+    assert result.returncode == 0, result.stderr
+    assert statuses(db)[lead] == "qualified"
+
+
+def test_refusal_inside_the_transaction_leaves_no_backup(db: Database, tmp_path: Path) -> None:
+    """A later migration's integrity check runs inside the transaction, after the
+    backup was taken: its refusal deletes the backup too."""
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    (folder / "000_base.sql").write_text("CREATE TABLE t (x int);\nINSERT INTO t VALUES (1);\n")
+    (folder / "001_next.sql").write_text("ALTER TABLE t ADD COLUMN y int;\n")
+    (folder / "001_next.checks.sql").write_text(
+        "-- name: no_x\n-- kind: integrity\n-- severity: blocking\n"
+        "-- description: rows of t\nSELECT x FROM t\n"
+    )
+    db.execute("CREATE TABLE keep_me (id int)")  # something for pg_dump to write
+    db.execute("DROP TABLE keep_me")
+    result = db.cli("db", "migrate", "--migrations-dir", str(folder))
+    assert result.returncode == 3, result.stderr
+    assert backups(db) == []
+    assert db.scalar("SELECT to_regclass('t')") is None

@@ -208,7 +208,15 @@ def _migrate(
         report.timings["backup_after_checks"] = time.monotonic() - mark
     report.timings["before_changes"] = time.monotonic() - started
     mark = time.monotonic()
-    _transaction(conn, state, plan, options, report, _apply_steps)
+    try:
+        _transaction(conn, state, plan, options, report, _apply_steps)
+    except IntegrityRefused:
+        # A later migration's checks (run in the transaction) refused: as for the
+        # first one's, a refused run leaves no backup behind.
+        if running is not None:
+            running.discard()
+            report.backup = None
+        raise
     report.timings["changes"] = time.monotonic() - mark
     report.outcome = "dry run" if options.dry_run else "applied"
 

@@ -130,6 +130,14 @@ def prepare(conn: Connection, version: int, plan: list[Migration], mapping: dict
                 f"{', '.join(DEFAULTS[:-1])}, the only ones before 008; migrate to 008 or "
                 "later (leave out --target) to keep statuses of your own."
             )
+    if FIXED_BY in versions and found.get("converted") and "converted" not in mapping:
+        raise IntegrityRefused(
+            f"{found['converted']:,} open lead(s) have the status 'converted' but no client "
+            "they converted to; 002 requires 'converted' to mean converted. Nothing was "
+            "changed. Give them the status they have in fact with --map-status "
+            "converted=qualified (or another open or lost status); those that did convert "
+            "can then be converted ('aicrm leads convert')."
+        )
     left = {s: n for s, n in found.items() if s not in DEFAULTS and s not in mapping}
     if left and not reaches_data:
         shown = ", ".join(f"{s} ({n:,})" for s, n in left.items())

@@ -10,8 +10,8 @@ WHERE NOT is_converted
 
 -- name: converted_status_without_conversion
 -- kind: integrity
--- severity: blocking
--- description: leads with status 'converted' but no client they converted to
+-- severity: resolvable
+-- description: leads with status 'converted' but no client they converted to: the run is refused before its checks unless they are mapped (--map-status converted=qualified, aicrm/migrate/status_map.py)
 SELECT id FROM leads WHERE status = 'converted' AND NOT is_converted;
 
 -- name: converted_lead_status_set
