@@ -24,6 +24,7 @@ DEFAULTS: tuple[tuple[str, str], ...] = (
     ("lost", "lost"),
 )
 CATEGORIES = ("open", "converted", "lost")
+FIELD = {"field": "status"}  # the API names the field in its problem document
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 HAS_TABLE = "SELECT to_regclass('lead_statuses') IS NOT NULL"
@@ -95,13 +96,15 @@ def check_settable(conn: Connection, status: str) -> None:
     if status == "converted":
         raise InvalidInput(
             "A lead's status becomes 'converted' only by converting it "
-            "('aicrm leads convert'); it cannot be set directly."
+            "('aicrm leads convert'); it cannot be set directly.",
+            details=FIELD,
         )
     known = names(conn, "open", "lost")
     if status not in known:
         raise InvalidInput(
             f"'{status}' is not a lead status; use one of {', '.join(known)} (or add it: "
-            f"'aicrm statuses add {status} --category open')."
+            f"'aicrm statuses add {status} --category open').",
+            details=FIELD,
         )
 
 
@@ -109,7 +112,9 @@ def check_known(conn: Connection, status: str) -> None:
     """Refuse an unknown status (for filters). Raises :class:`InvalidInput`."""
     known = names(conn)
     if status not in known:
-        raise InvalidInput(f"'{status}' is not a lead status; use one of {', '.join(known)}.")
+        raise InvalidInput(
+            f"'{status}' is not a lead status; use one of {', '.join(known)}.", details=FIELD
+        )
 
 
 def _require_table(conn: Connection) -> None:
