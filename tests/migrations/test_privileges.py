@@ -130,6 +130,11 @@ def test_app_role_keeps_every_crm_operation(roles: Roles) -> None:
     converted = roles.json(app, "leads", "convert", lead["id"])
     assert converted["client_id"]
     assert roles.json(app, "contacts", "show", contact["id"])["client_id"] == converted["client_id"]
+    # The guard of converted leads (SECURITY INVOKER: it reads no table) refuses for
+    # the application as for anyone: read-only, exit 5, not a permission error.
+    guarded = roles.cli(app, "leads", "update", lead["id"], "--first-name", "Changed")
+    assert guarded.returncode == 5, guarded.stderr
+    assert "read-only" in guarded.stderr
     doomed = roles.json(app, "leads", "create", "--email", "doomed@example.org")
     assert roles.cli(app, "leads", "delete", doomed["id"]).returncode == 0
     history = roles.json(app, "leads", "history", lead["id"])
