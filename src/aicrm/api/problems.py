@@ -97,10 +97,14 @@ def _program_limit(exc: BaseException) -> bool:
     return isinstance(cause, psycopg.Error) and (cause.sqlstate or "").startswith("54")
 
 
-def from_error(exc: AicrmError) -> Response:
+def from_error(exc: AicrmError, method: str = "GET") -> Response:
     extra = {key: value for key, value in exc.details.items() if key != "conflicting"}
     if "errors" in extra:  # an import's rejected rows (line, reason), not field errors
         extra["rows_rejected"] = extra.pop("errors")
+    field = extra.pop("field", None)
+    if field:  # the library named the invalid field (e.g. a status not in lead_statuses)
+        where = "query" if method in ("GET", "HEAD") else "body"
+        extra["errors"] = [{"field": field, "in": where, "message": exc.message}]
     conflicting = exc.details.get("conflicting")
     for cls, status, kind, title in STATUS:
         if isinstance(exc, cls):
@@ -139,8 +143,8 @@ def install(app: FastAPI) -> None:
     """Register the handlers that turn every error into a problem document."""
 
     @app.exception_handler(AicrmError)
-    async def _aicrm(_: Request, exc: AicrmError) -> Response:
-        return from_error(exc)
+    async def _aicrm(request: Request, exc: AicrmError) -> Response:
+        return from_error(exc, request.method)
 
     @app.exception_handler(psycopg.Error)
     async def _database(_: Request, exc: psycopg.Error) -> Response:

@@ -13,16 +13,34 @@ twice on the hot path.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from aicrm.crm.store import MAX_PAGE
 
-# The lead statuses a client may set; 'converted' is set only by converting.
-OpenStatus = Literal["new", "contacted", "qualified", "unqualified", "lost"]
-Status = Literal["new", "contacted", "qualified", "unqualified", "lost", "converted"]
+# Lead statuses are data (table lead_statuses, migration 008; 'aicrm statuses list'):
+# the library checks a status against it (unknown: 422). 'converted' is set only by
+# converting.
+OpenStatus = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=100,
+        description="A lead status a client may set: new, contacted, qualified, unqualified, "
+        "lost, or one the CRM added (aicrm statuses list); not converted.",
+    ),
+]
+Status = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=100,
+        description="A lead status: new, contacted, qualified, converted, unqualified, lost, "
+        "or one the CRM added (aicrm statuses list).",
+    ),
+]
 
 NAME = 200  # names, titles, sources, industries
 EMAIL = 254  # RFC 5321's longest usable address

@@ -13,7 +13,7 @@ from aicrm import config
 from aicrm.cli import output
 from aicrm.db import embedded, target
 from aicrm.errors import AicrmError, UsageError
-from aicrm.migrate import Options, Report, backup, compat, runner
+from aicrm.migrate import Options, Report, backup, compat, runner, status_map
 from aicrm.migrate.options import OnlineSettings
 
 app = typer.Typer(
@@ -95,6 +95,15 @@ def migrate(
         bool,
         typer.Option(help="Archive and clear orphaned references instead of refusing (exit 3)."),
     ] = False,
+    map_status: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map-status",
+            metavar="OLD=NEW",
+            help="Give open leads with status OLD the status NEW on the way to 008 "
+            "(repeatable; docs/custom-statuses.md).",
+        ),
+    ] = None,
     lock_timeout: Annotated[
         float | None,
         typer.Option(
@@ -171,6 +180,7 @@ def migrate(
             dry_run=dry_run,
             allow_drift=allow_drift,
             archive_orphans=archive_orphans,
+            map_status=status_map.parse(map_status or []),
             lock_timeout=5.0 if lock_timeout is None else lock_timeout,
             lock_retries=3 if lock_retries is None else lock_retries,
             runner_wait=wait,
@@ -321,6 +331,45 @@ def stop() -> None:
     stopped = embedded.stop(settings.home)
     home = embedded.pgdata(settings.home)
     output.say(f"stopped the embedded server in {home}" if stopped else f"not running ({home})")
+
+
+@app.command()
+def grant(
+    role: Annotated[str, typer.Argument(help="The role to grant to (it must exist).")],
+    scope: Annotated[
+        str,
+        typer.Option(
+            "--scope",
+            help="read, write or admin: what aicrm's CLI, API and MCP need at that scope.",
+        ),
+    ],
+    as_json: JsonOpt = False,
+) -> None:
+    """Grant a role what aicrm needs at a scope (run as the tables' owner; idempotent).
+
+    Exit codes: 0 granted (or held already); 2 unknown role or scope, database not
+    migrated, or the connected user may not grant (nothing was granted).
+    """
+    from aicrm.db import connect, grants
+
+    if scope not in grants.SCOPES:
+        raise UsageError(f"'{scope}' is not a scope; use one of {', '.join(grants.SCOPES)}.")
+    where = target()
+    with connect(where, autocommit=True, application_name="aicrm db grant") as conn:
+        done = grants.grant(conn, role, scope)
+    if as_json:
+        output.emit_json({"role": role, "scope": scope, "privileges": [g.to_dict() for g in done]})
+        return
+    if not done:
+        output.say(f"{role} is a superuser: it holds every privilege; nothing to grant.")
+        return
+    for g in done:
+        output.say(f"{'granted' if g.granted else 'held   '} {g.privilege} on {g.on}")
+    granted = sum(g.granted for g in done)
+    output.say(
+        f"{role}: {granted} privilege(s) granted, {len(done) - granted} held already "
+        f"(scope {scope}) on {where.describe()}"
+    )
 
 
 compat_app = typer.Typer(

@@ -21,6 +21,7 @@ from aicrm.cli import (
     output,
     report,
     serve,
+    statuses,
     transfer,
 )
 from aicrm.cli import mcp as mcp_cli
@@ -39,6 +40,7 @@ app.add_typer(leads.app, name="leads")
 app.add_typer(clients.app, name="clients")
 app.add_typer(contacts.app, name="contacts")
 transfer.register(leads.app, contacts.app)
+app.add_typer(statuses.app, name="statuses")
 app.add_typer(apikey.app, name="apikey")
 app.add_typer(report.app, name="report")
 app.add_typer(report.sample_app, name="sample")

@@ -12,6 +12,7 @@ from aicrm.crm.merge import Merge, merge_leads
 from aicrm.crm.pagination import Page
 from aicrm.crm.records import Client, Contact, Lead
 from aicrm.crm.session import transaction
+from aicrm.crm.statuses import Status, add_status, list_statuses, remove_status
 from aicrm.crm.store import Query
 
 __all__ = [
@@ -23,6 +24,8 @@ __all__ = [
     "Merge",
     "Page",
     "Query",
+    "Status",
+    "add_status",
     "convert_lead",
     "convert_leads",
     "create_client",
@@ -35,7 +38,9 @@ __all__ = [
     "list_clients",
     "list_contacts",
     "list_leads",
+    "list_statuses",
     "merge_leads",
+    "remove_status",
     "transaction",
     "update_client",
     "update_contact",

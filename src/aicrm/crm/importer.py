@@ -52,7 +52,7 @@ from typing import BinaryIO
 import psycopg
 from psycopg import sql
 
-from aicrm.crm import session
+from aicrm.crm import session, statuses
 from aicrm.crm.records import OPEN_STATUSES, Contact, Lead, Record
 from aicrm.crm.store import EMAIL
 from aicrm.db import Connection
@@ -303,7 +303,12 @@ def import_csv(
                 f"Cannot write the rejects file {rejects}: there is no folder {rejects.parent}."
             )
     header = read_header(source, spec)
-    checks = Checks(spec, header.columns, conn.info.server_version >= 160000)
+    checks = Checks(
+        spec,
+        header.columns,
+        conn.info.server_version >= 160000,
+        tuple(statuses.names(conn, "open", "lost")),
+    )
     pending: Path | None = None
     try:
         with session.transaction(conn, actor):
@@ -519,10 +524,17 @@ def _copy_refusal(path: Path, exc: psycopg.Error, header: Header) -> InvalidInpu
 class Checks:
     """The SQL of one import: the staging table, the checks, the insert."""
 
-    def __init__(self, spec: Spec, columns: tuple[str, ...], has_input_check: bool) -> None:
+    def __init__(
+        self,
+        spec: Spec,
+        columns: tuple[str, ...],
+        has_input_check: bool,
+        settable: tuple[str, ...] = OPEN_STATUSES,
+    ) -> None:
         self.spec = spec
         self.columns = columns
         self.has_input_check = has_input_check
+        self.settable = settable  # the statuses a row may have (lead_statuses, 008)
 
     def has(self, name: str) -> bool:
         return name in self.columns
@@ -610,15 +622,15 @@ class Checks:
                     sql.SQL(
                         "CASE WHEN {v} = 'converted' THEN {converted} "
                         "WHEN {v} <> ALL({known}) THEN format('status %s is not a lead status "
-                        "(use one of {listed})', {shown}) END"
+                        "(use one of %s)', {shown}, {listed}) END"
                     ).format(
                         v=v,
                         converted=sql.Literal(
                             "status 'converted' is set only by converting a lead "
                             "('aicrm leads convert'), not by an import"
                         ),
-                        known=sql.Literal(list(OPEN_STATUSES)),
-                        listed=sql.SQL(", ".join(OPEN_STATUSES)),
+                        known=sql.Literal(list(self.settable)),
+                        listed=sql.Literal(", ".join(self.settable)),
                         shown=self.shown(name),
                     )
                 )

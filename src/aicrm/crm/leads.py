@@ -6,9 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from aicrm.crm import duplicates, store
+from aicrm.crm import duplicates, statuses, store
 from aicrm.crm.pagination import Page
-from aicrm.crm.records import OPEN_STATUSES, STATUSES, Lead
+from aicrm.crm.records import Lead
 from aicrm.crm.store import Query
 from aicrm.db import Connection
 from aicrm.errors import InvalidInput
@@ -19,7 +19,7 @@ EDITABLE = (
 )  # fmt: skip
 
 
-def _checked(values: dict[str, Any]) -> dict[str, Any]:
+def _checked(conn: Connection, values: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(values) - set(EDITABLE))
     if unknown:
         raise InvalidInput(
@@ -30,16 +30,7 @@ def _checked(values: dict[str, Any]) -> dict[str, Any]:
     if "email" in out:
         out["email"] = store.check_email(out["email"])
     if "status" in out:
-        status = out["status"]
-        if status == "converted":
-            raise InvalidInput(
-                "A lead's status becomes 'converted' only by converting it "
-                "('aicrm leads convert'); it cannot be set directly."
-            )
-        if status not in OPEN_STATUSES:
-            raise InvalidInput(
-                f"'{status}' is not a lead status; use one of {', '.join(OPEN_STATUSES)}."
-            )
+        statuses.check_settable(conn, out["status"])  # the statuses of lead_statuses (008)
     for key in ("attributes", "ai_annotations"):
         if key in out and not isinstance(out[key], dict):
             raise InvalidInput(f"A lead's {key} must be a JSON object.")
@@ -49,7 +40,7 @@ def _checked(values: dict[str, Any]) -> dict[str, Any]:
 def create_lead(conn: Connection, *, allow_duplicate: bool = False, **values: Any) -> Lead:
     """Insert a lead. Refuses (:class:`DuplicateFound`) an email that a lead or contact
     already has, ignoring case, unless ``allow_duplicate``. Call inside a transaction."""
-    checked = _checked(values)
+    checked = _checked(conn, values)
     if not allow_duplicate:
         duplicates.refuse(conn, checked.get("email"))
     return store.insert(conn, Lead, checked)
@@ -70,7 +61,7 @@ def update_lead(
 ) -> Lead:
     """Change a lead's fields. A converted lead refuses all but its ai_* fields
     (:class:`ReadOnly`, enforced by the database)."""
-    checked = _checked(changes)
+    checked = _checked(conn, changes)
     if "email" in checked and not allow_duplicate:
         duplicates.refuse(conn, checked["email"], [store.get(conn, Lead, lead_id).id])
     return store.update(conn, Lead, lead_id, checked, expected_updated_at=expected_updated_at)
@@ -95,10 +86,7 @@ def list_leads(
     """A page of leads, newest first; see :class:`aicrm.crm.store.Query` for filters."""
     query = query or Query()
     if status is not None:
-        if status not in STATUSES:
-            raise InvalidInput(
-                f"'{status}' is not a lead status; use one of {', '.join(STATUSES)}."
-            )
+        statuses.check_known(conn, status)
         query.where["status"] = status
     if source is not None:
         query.where["source"] = source

@@ -18,16 +18,17 @@ from typing import Any
 
 import psycopg
 
-from aicrm.crm import ids
+from aicrm.crm import ids, statuses
 from aicrm.db import Connection
 from aicrm.errors import NotFound, UsageError
 
 FUNNEL = ("new", "contacted", "qualified", "converted")
-"""The stages a lead moves through, in order."""
+"""The default stages a lead moves through, in order (the funnel reads lead_statuses:
+its open and converted statuses by position)."""
 EXITS = ("unqualified", "lost")
-"""Where a lead leaves the funnel."""
+"""Where a lead leaves the funnel by default (the statuses of category lost)."""
 STATUSES = (*FUNNEL, *EXITS)
-"""Every status, in the funnel's order."""
+"""The default statuses, in the funnel's order."""
 
 CONVERSION_SUMMARY = """
 SELECT source, total_leads, converted_leads, active_leads, conversion_rate, avg_days_to_convert
@@ -172,20 +173,25 @@ def client_history(conn: Connection, client_id: str | uuid.UUID) -> list[ClientL
 
 
 def status_funnel(conn: Connection) -> list[FunnelStage]:
-    """Every status, the funnel stages first (new, contacted, qualified, converted),
-    then the exits (unqualified, lost); see :class:`FunnelStage`. Raises
+    """Every status, the funnel stages first (the open and converted statuses of
+    lead_statuses by position: new, contacted, qualified, any custom open ones,
+    converted), then the exits (category lost: unqualified, lost); see
+    :class:`FunnelStage`. Raises
     :class:`UsageError` when the database is not migrated to 002 yet."""
+    listed = statuses.list_statuses(conn)  # lead_statuses (008), in the funnel's order
+    funnel = [s.name for s in listed if s.category != "lost"]
+    exits = [s.name for s in listed if s.category == "lost"]
     with _needs("lead_status_periods", "002"):
         rows = conn.execute(
-            STATUS_FUNNEL, {"funnel": list(FUNNEL), "statuses": list(STATUSES)}
+            STATUS_FUNNEL, {"funnel": funnel, "statuses": funnel + exits}
         ).fetchall()
     stages: list[FunnelStage] = []
     previous: int | None = None
     for status, reached, current, median in rows:
         drop_off = None
-        if status in FUNNEL and previous:
+        if status in funnel and previous:
             drop_off = 1 - int(reached) / previous
-        if status in FUNNEL:
+        if status in funnel:
             previous = int(reached)
         stages.append(FunnelStage(status, int(reached), int(current), drop_off, _float(median)))
     return stages

@@ -99,7 +99,10 @@ def register(server: MCPServer[Any], backend: Backend) -> None:
         search: Search = None,
         status: Annotated[
             str | None,
-            Field(description="new, contacted, qualified, unqualified, lost or converted."),
+            Field(
+                description="new, contacted, qualified, unqualified, lost, converted, or a "
+                "status the CRM added (lead_statuses)."
+            ),
         ] = None,
         source: Annotated[str | None, Field(description="Where leads came from, e.g. web.")] = None,
         converted: Annotated[
@@ -186,7 +189,11 @@ def register(server: MCPServer[Any], backend: Backend) -> None:
         company_name: str | None = None,
         source: str | None = None,
         status: Annotated[
-            str | None, Field(description="new (default), contacted, qualified, unqualified, lost.")
+            str | None,
+            Field(
+                description="new (default), contacted, qualified, unqualified, lost, or a "
+                "status the CRM added (lead_statuses)."
+            ),
         ] = None,
         attributes: Annotated[
             dict[str, Any] | None, Field(description="Extra facts as a JSON object.")

@@ -49,6 +49,8 @@ class Options:
     dry_run: bool = False
     allow_drift: bool = False
     archive_orphans: bool = False
+    # --map-status OLD=NEW: open leads' statuses mapped on the way to 008 (status_map)
+    map_status: dict[str, str] = field(default_factory=dict)
     lock_timeout: float = 5.0
     lock_retries: int = 3
     runner_wait: float = 10.0

@@ -25,7 +25,14 @@ import psycopg
 from psycopg import sql
 
 from aicrm.db import Connection, Target, connect, target
-from aicrm.errors import AicrmError, DriftDetected, LockHeld, MigrationFailed, UsageError
+from aicrm.errors import (
+    AicrmError,
+    DriftDetected,
+    IntegrityRefused,
+    LockHeld,
+    MigrationFailed,
+    UsageError,
+)
 from aicrm.migrate import (
     checks,
     compat,
@@ -37,6 +44,7 @@ from aicrm.migrate import (
     preflight,
     prerequisites,
     snapshot,
+    status_map,
 )
 from aicrm.migrate.loader import Migration, Step
 from aicrm.migrate.options import OnlineSettings, Options, Progress
@@ -112,6 +120,12 @@ def _migrate(
         report=report,
     )
     if options.online is not None or online_state.unfinished(conn) is not None:
+        if options.map_status:
+            raise UsageError(
+                "--map-status cannot be combined with an online run (it applies 001 only); "
+                "finish it with 'aicrm db migrate --online', then map with 'aicrm db migrate "
+                "--map-status OLD=NEW'."
+            )
         online.run(conn, where, state, wanted, options, report)
         return
     if wanted < state.version:
@@ -122,9 +136,12 @@ def _migrate(
     plan = [m for m in state.pending if m.version <= wanted]
     report.to_version = wanted if plan else state.version
     report.migrations = [m.label for m in plan]
+    if options.map_status and not plan:
+        status_map.prepare(conn, state.version, plan, options.map_status)  # refuses
     if not plan and state.shape != "original":
         report.outcome = "nothing to do"
         return
+    status_map.prepare(conn, state.version, plan, options.map_status)  # before any backup
     preflight.run(
         conn,
         where,
@@ -136,7 +153,15 @@ def _migrate(
     )
     report.timings["before_changes"] = time.monotonic() - started
     mark = time.monotonic()
-    _transaction(conn, state, plan, options, report, _apply_steps)
+    try:
+        _transaction(conn, state, plan, options, report, _apply_steps)
+    except IntegrityRefused:
+        # A later migration's checks (run in the transaction) refused: as for the
+        # first one's, a refused run leaves no backup behind.
+        if report.backup is not None:
+            report.backup.path.unlink(missing_ok=True)
+            report.backup = None
+        raise
     report.timings["changes"] = time.monotonic() - mark
     report.outcome = "dry run" if options.dry_run else "applied"
 
@@ -247,6 +272,7 @@ def _apply_steps(
         window = compat.prepare(
             conn, migration, compat_window=options.compat_window, rebuild=options.rebuild_dependents
         )
+        status_map.before_steps(conn, migration, plan, options.map_status, report)
         _run_steps(conn, migration, migration.steps, options, report)
         report.compat = window.open(conn, report) if window is not None else report.compat
         ledger.record(

@@ -20,7 +20,8 @@ from aicrm.ai import scoring
 from aicrm.ai.annotations import Annotation
 from aicrm.api.deps import Db, ReadKey, WriteKey, authenticate
 from aicrm.crm import clients, contacts, conversion, history, leads, reports, store
-from aicrm.crm.records import STATUSES, Lead
+from aicrm.crm import statuses as crm_statuses
+from aicrm.crm.records import Lead
 from aicrm.db import Connection
 from aicrm.errors import DuplicateFound, Forbidden, InvalidInput, Unauthorized
 from aicrm.web import charts
@@ -143,7 +144,7 @@ def leads_page(
         "leads.html",
         leads=items,
         filters=shown,
-        statuses=STATUSES,
+        statuses=crm_statuses.names(conn),  # lead_statuses (008), in the funnel's order
         sources=[row[0] for row in conn.execute(SOURCES).fetchall()],
         notice=notice,
         next_url=f"/leads?{urlencode(filters | {'cursor': next_cursor})}" if next_cursor else None,

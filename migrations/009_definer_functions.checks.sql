@@ -1,0 +1,1 @@
+../src/aicrm/migrations/009_definer_functions.checks.sql
