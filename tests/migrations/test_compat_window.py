@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import Database
 from tests.migrations.legacy import run_json
-from tests.production import Production, Shape, production
+from tests.production import Production, Shape, drop_roles, production
 from tests.support import MIGRATIONS, schema_dump
 
 NO_STATUSES = Shape(custom_statuses=False)
@@ -261,3 +261,45 @@ def test_impossible_window_requests_are_refused(db: Database) -> None:
     assert late.returncode == 2 and "not pending" in late.stderr
     none = db.cli("db", "compat", "close")
     assert none.returncode == 2 and "No compatibility window is open" in none.stderr
+
+
+def test_a_rebuilt_view_keeps_its_owner_grants_and_comments(db: Database) -> None:
+    owner = f"crm_reports_{uuid.uuid4().hex[:8]}"
+    with production(db, Shape(custom_statuses=False, materialized_view=False)) as prod:
+        try:
+            db.execute(f'CREATE ROLE "{owner}" NOLOGIN')
+            db.execute(f'GRANT SELECT ON leads, clients TO "{owner}"')
+            db.execute(f'CREATE POLICY reports_all ON leads TO "{owner}" USING (true)')
+            db.execute(f'ALTER VIEW sales_pipeline OWNER TO "{owner}"')
+            db.execute("COMMENT ON COLUMN sales_pipeline.client_name IS 'The client''s name.'")
+            with prod.app_connect(db, autocommit=True) as app:
+                before = app.execute(PIPELINE).fetchall()
+            up = db.cli("db", "migrate", "--compat-window", "--rebuild-dependents")
+            assert up.returncode == 0, up.stdout + up.stderr
+            assert (
+                db.scalar(
+                    "SELECT pg_get_userbyid(relowner) FROM pg_class "
+                    "WHERE oid = 'sales_pipeline'::regclass"
+                )
+                == owner
+            )
+            assert (
+                db.scalar("SELECT col_description('sales_pipeline'::regclass, 5)")
+                == "The client's name."
+            )
+            assert db.scalar(
+                "SELECT has_table_privilege(%s, 'sales_pipeline', 'SELECT')", (prod.app_role,)
+            )
+            with prod.app_connect(db, autocommit=True) as app:
+                assert app.execute(PIPELINE).fetchall() == before
+            # The window's owner-rights views are readable by that owner only.
+            assert db.scalar(
+                "SELECT has_table_privilege(%s, 'aicrm_compat_000_definer.leads', 'SELECT')",
+                (owner,),
+            )
+            assert not db.scalar(
+                "SELECT has_table_privilege(%s, 'aicrm_compat_000_definer.leads', 'SELECT')",
+                (prod.app_role,),
+            )
+        finally:
+            drop_roles(db, [owner])

@@ -35,6 +35,7 @@ from psycopg import sql
 from aicrm.db import Connection, Target, connect
 from aicrm.errors import DependentsFound, PrerequisiteFailed, UsageError
 from aicrm.migrate import dependents
+from aicrm.migrate import rebuild as recreate
 from aicrm.migrate.loader import Migration, split_steps
 from aicrm.migrate.report import Report, StepTiming
 
@@ -55,38 +56,6 @@ OPEN_WINDOWS = """
 SELECT n.nspname, obj_description(n.oid, 'pg_namespace')
 FROM pg_namespace AS n WHERE n.nspname ~ '^aicrm_compat_[0-9]{3}$' ORDER BY 1
 """
-
-# Views built on a relation (the next level of a rebuild).
-VIEWS_ON = """
-SELECT DISTINCT r.ev_class
-FROM pg_depend AS d JOIN pg_rewrite AS r ON r.oid = d.objid
-WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
-  AND d.refobjid = %s AND r.ev_class <> %s
-"""
-
-RELATION = """
-SELECT n.nspname, c.relname, c.relkind, pg_get_userbyid(c.relowner), c.relispopulated,
-       coalesce(array_to_string(c.reloptions, ', '), ''), pg_get_viewdef(c.oid),
-       obj_description(c.oid, 'pg_class')
-FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
-WHERE c.oid = %s
-"""
-
-GRANTS = """
-SELECT a.privilege_type, CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END,
-       a.is_grantable
-FROM pg_class AS c CROSS JOIN LATERAL aclexplode(c.relacl) AS a
-WHERE c.oid = %s AND a.grantee <> c.relowner
-ORDER BY 2 NULLS FIRST, 1
-"""
-
-COLUMN_COMMENTS = """
-SELECT a.attname, col_description(a.attrelid, a.attnum)
-FROM pg_attribute AS a
-WHERE a.attrelid = %s AND a.attnum > 0 AND col_description(a.attrelid, a.attnum) IS NOT NULL
-"""
-
-INDEXES = "SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = %s"
 
 # What outside the window's schema uses it: objects pg_depend records on its views,
 # and functions whose search_path or body names the schema.
@@ -134,29 +103,6 @@ def _file(migration: Migration, action: str) -> Path:
 
 def has_window(migration: Migration) -> bool:
     return _file(migration, "open").exists()
-
-
-@dataclass
-class Rebuilt:
-    """A view or materialized view dropped before the migration, to recreate after."""
-
-    schema: str
-    name: str
-    materialized: bool
-    owner: str
-    populated: bool
-    options: str
-    definition: str
-    comment: str | None
-    invoker: bool = False  # security_invoker: reads through the window as the caller
-    grants: list[tuple[str, str | None, bool]] = field(default_factory=list)
-    column_comments: list[tuple[str, str]] = field(default_factory=list)
-    indexes: list[str] = field(default_factory=list)
-
-    @property
-    def label(self) -> str:
-        kind = "materialized view" if self.materialized else "view"
-        return f"{kind} {self.schema}.{self.name}"
 
 
 def refuse_early(
@@ -227,7 +173,7 @@ class Window:
     migration: Migration
     crm: str
     columns: dict[str, list[str]]
-    rebuilt: list[Rebuilt]
+    rebuilt: list[recreate.Rebuilt]
     functions: list[dependents.Dependent]
     notes: list[str] = field(default_factory=list)
 
@@ -254,20 +200,20 @@ class Window:
             f"compatibility window {schema} opened: old code connects with "
             f"options=-csearch_path={schema},{self.crm}"
         )
-        saved = _search_path(conn)
+        saved = recreate.search_path(conn)
         try:
             for view in self.rebuilt:
                 # A view that read as its owner keeps doing so (the definer views); a
                 # security_invoker one reads as its caller (the window's own views).
                 window = schema if view.invoker else f"{schema}_definer"
-                if not view.invoker and view.owner != _current_user(conn):
-                    _grant_definer_views(conn, window, view.owner)
+                if not view.invoker and view.owner != recreate.current_user(conn):
+                    recreate.grant_definer_views(conn, window, view.owner)
                 where = sql.SQL("{}, {}").format(sql.Identifier(window), sql.Identifier(self.crm))
-                _set_search_path(conn, where.as_string(conn))
-                _create(conn, view)
+                recreate.set_search_path(conn, where.as_string(conn))
+                recreate.create(conn, view)
                 self.notes.append(f"recreated {view.label} on {window}")
         finally:
-            _set_search_path(conn, saved)
+            recreate.set_search_path(conn, saved)
         for fn in self.functions:
             path = f"{schema}, {fn.search_path or self.crm}"
             statement = sql.SQL("ALTER {} {} SET search_path = {}").format(
@@ -293,14 +239,14 @@ def prepare(
     assert row is not None
     crm = str(row[0]).strip('"')
     columns = {str(r[0]): list(r[1]) for r in conn.execute(COLUMNS, (list(TABLES),)).fetchall()}
-    rebuilt: list[Rebuilt] = []
+    rebuilt: list[recreate.Rebuilt] = []
     functions: list[dependents.Dependent] = []
     if rebuild:
         found = dependents.find(conn, [migration])
         roots = [d for d in found if d.kind in ("view", "materialized view")]
         functions = [d for d in found if not d.tracked and d.kind in ("function", "procedure")]
         functions = list({d.name: d for d in functions}.values())
-        rebuilt = _capture(conn, crm, [_oid(conn, d.name) for d in roots])
+        rebuilt = recreate.capture(conn, crm, [recreate.oid_of(conn, d.name) for d in roots])
         for view in reversed(rebuilt):
             conn.execute(
                 sql.SQL("DROP {} {}").format(
@@ -309,127 +255,6 @@ def prepare(
                 )
             )
     return Window(migration, crm, columns, rebuilt, functions)
-
-
-def _oid(conn: Connection, name: str) -> int:
-    row = conn.execute("SELECT %s::regclass::oid", (name,)).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
-def _capture(conn: Connection, crm: str, roots: list[int]) -> list[Rebuilt]:
-    """The views to rebuild, each after those it is built on: the roots and every
-    view built on them, their definitions read with only the CRM schema in the
-    search_path (so the CRM tables appear unqualified and resolve to the window)."""
-    depth: dict[int, int] = {}
-    frontier = [(oid, 0) for oid in roots]
-    while frontier:
-        oid, level = frontier.pop()
-        if depth.get(oid, -1) >= level:
-            continue
-        depth[oid] = level
-        for (child,) in conn.execute(VIEWS_ON, (oid, oid)).fetchall():
-            frontier.append((int(child), level + 1))
-    saved = _search_path(conn)
-    _set_search_path(conn, sql.Identifier(crm).as_string(conn))
-    try:
-        return [_read(conn, oid) for oid in sorted(depth, key=lambda o: depth[o])]
-    finally:
-        _set_search_path(conn, saved)
-
-
-def _read(conn: Connection, oid: int) -> Rebuilt:
-    row = conn.execute(RELATION, (oid,)).fetchone()
-    assert row is not None
-    schema, name, kind, owner, populated, options, definition, comment = row
-    return Rebuilt(
-        schema=str(schema),
-        name=str(name),
-        materialized=kind == "m",
-        owner=str(owner),
-        populated=bool(populated),
-        options=str(options),
-        definition=str(definition).strip().rstrip(";"),
-        comment=comment,
-        invoker=kind == "v"
-        and any(
-            option.strip() in ("security_invoker=true", "security_invoker=on")
-            for option in str(options).split(",")
-        ),
-        grants=[(str(p), g, bool(w)) for p, g, w in conn.execute(GRANTS, (oid,)).fetchall()],
-        column_comments=[(str(a), str(c)) for a, c in conn.execute(COLUMN_COMMENTS, (oid,))],
-        indexes=[str(r[0]) for r in conn.execute(INDEXES, (oid,)).fetchall()],
-    )
-
-
-def _create(conn: Connection, view: Rebuilt) -> None:
-    name = sql.Identifier(view.schema, view.name)
-    kind = sql.SQL("MATERIALIZED VIEW" if view.materialized else "VIEW")
-    options = sql.SQL(" WITH ({})").format(sql.SQL(view.options)) if view.options else sql.SQL("")
-    data = sql.SQL("")
-    if view.materialized:
-        data = sql.SQL(" WITH DATA" if view.populated else " WITH NO DATA")
-    conn.execute(
-        sql.SQL("CREATE {} {}{} AS {}{}").format(
-            kind,
-            name,
-            options,
-            sql.SQL(view.definition),
-            data,
-        )
-    )
-    if view.owner != _current_user(conn):
-        conn.execute(
-            sql.SQL("ALTER {} {} OWNER TO {}").format(kind, name, sql.Identifier(view.owner))
-        )
-    for privilege, grantee, grantable in view.grants:
-        conn.execute(
-            sql.SQL("GRANT {} ON {} TO {}{}").format(
-                sql.SQL(privilege),  # a catalog keyword
-                name,
-                sql.Identifier(grantee) if grantee else sql.SQL("PUBLIC"),
-                sql.SQL(" WITH GRANT OPTION" if grantable else ""),
-            )
-        )
-    if view.comment is not None:
-        conn.execute(
-            sql.SQL("COMMENT ON {} {} IS {}").format(kind, name, sql.Literal(view.comment))
-        )
-    for column, comment in view.column_comments:
-        conn.execute(
-            sql.SQL("COMMENT ON COLUMN {} IS {}").format(
-                sql.Identifier(view.schema, view.name, column), sql.Literal(comment)
-            )
-        )
-    for index in view.indexes:
-        conn.execute(sql.SQL(index))  # pg_get_indexdef's text
-
-
-def _grant_definer_views(conn: Connection, schema: str, role: str) -> None:
-    conn.execute(
-        sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
-            sql.Identifier(schema), sql.Identifier(role)
-        )
-    )
-    conn.execute(
-        sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(
-            sql.Identifier(schema), sql.Identifier(role)
-        )
-    )
-
-
-def _current_user(conn: Connection) -> str:
-    row = conn.execute("SELECT current_user").fetchone()
-    return str(row[0]) if row else ""
-
-
-def _search_path(conn: Connection) -> str:
-    row = conn.execute("SELECT current_setting('search_path')").fetchone()
-    return str(row[0]) if row else ""
-
-
-def _set_search_path(conn: Connection, value: str) -> None:
-    conn.execute("SELECT set_config('search_path', %s, true)", (value,))
 
 
 def windows(conn: Connection) -> list[dict[str, Any]]:
@@ -487,7 +312,6 @@ def close(where: Target, schema: str | None = None) -> str:
 
 
 __all__ = [
-    "Rebuilt",
     "Window",
     "close",
     "has_window",
