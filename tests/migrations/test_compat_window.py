@@ -119,9 +119,6 @@ def test_old_code_before_during_and_after_001_then_the_window_closes(db: Databas
             assert app.execute(PIPELINE).fetchall() == pipeline
             assert app.execute("SELECT * FROM client_origins ORDER BY id").fetchall() == origins
 
-        # Issue #12 point 1 (another branch) makes the history trigger work for any
-        # caller; until it is merged the application role needs this grant.
-        db.execute(f'GRANT INSERT ON crm_history TO "{prod.app_role}"')
         # After: same rows through the window, and the old flow still works.
         with psycopg.connect(old_url(db, prod), autocommit=True) as old:
             assert old.execute(OLD_READ).fetchall() == before
