@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 import psycopg
@@ -326,7 +326,13 @@ class _Phases:
 
         return told
 
-    def short(self, body: Callable[[], T], what: str, lock_timeout: float | None = None) -> T:
+    def short(
+        self,
+        body: Callable[[], T],
+        what: str,
+        lock_timeout: float | None = None,
+        custom: Mapping[str, str] | None = None,
+    ) -> T:
         """Run ``body`` in one transaction under ``lock_timeout`` (default: the
         settings') and the run's statement_timeout; on a lock timeout or a deadlock,
         roll back, back off, retry.
@@ -346,7 +352,7 @@ class _Phases:
                 self.conn,
                 lock_timeout=timeout,
                 statement_timeout=self.options.statement_timeout,
-                custom={"synchronous_commit": "off"},
+                custom={"synchronous_commit": "off", **(custom or {})},
             )
             return body()
 
