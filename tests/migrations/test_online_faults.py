@@ -3,8 +3,10 @@ CONCURRENTLY, and a PostgreSQL restart in the middle of the backfill."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,11 +72,16 @@ def test_invalid_index_left_by_an_interrupted_run_is_rebuilt(db: Database) -> No
 
 
 @pytest.fixture
-def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A dedicated embedded server, which the test may stop and start."""
-    home = tmp_path_factory.mktemp("online-restart")
-    yield Server(embedded.conninfo(home, dbname="postgres"), home, 18)
-    embedded.stop(home)
+def own_server() -> Iterator[Server]:
+    """A dedicated embedded server, which the test may stop and start. Not under
+    pytest's basetemp: a root pytest session makes /tmp/pytest-of-root 0700, which
+    locks out the server's own (non-root) user (as in tests/conftest.py)."""
+    home = Path(tempfile.mkdtemp(prefix="aicrm-online-restart-"))
+    try:
+        yield Server(embedded.conninfo(home, dbname="postgres"), home, 18)
+    finally:
+        embedded.stop(home)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def _database(server: Server, workdir: Path) -> Database:

@@ -65,6 +65,7 @@ WHERE l.locktype = 'advisory' AND l.granted AND l.database = (
 TAKE_RUNNER_LOCK = "SELECT pg_advisory_xact_lock(%s, %s)"
 RELEASE_SNAPSHOT = "SELECT 1"
 SET_LOCAL = "SELECT set_config(%s, %s, true)"
+SET_ONE = "set_config(%s, %s, true)"
 SERVER_PID = "SELECT pg_backend_pid(), current_setting('server_version_num')::int"
 LOCK_HOLDERS = """
 SELECT DISTINCT l.pid, l.mode, l.relation::regclass::text
@@ -94,13 +95,17 @@ def settings(
     Must be called inside a transaction."""
     # A killed runner's statement is noticed and rolled back within a second
     # (PostgreSQL 14+), instead of running on while holding its locks.
-    conn.execute(SET_LOCAL, ("client_connection_check_interval", "1s"))
+    pairs: list[str] = ["client_connection_check_interval", "1s"]
     if lock_timeout is not None:
-        conn.execute(SET_LOCAL, ("lock_timeout", _ms(lock_timeout)))
+        pairs += ["lock_timeout", _ms(lock_timeout)]
     if statement_timeout is not None:
-        conn.execute(SET_LOCAL, ("statement_timeout", _ms(statement_timeout)))
+        pairs += ["statement_timeout", _ms(statement_timeout)]
     for name, value in (custom or {}).items():
-        conn.execute(SET_LOCAL, (name, value))
+        pairs += [name, value]
+    # One round trip for all of them: on a busy machine each costs milliseconds,
+    # and a short transaction holds its locks through every one.
+    query = sql.SQL("SELECT {}").format(sql.SQL(", ").join([sql.SQL(SET_ONE)] * (len(pairs) // 2)))
+    conn.execute(query, pairs)
 
 
 def behind_pooler(conn: Connection) -> bool:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 import psycopg
@@ -58,6 +58,7 @@ WHERE c.oid = ANY (SELECT to_regclass(t) FROM unnest(%s::text[]) AS t)
   AND NOT g.tgisinternal AND g.tgenabled <> 'D' AND g.tgname NOT LIKE %s
 ORDER BY 1
 """
+DURABLE = "SELECT pg_current_xact_id()"
 INDEX_VALID = "SELECT i.indisvalid FROM pg_index AS i WHERE i.indexrelid = to_regclass(%s)"
 INDEX_NAME = re.compile(r"INDEX\s+CONCURRENTLY\s+IF\s+NOT\s+EXISTS\s+([a-z0-9_]+)", re.IGNORECASE)
 
@@ -300,6 +301,11 @@ class _Phases:
             )
 
         self.short(body, "the switch")
+        # The switch committed without waiting for its flush (see short()); the run
+        # reports "applied" only once it is durable: a transaction with an id,
+        # committed synchronously, flushes the WAL up to and past the switch.
+        with conn.transaction():
+            conn.execute(DURABLE)
 
     # -- short transactions
 
@@ -320,16 +326,33 @@ class _Phases:
 
         return told
 
-    def short(self, body: Callable[[], T], what: str, lock_timeout: float | None = None) -> T:
+    def short(
+        self,
+        body: Callable[[], T],
+        what: str,
+        lock_timeout: float | None = None,
+        custom: Mapping[str, str] | None = None,
+    ) -> T:
         """Run ``body`` in one transaction under ``lock_timeout`` (default: the
         settings') and the run's statement_timeout; on a lock timeout or a deadlock,
-        roll back, back off, retry."""
+        roll back, back off, retry.
+
+        The transaction commits with ``synchronous_commit = off``: PostgreSQL holds a
+        transaction's locks until its commit record is flushed, and on a busy disk
+        that flush (``IO:WalSync``) can take longer than the work; the application's
+        queries queued behind a DDL lock or a batch's row locks would wait for it
+        too. A crash can lose only the run's last commits (WAL is written in order,
+        so the state row never runs ahead of the work it records), and every step is
+        idempotent and resumed from that state."""
         timeout = self.settings.lock_timeout if lock_timeout is None else lock_timeout
 
         def transaction() -> T:
             self.report.lock_attempts += 1
             lock.settings(
-                self.conn, lock_timeout=timeout, statement_timeout=self.options.statement_timeout
+                self.conn,
+                lock_timeout=timeout,
+                statement_timeout=self.options.statement_timeout,
+                custom={"synchronous_commit": "off", **(custom or {})},
             )
             return body()
 
