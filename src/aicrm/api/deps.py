@@ -84,24 +84,27 @@ Db = Annotated[Connection, Depends(get_conn)]
 READ_POOL_TIMEOUT = 2.0  # seconds a read waits for a replica connection (then: primary)
 
 
-def get_read_conn(request: Request) -> Iterator[Connection]:
+def get_read_conn(request: Request, primary: Db) -> Iterator[Connection]:
     """A connection for a read that may lag a little (lists, search, export, reports,
     analysis, the dashboard's lists): the replica's while the router lets it
-    (:class:`aicrm.db.Router`), else the primary's, as :func:`get_conn`."""
+    (:class:`aicrm.db.Router`), else ``primary``, the request's own connection (the
+    key check's: FastAPI gives a request one ``Db``, so a request never waits for a
+    second connection of the pool it already holds one of)."""
     router: Router | None = request.app.state.router
-    if router is not None and router.use_replica():
-        read_pool: ConnectionPool[Connection] = request.app.state.read_pool
-        try:
-            conn = read_pool.getconn(timeout=READ_POOL_TIMEOUT)
-        except PoolTimeout:
-            router.failed(f"no connection to it within {READ_POOL_TIMEOUT:g} s")
-        else:
-            try:
-                yield conn
-            finally:
-                read_pool.putconn(conn)
-            return
-    yield from get_conn(request)
+    if router is None or not router.use_replica():
+        yield primary
+        return
+    read_pool: ConnectionPool[Connection] = request.app.state.read_pool
+    try:
+        conn = read_pool.getconn(timeout=READ_POOL_TIMEOUT)
+    except PoolTimeout:
+        router.failed(f"no connection to it within {READ_POOL_TIMEOUT:g} s")
+        yield primary
+        return
+    try:
+        yield conn
+    finally:
+        read_pool.putconn(conn)
 
 
 ReadDb = Annotated[Connection, Depends(get_read_conn)]
