@@ -106,7 +106,9 @@ class Replicated:
 
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():
-            _run(str(embedded.bin_dir() / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+            _run(
+                str(embedded.bin_dir() / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"
+            )
 
     def replay(self, on: bool) -> None:
         """Resume (True) or pause (False) WAL replay on the standby."""

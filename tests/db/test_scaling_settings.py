@@ -20,7 +20,9 @@ def test_defaults_no_pooler_no_replica() -> None:
 
 
 def test_transaction_mode_switches_off_prepared_statements() -> None:
-    where = target(resolve({"DATABASE_URL": "postgresql://u@h/d", "AICRM_POOL_MODE": "Transaction"}))
+    where = target(
+        resolve({"DATABASE_URL": "postgresql://u@h/d", "AICRM_POOL_MODE": "Transaction"})
+    )
     assert where.pooled and where.connect_kwargs() == {"prepare_threshold": None}
 
 
