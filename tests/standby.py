@@ -79,7 +79,7 @@ class Replicated:
         return self.primary(dbname)
 
     def start(self) -> None:
-        """Start the standby; wait (bounded) until it answers and is in recovery."""
+        """Start the standby; wait (bounded) until it answers, in recovery, streaming."""
         _run(
             str(embedded.bin_dir() / "pg_ctl"),
             "-D",
@@ -95,7 +95,10 @@ class Replicated:
         while True:
             try:
                 with psycopg.connect(self.standby(), connect_timeout=3) as conn:
-                    row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+                    row = conn.execute(
+                        "SELECT pg_is_in_recovery() AND EXISTS "
+                        "(SELECT FROM pg_stat_wal_receiver WHERE status = 'streaming')"
+                    ).fetchone()
                     if row and row[0]:
                         return
             except psycopg.OperationalError:
@@ -176,9 +179,10 @@ def destroy(found: Replicated) -> None:
         shutil.rmtree(found.home, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def replicated() -> Iterator[Replicated]:
-    """A primary with a streaming standby, for one test module."""
+    """A primary with a streaming standby, for the session (of each xdist worker).
+    Tests that stop the standby or pause its replay put it back before they end."""
     found = make()
     try:
         yield found

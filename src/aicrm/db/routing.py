@@ -33,18 +33,22 @@ CHECK_EVERY = 1.0  # seconds between two checks of a healthy replica
 RETRY_EVERY = 5.0  # seconds between two checks of a replica found down or behind
 PROBE_TIMEOUT = 3  # seconds to connect to the replica for a check
 
-# On the replica. Caught up (all WAL received is replayed): no lag, however old the
-# last replayed transaction is. Else the age of the last replayed transaction. A
+# On the replica, given the primary's WAL position read just before (or NULL). Having
+# replayed up to it: no lag, however old the last replayed transaction. Else the age
+# of the last replayed transaction (NULL before the first one since start-up). A
 # standby whose WAL receiver is not running cannot know how far behind it is: NULL.
 # A server not in recovery (a promoted standby) is as fresh as it gets.
 REPLICA_LAG = """
 SELECT CASE
     WHEN NOT pg_is_in_recovery() THEN 0::float8
+    WHEN pg_last_wal_replay_lsn() >= %(primary_lsn)s::pg_lsn THEN 0::float8
     WHEN NOT EXISTS (SELECT FROM pg_stat_wal_receiver WHERE pid IS NOT NULL) THEN NULL
-    WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0::float8
-    ELSE greatest(0, extract(epoch FROM now() - pg_last_xact_replay_timestamp()))::float8
+    WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn()
+         AND %(primary_lsn)s::pg_lsn IS NULL THEN 0::float8
+    ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8
 END
 """
+PRIMARY_LSN = "SELECT pg_current_wal_lsn()::text"
 
 # On the primary: the largest replay lag of its streaming standbys, 0 for one that
 # has replayed everything written. replay_lag grows while a standby's replay stands
@@ -59,12 +63,21 @@ FROM pg_stat_replication
 """
 
 
-def replica_lag(conn: Connection) -> float | None:
+def replica_lag(conn: Connection, primary_lsn: str | None = None) -> float | None:
     """How many seconds the server of ``conn`` (a streaming standby) is behind its
-    primary: 0 when it has replayed all it received, or when it is not a standby;
-    None when it cannot tell (its WAL receiver is not running)."""
-    row = conn.execute(REPLICA_LAG).fetchone()
-    return None if row is None or row[0] is None else float(row[0])
+    primary: 0 when it has replayed up to ``primary_lsn`` (the primary's
+    ``pg_current_wal_lsn()`` read just before; without it, all it has received), or
+    when it is not a standby; None when it cannot tell (its WAL receiver is not
+    running, or it has replayed no transaction since it started)."""
+    row = conn.execute(REPLICA_LAG, {"primary_lsn": primary_lsn}).fetchone()
+    return None if row is None or row[0] is None else max(0.0, float(row[0]))
+
+
+def primary_lsn(conn: Connection) -> str:
+    """The primary's current WAL position (``pg_current_wal_lsn()``), as text."""
+    row = conn.execute(PRIMARY_LSN).fetchone()
+    assert row is not None
+    return str(row[0])
 
 
 def replication_lag(conn: Connection) -> float | None:
@@ -112,10 +125,16 @@ class Verdict:
 def judge(lag: float | None, bound: float, now: float) -> Verdict:
     """The verdict on a replica that lags ``lag`` seconds (None: unknown)."""
     if lag is None:
-        return Verdict(False, "it is not streaming from the primary", now)
+        return Verdict(False, "it cannot tell its lag (not streaming, or no replay yet)", now)
     if lag > bound:
         return Verdict(False, f"it lags {lag:.1f} s, more than AICRM_READ_MAX_LAG={bound:g}", now)
     return Verdict(True, f"it lags {lag:.1f} s", now)
+
+
+def _failure(exc: psycopg.Error) -> str:
+    if isinstance(exc, psycopg.OperationalError):
+        return f"it cannot be reached (its connection broke: {type(exc).__name__})"
+    return f"checking its lag failed ({type(exc).__name__})"
 
 
 def describe_fallback(replica: Target, reason: str) -> str:
@@ -143,6 +162,7 @@ class Router:
         self.retry_every = retry_every
         self._lock = threading.Lock()
         self._probe: Connection | None = None
+        self._primary: Connection | None = None
         self._verdict: Verdict | None = None
 
     def use_replica(self) -> bool:
@@ -168,9 +188,25 @@ class Router:
 
     def close(self) -> None:
         with self._lock:
-            if self._probe is not None:
-                self._probe.close()
-                self._probe = None
+            for conn in (self._probe, self._primary):
+                if conn is not None:
+                    conn.close()
+            self._probe = self._primary = None
+
+    def _primary_lsn(self) -> str | None:
+        """The primary's WAL position; None when it cannot be read (then the replica
+        is judged on its own)."""
+        try:
+            if self._primary is None or self._primary.closed or self._primary.broken:
+                self._primary = connect(
+                    self.primary, autocommit=True, application_name="aicrm lag check"
+                )
+            return primary_lsn(self._primary)
+        except (ConnectionFailed, psycopg.Error):
+            if self._primary is not None:
+                self._primary.close()
+                self._primary = None
+            return None
 
     def _due(self, verdict: Verdict) -> bool:
         every = self.check_every if verdict.usable else self.retry_every
@@ -178,19 +214,20 @@ class Router:
 
     def _check(self) -> Verdict:
         now = time.monotonic()
+        position = self._primary_lsn()
         try:
             if self._probe is None or self._probe.closed or self._probe.broken:
                 self._probe = connect(
                     self.replica, autocommit=True, application_name="aicrm lag check"
                 )
-            lag = replica_lag(self._probe)
+            lag = replica_lag(self._probe, position)
         except ConnectionFailed as exc:
             return Verdict(False, f"it cannot be reached ({exc})", now)
         except psycopg.Error as exc:
             if self._probe is not None:
                 self._probe.close()
                 self._probe = None
-            return Verdict(False, f"checking its lag failed ({type(exc).__name__})", now)
+            return Verdict(False, _failure(exc), now)
         return judge(lag, self.bound, now)
 
     def _set(self, verdict: Verdict) -> None:
@@ -213,17 +250,12 @@ def connect_read(where: Target | None = None, *, application_name: str = "aicrm"
 
     where = where or target()
     if where.read is not None:
+        router = Router(where)
         try:
-            conn = connect(where.read, autocommit=True, application_name=application_name)
-        except ConnectionFailed as exc:
-            log.warning("%s", describe_fallback(where.read, f"it cannot be reached ({exc})"))
-        else:
-            try:
-                verdict = judge(replica_lag(conn), where.read_max_lag, time.monotonic())
-            except psycopg.Error as exc:
-                verdict = Verdict(False, f"checking its lag failed ({type(exc).__name__})", 0)
-            if verdict.usable:
-                return conn
-            conn.close()
-            log.warning("%s", describe_fallback(where.read, verdict.reason))
+            if router.use_replica():
+                return connect(where.read, autocommit=True, application_name=application_name)
+        except ConnectionFailed as exc:  # gone between the check and now
+            router.failed(f"it cannot be reached ({exc})")
+        finally:
+            router.close()
     return connect(where, autocommit=True, application_name=application_name)
