@@ -25,7 +25,7 @@ from aicrm.api import create_app
 from aicrm.db import Router, target
 from aicrm.migrate import Options, migrate
 from tests.api.conftest import start_server, stop_server
-from tests.conftest import head_migrations
+from tests.conftest import clean_env, head_migrations, run_cli
 from tests.standby import Replicated, replicated  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.slow
@@ -36,6 +36,8 @@ class ReplicaApi:
     client: httpx.Client
     router: Router
     replicated: Replicated
+    env: dict[str, str]
+    workdir: Path
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +66,7 @@ def replica_api(
     client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60)
     try:
         client.get("/api/ping").raise_for_status()  # the lifespan has run: the router exists
-        yield ReplicaApi(client, app.state.router, replicated)
+        yield ReplicaApi(client, app.state.router, replicated, clean_env(**env), Path(home))
     finally:
         client.close()
         stop_server(server, thread)
@@ -169,3 +171,26 @@ def test_a_stopped_replica_sends_reads_to_the_primary(
         assert time.monotonic() < deadline
         time.sleep(0.05)  # polling a condition under a deadline
     assert listed(client, name)
+
+
+def test_cli_lists_read_the_replica_and_fall_back_with_a_warning(replica_api: ReplicaApi) -> None:
+    client, standby = replica_api.client, replica_api.replicated
+    standby.wait_replayed()
+    standby.replay(False)
+    try:
+        name = f"Cli{uuid.uuid4().hex[:6]}"
+        create(client, name)
+        fresh = run_cli("leads", "list", "--search", name, "--json", env=replica_api.env,
+                        cwd=replica_api.workdir)  # fmt: skip
+        assert fresh.returncode == 0, fresh.stderr
+        assert fresh.stdout.count(name) == 0  # the replica, bounded by AICRM_READ_MAX_LAG
+        strict = run_cli("leads", "list", "--search", name, "--json", cwd=replica_api.workdir,
+                         env={**replica_api.env, "AICRM_READ_MAX_LAG": "0"})  # fmt: skip
+        assert strict.returncode == 0, strict.stderr
+        assert name in strict.stdout  # lagging more than 0 s: the primary, and it says so
+        assert (
+            "reads go to the primary" in strict.stderr and "AICRM_READ_MAX_LAG=0" in strict.stderr
+        )
+    finally:
+        standby.replay(True)
+    standby.wait_replayed()

@@ -247,8 +247,10 @@ class Router:
             log.warning("%s", describe_fallback(self.replica, verdict.reason))
 
 
-def connect_read(where: Target | None = None, *, application_name: str = "aicrm") -> Connection:
-    """A connection for read-only work (autocommit): to the replica when there is one
+def connect_read(
+    where: Target | None = None, *, autocommit: bool = True, application_name: str = "aicrm"
+) -> Connection:
+    """A connection for read-only work: to the replica when there is one
     and it lags at most the bound, else to the primary (saying why in the log).
 
     Raises :class:`ConnectionFailed` when the primary cannot be reached."""
@@ -259,9 +261,9 @@ def connect_read(where: Target | None = None, *, application_name: str = "aicrm"
         router = Router(where)
         try:
             if router.use_replica():
-                return connect(where.read, autocommit=True, application_name=application_name)
+                return connect(where.read, autocommit=autocommit, application_name=application_name)
         except ConnectionFailed as exc:  # gone between the check and now
             router.failed(f"it cannot be reached ({exc})")
         finally:
             router.close()
-    return connect(where, autocommit=True, application_name=application_name)
+    return connect(where, autocommit=autocommit, application_name=application_name)
