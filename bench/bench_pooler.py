@@ -33,7 +33,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.bench_api import (
+from bench_api import (
     DBNAME,
     LUA,
     RESULTS,
@@ -137,7 +137,7 @@ def section(
     command: str,
 ) -> str:
     def med(loads: list[Load], attr: str) -> float:
-        return statistics.median(getattr(load, attr) for load in loads)
+        return float(statistics.median(float(getattr(load, attr)) for load in loads))
 
     rows = []
     for label, title in (("lead", "`GET /api/leads/{id}`"), ("list", "`GET /api/leads?…` list")):
