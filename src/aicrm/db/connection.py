@@ -161,8 +161,12 @@ def connect(
         shown = where if dbname is None else where.for_database(dbname)
         raise ConnectionFailed(
             f"Could not connect to {shown.describe()}: {_reason(exc, where.secrets)}. "
-            "Check the server is running and the DATABASE_URL, DB_* or PG* settings."
+            f"Check the server is running and the {_settings_of(where)} settings."
         ) from None
+
+
+def _settings_of(where: Target) -> str:
+    return "AICRM_READ_URL" if where.source == "AICRM_READ_URL" else "DATABASE_URL, DB_* or PG*"
 
 
 def _reason(exc: psycopg.OperationalError, secrets: Iterable[str]) -> str:
