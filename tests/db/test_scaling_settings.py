@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from aicrm.config import detect_pool_mode, resolve
-from aicrm.db import target
+from aicrm.db import connect_read, replication_lag, target, wait_for_replicas
 from aicrm.errors import UsageError
 from tests.conftest import Database
 
@@ -80,3 +80,16 @@ def test_the_cli_refuses_a_bad_pool_mode_with_exit_2_and_following_the_advice_wo
     assert "AICRM_POOL_MODE must be one of" in bad.stderr and "Traceback" not in bad.stderr
     good = db.cli("db", "status", env={"AICRM_POOL_MODE": "session"})
     assert good.returncode == 0, good.stderr
+
+
+def test_without_a_replica_reads_and_bulk_writers_use_the_primary_silently(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    where = db.target()
+    assert where.read is None
+    with connect_read(where) as conn:
+        assert conn.execute("SELECT current_database()").fetchone() == (db.name,)
+    with db.connect(autocommit=True) as conn:
+        assert replication_lag(conn) is None
+        assert wait_for_replicas(conn, 0.1, timeout=0) is None
+    assert not [r for r in caplog.records if r.name == "aicrm.db.routing"]
