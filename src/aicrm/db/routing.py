@@ -16,6 +16,7 @@ a lot (the online backfill) and should wait while the replicas fall behind.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import threading
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from aicrm.db.connection import Connection, Target, connect
 from aicrm.errors import ConnectionFailed
@@ -137,6 +139,14 @@ def judge(lag: float | None, bound: float, now: float) -> Verdict:
     return Verdict(True, f"it lags {lag:.1f} s", now)
 
 
+def _with_timeout(where: Target, seconds: int) -> Target:
+    if "connect_timeout" in conninfo_to_dict(where.conninfo):
+        return where
+    return dataclasses.replace(
+        where, conninfo=make_conninfo(where.conninfo, connect_timeout=seconds)
+    )
+
+
 def _failure(exc: psycopg.Error) -> str:
     if isinstance(exc, psycopg.OperationalError):
         return f"it cannot be reached (its connection broke: {type(exc).__name__})"
@@ -163,6 +173,8 @@ class Router:
             raise ValueError("Router needs a target with a read replica (AICRM_READ_URL)")
         self.primary = primary
         self.replica: Target = primary.read
+        # a check must not hold a request for libpq's whole connect_timeout
+        self._probe_target = _with_timeout(primary.read, PROBE_TIMEOUT)
         self.bound = primary.read_max_lag
         self.check_every = check_every
         self.retry_every = retry_every
@@ -224,7 +236,7 @@ class Router:
         try:
             if self._probe is None or self._probe.closed or self._probe.broken:
                 self._probe = connect(
-                    self.replica, autocommit=True, application_name="aicrm lag check"
+                    self._probe_target, autocommit=True, application_name="aicrm lag check"
                 )
             lag = replica_lag(self._probe, position)
         except ConnectionFailed as exc:
