@@ -23,6 +23,8 @@ from psycopg import sql
 from aicrm import apikeys, config
 from aicrm.api import create_app
 from aicrm.db import Router, target
+from aicrm.errors import Unauthorized
+from aicrm.mcp.backend import Backend
 from aicrm.migrate import Options, migrate
 from tests.api.conftest import start_server, stop_server
 from tests.conftest import clean_env, head_migrations, run_cli
@@ -194,3 +196,27 @@ def test_cli_lists_read_the_replica_and_fall_back_with_a_warning(replica_api: Re
     finally:
         standby.replay(True)
     standby.wait_replayed()
+
+
+def test_mcp_searches_read_the_replica_and_check_the_key_on_the_primary(
+    replica_api: ReplicaApi,
+) -> None:
+    where = target(config.resolve(replica_api.env))
+    with psycopg.connect(where.conninfo) as conn:
+        key, token = apikeys.create_key(conn, f"mcp-{uuid.uuid4().hex[:6]}", "read")
+        conn.commit()
+    replica_api.replicated.wait_replayed()
+    backend = Backend(where, token)
+    try:
+        with backend.call("read", lagging_ok=True) as (conn, found):
+            assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+            assert found.name == key.name
+        with backend.call("read") as (conn, _):  # a record by id: the primary
+            assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
+        with psycopg.connect(where.conninfo) as conn:
+            apikeys.revoke_key(conn, key.name)
+            conn.commit()
+        with pytest.raises(Unauthorized), backend.call("read", lagging_ok=True):
+            pass  # revoked on the primary: refused at once, whatever the replica says
+    finally:
+        backend.close()
