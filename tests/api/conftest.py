@@ -1,6 +1,11 @@
 """A real uvicorn server on 127.0.0.1 (random free port) over a real database, and
 real API keys of each scope, for the tests of each module; httpx is the client.
 
+With ``AICRM_TEST_POOLER=pgbouncer`` the app reaches its database through a real
+PgBouncer in transaction-pooling mode (tests/pgbouncer.py), with
+``AICRM_POOL_MODE=transaction``: ``scripts/test`` runs tests/api a second time so.
+The tests' own setup and checks (``live.db``) still connect directly.
+
 The listening socket is bound and listening before the server starts, so a request
 sent while the app is still starting (opening its pool) waits in the socket's
 backlog: no polling and no sleeping to find out when the server is up.
@@ -8,6 +13,7 @@ backlog: no polling and no sleeping to find out when the server is up.
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import uuid
@@ -20,9 +26,11 @@ import httpx
 import pytest
 import uvicorn
 
-from aicrm import apikeys
+from aicrm import apikeys, config
 from aicrm.api import create_app
+from aicrm.db import target
 from tests.conftest import Database, Server, clean_env, create_database, drop_database
+from tests.pgbouncer import pgbouncer  # noqa: F401 - a fixture
 
 PROBLEM = "application/problem+json"
 
@@ -73,9 +81,17 @@ def stop_server(server: uvicorn.Server, thread: threading.Thread) -> None:
     assert not thread.is_alive(), "the API server did not stop"
 
 
+def through_pooler() -> bool:
+    """Whether the API tests run through PgBouncer (``AICRM_TEST_POOLER=pgbouncer``)."""
+    return os.environ.get("AICRM_TEST_POOLER", "") == "pgbouncer"
+
+
 @pytest.fixture(scope="module")
 def live(
-    server: Server, head_template: str, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    server: Server,
+    head_template: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Live]:
     """A server over a fresh database at the newest schema, for one test module."""
     name = create_database(server, template=head_template)
@@ -85,7 +101,19 @@ def live(
     url = server.conninfo(name)
     env = clean_env(DATABASE_URL=url, AICRM_HOME=str(home), BACKUP_DIR=str(workdir / "backups"))
     db = Database(name, url, server, Path(workdir), env)
-    app = create_app(db.target(), pool_size=4)
+    where = db.target()
+    if through_pooler():
+        bouncer = request.getfixturevalue("pgbouncer")
+        where = target(
+            config.resolve(
+                {
+                    "DATABASE_URL": bouncer.url(name),
+                    "AICRM_HOME": str(home),
+                    "AICRM_POOL_MODE": "transaction",
+                }
+            )
+        )
+    app = create_app(where, pool_size=4)
     uvicorn_server, thread, base = start_server(app)
     found = Live(base, db, app)
     suffix = uuid.uuid4().hex[:8]

@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import Server
-from tests.pgbouncer import available, start_pgbouncer
+from tests.pgbouncer import start
 
 
 @pytest.fixture
-def pgbouncer(server: Server, tmp_path: Path) -> Iterator[str]:
-    """The conninfo of a transaction-pooling PgBouncer (pool of 4 server
-    connections per database and user) in front of the test server."""
-    if not available():
-        pytest.fail("pgbouncer is not installed (Debian: apt-get install pgbouncer)")
-    conninfo, stop = start_pgbouncer(server.admin, tmp_path / "pgbouncer")
+def pgbouncer(server: Server) -> Iterator[str]:
+    """The conninfo of a transaction-pooling PgBouncer (pool of 4 server connections
+    per database and user) in front of the test server, one for each test."""
+    bouncer = start(server.admin)
     try:
-        yield conninfo
+        yield bouncer.conninfo("postgres")
     finally:
-        stop()
+        bouncer.stop()

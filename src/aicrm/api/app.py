@@ -18,7 +18,7 @@ from aicrm import __version__
 from aicrm.api import problems
 from aicrm.api.routes import ai, clients, common, contacts, leads, meta, reports, transfer
 from aicrm.crm.records import Client, Contact, Lead
-from aicrm.db import Connection, Target, target
+from aicrm.db import Connection, Router, Target, target
 from aicrm.web import pages
 
 JSON_BODY_LIMIT = 1 << 20  # bytes; the CSV import has its own, larger limit
@@ -54,27 +54,48 @@ def default_pool_size() -> int:
         return 8
 
 
-def create_app(where: Target | None = None, *, pool_size: int | None = None) -> FastAPI:
-    """Build the app for a database (default: the configured one)."""
+def replica_pool(
+    where: Target, size: int, check_every: float | None
+) -> tuple[ConnectionPool[Connection] | None, Router | None]:
+    """The pool of the read replica and the router that says when to use it; none
+    without ``AICRM_READ_URL``. Opened without waiting: a replica that is down when
+    the app starts only sends the reads to the primary."""
+    if where.read is None:
+        return None, None
+    read = where.read
+    kwargs = {"application_name": "aicrm api", "autocommit": True, **read.connect_kwargs()}
+    pool: ConnectionPool[Connection] = ConnectionPool(
+        read.conninfo,
+        min_size=1,
+        max_size=size,
+        kwargs=kwargs,
+        open=False,
+        check=ConnectionPool.check_connection,  # a restarted replica leaves dead ones
+    )
+    pool.open(wait=False)
+    if check_every is None:
+        return pool, Router(where)
+    return pool, Router(where, check_every=check_every, retry_every=check_every)
+
+
+def create_app(
+    where: Target | None = None, *, pool_size: int | None = None, check_every: float | None = None
+) -> FastAPI:
+    """Build the app for a database (default: the configured one). ``check_every``:
+    seconds between two checks of the read replica's lag (default: the router's)."""
     where = where or target()
     size = pool_size or default_pool_size()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Behind a transaction pooler: no server-side prepared statements (connect_kwargs).
+        kwargs = {"application_name": "aicrm api", "autocommit": True, **where.connect_kwargs()}
         pool: ConnectionPool[Connection] = ConnectionPool(
-            where.conninfo,
-            min_size=min(2, size),
-            max_size=size,
-            kwargs={"application_name": "aicrm api", "autocommit": True},
-            open=False,
+            where.conninfo, min_size=min(2, size), max_size=size, kwargs=kwargs, open=False
         )
         # The hot path (one record by id) reads on async connections: no worker thread.
         async_pool: AsyncConnectionPool[AsyncConnection[tuple[Any, ...]]] = AsyncConnectionPool(
-            where.conninfo,
-            min_size=1,
-            max_size=size,
-            kwargs={"application_name": "aicrm api", "autocommit": True},
-            open=False,
+            where.conninfo, min_size=1, max_size=size, kwargs=kwargs, open=False
         )
         pool.open(wait=True, timeout=30)
         try:
@@ -85,11 +106,15 @@ def create_app(where: Target | None = None, *, pool_size: int | None = None) -> 
         app.state.pool = pool
         app.state.async_pool = async_pool
         app.state.batchers = {}
+        app.state.read_pool, app.state.router = replica_pool(where, size, check_every)
         try:
             yield
         finally:
             await async_pool.close()
             pool.close()
+            if app.state.read_pool is not None:
+                app.state.read_pool.close()
+                app.state.router.close()
 
     app = FastAPI(
         title="aicrm",

@@ -1,8 +1,10 @@
 """Reusable dependencies: a pooled connection, the caller's API key by scope, ETags.
 
 Connections come from the app's pool in autocommit mode: a read is one statement
-and one round trip; every write runs in ``session.transaction`` (which the library
-opens itself where it must), so nothing is left half-done.
+and one round trip; reads that may lag a little take :data:`ReadDb` (the read
+replica's pool while it is fresh enough, docs/deployment.md); every write runs in
+``session.transaction`` (which the library opens itself where it must), so nothing
+is left half-done.
 
 Authentication follows :func:`aicrm.apikeys.authenticate` (same token format, hash
 and refusals) but refreshes ``last_used_at`` only when it is more than a minute old,
@@ -37,7 +39,7 @@ from aicrm.apikeys import ApiKey
 from aicrm.crm import store
 from aicrm.crm.records import Record, jsonable
 from aicrm.crm.store import Stale
-from aicrm.db import Connection
+from aicrm.db import Connection, Router
 from aicrm.errors import ConnectionFailed, NotFound, Unauthorized
 
 POOL_TIMEOUT = 10.0  # seconds a request waits for a free connection (then 503)
@@ -78,6 +80,34 @@ def get_conn(request: Request) -> Iterator[Connection]:
 
 
 Db = Annotated[Connection, Depends(get_conn)]
+
+READ_POOL_TIMEOUT = 2.0  # seconds a read waits for a replica connection (then: primary)
+
+
+def get_read_conn(request: Request, primary: Db) -> Iterator[Connection]:
+    """A connection for a read that may lag a little (lists, search, export, reports,
+    analysis, the dashboard's lists): the replica's while the router lets it
+    (:class:`aicrm.db.Router`), else ``primary``, the request's own connection (the
+    key check's: FastAPI gives a request one ``Db``, so a request never waits for a
+    second connection of the pool it already holds one of)."""
+    router: Router | None = request.app.state.router
+    if router is None or not router.use_replica():
+        yield primary
+        return
+    read_pool: ConnectionPool[Connection] = request.app.state.read_pool
+    try:
+        conn = read_pool.getconn(timeout=READ_POOL_TIMEOUT)
+    except PoolTimeout:
+        router.failed(f"no connection to it within {READ_POOL_TIMEOUT:g} s")
+        yield primary
+        return
+    try:
+        yield conn
+    finally:
+        read_pool.putconn(conn)
+
+
+ReadDb = Annotated[Connection, Depends(get_read_conn)]
 
 
 def token_of(request: Request) -> str | None:

@@ -197,7 +197,7 @@ def conversions(
     """Conversion rates, time to convert, the funnel, drivers and changes."""
     from aicrm.ai import analysis
 
-    with database() as conn, output.progress(not as_json) as step:
+    with database(read_only=True) as conn, output.progress(not as_json) as step:
         step("analysing conversions")
         report = analysis.analyze(
             conn, horizon=horizon, recent_days=recent_days, as_of=moment(as_of)

@@ -65,7 +65,7 @@ def list_(
 ) -> None:
     """List clients, newest first."""
     query = Query(attributes=attributes(attr), search=search, limit=limit, cursor=cursor)
-    with database() as conn:
+    with database(read_only=True) as conn:
         page = clients.list_clients(conn, industry=industry, query=query)
     show_page(page, COLUMNS, as_json, "clients")
 

@@ -16,7 +16,7 @@ from rich.table import Table
 from aicrm.cli import output
 from aicrm.crm.pagination import Page
 from aicrm.crm.records import Record
-from aicrm.db import Connection, connect, target
+from aicrm.db import Connection, connect, connect_read, target
 from aicrm.errors import InvalidInput
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
@@ -37,13 +37,19 @@ def actor() -> str:
 
 
 @contextmanager
-def database() -> Iterator[Connection]:
+def database(read_only: bool = False) -> Iterator[Connection]:
     """A connection to the configured database, named on stderr for a person at a
-    terminal (never the password); scripts get clean stderr: errors only."""
+    terminal (never the password); scripts get clean stderr: errors only.
+
+    ``read_only``: a command that only reads and may read a little behind (lists,
+    export, reports, analysis) reads the replica (``AICRM_READ_URL``) while it lags
+    at most ``AICRM_READ_MAX_LAG`` seconds, else the primary (and says why on stderr).
+    """
     where = target()
     if output.stderr.is_terminal:
         output.stderr.print(f"[dim]database: {where.describe()}[/]", highlight=False)
-    with connect(where) as conn:
+    opened = connect_read(where, autocommit=False) if read_only else connect(where)
+    with opened as conn:
         yield conn
 
 

@@ -79,7 +79,7 @@ def list_(
 ) -> None:
     """List contacts, newest first, optionally of one lead or client."""
     query = Query(attributes=attributes(attr), search=search, limit=limit, cursor=cursor)
-    with database() as conn:
+    with database(read_only=True) as conn:
         page = contacts.list_contacts(conn, lead_id=lead, client_id=client, query=query)
     show_page(page, COLUMNS, as_json, "contacts")
 

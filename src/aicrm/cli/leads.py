@@ -104,7 +104,7 @@ def list_(
     """List leads, newest first, with filters and cursor pagination."""
     query = Query(attributes=attributes(attr), search=search, limit=limit, cursor=cursor,
                   created_from=moment(created_from), created_to=moment(created_to))  # fmt: skip
-    with database() as conn:
+    with database(read_only=True) as conn:
         page = leads.list_leads(conn, status=status, source=source, converted=converted,
                                 query=query)  # fmt: skip
     show_page(page, COLUMNS, as_json, "leads")

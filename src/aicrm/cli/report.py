@@ -106,7 +106,7 @@ def _raw(value: Any) -> str:
 @app.command()
 def conversions(as_json: JsonOpt = False) -> None:
     """Leads, conversions and conversion rate per source (lead_conversion_summary)."""
-    with database() as conn:
+    with database(read_only=True) as conn:
         rows = reports.conversion_summary(conn)
     show(rows, CONVERSIONS, as_json, "conversions by source")
 
@@ -117,7 +117,7 @@ def client_history(
     as_json: JsonOpt = False,
 ) -> None:
     """The leads that converted to a client (client_lead_history); exit 4 if unknown."""
-    with database() as conn:
+    with database(read_only=True) as conn:
         rows = reports.client_history(conn, client_id)
     title = f"leads of client {rows[0].client_name}" if rows else f"leads of client {client_id}"
     show(rows, CLIENT_HISTORY, as_json, title)
@@ -128,7 +128,7 @@ def client_history(
 @app.command()
 def funnel(as_json: JsonOpt = False) -> None:
     """Per status: leads that reached it, leads in it now, drop-off, median days in it."""
-    with database() as conn:
+    with database(read_only=True) as conn:
         rows = reports.status_funnel(conn)
     show(rows, FUNNEL, as_json, "status funnel")
 

@@ -208,7 +208,7 @@ def _export(cls: type[Record], file: str, query: Query, as_json: bool) -> None:
     to_stdout = file == "-"
     if to_stdout and as_json:
         raise InvalidInput("--json prints a summary on stdout: export to a file to use it.")
-    with database() as conn:
+    with database(read_only=True) as conn:
         if to_stdout:
             rows = exporter.export_csv(conn, cls, sys.stdout.buffer, query)
             sys.stdout.buffer.flush()

@@ -1,6 +1,20 @@
-"""The database layer: settings to connections, the embedded server, client tools."""
+"""The database layer: settings to connections, the embedded server, client tools,
+and where read-only work goes (:mod:`aicrm.db.routing`)."""
 
 from aicrm.db.connection import Connection, Target, connect, redact, target
 from aicrm.db.grants import grant
+from aicrm.db.routing import Router, connect_read, replica_lag, replication_lag, wait_for_replicas
 
-__all__ = ["Connection", "Target", "connect", "grant", "redact", "target"]
+__all__ = [
+    "Connection",
+    "Router",
+    "Target",
+    "connect",
+    "connect_read",
+    "grant",
+    "redact",
+    "replica_lag",
+    "replication_lag",
+    "target",
+    "wait_for_replicas",
+]

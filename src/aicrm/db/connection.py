@@ -7,12 +7,13 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 
-from aicrm.config import Settings, resolve
+from aicrm.config import Settings, detect_pool_mode, resolve
 from aicrm.db import embedded
 from aicrm.errors import ConnectionFailed
 
@@ -26,7 +27,9 @@ class Target:
     """Where a connection goes, with everything but the password.
 
     ``conninfo`` may hold the password and is never shown; ``describe()`` is what
-    users see.
+    users see. ``pool_mode`` is ``session`` or ``transaction`` (a transaction-pooling
+    pooler in between: no server-side prepared statements); ``read`` the read
+    replica's target, if any, and ``read_max_lag`` the most it may lag (seconds).
     """
 
     conninfo: str
@@ -36,6 +39,25 @@ class Target:
     dbname: str
     user: str
     secrets: tuple[str, ...]
+    pool_mode: str = "session"
+    read: Target | None = None
+    read_max_lag: float = 5.0
+
+    @property
+    def pooled(self) -> bool:
+        """Whether a transaction-pooling pooler sits in between."""
+        return self.pool_mode == "transaction"
+
+    def connect_kwargs(self) -> dict[str, Any]:
+        """What psycopg's ``connect`` (and the pools' ``kwargs``) need for this target.
+
+        Behind a transaction pooler, psycopg must not prepare statements: a prepared
+        statement lives in one server session, and the pooler hands the next
+        transaction to another one ('prepared statement "_pg3_1" does not exist', or
+        worse, another statement of that name). PgBouncer >= 1.22 with
+        ``max_prepared_statements`` could keep them; 1.18 (Debian 12) cannot.
+        """
+        return {"prepare_threshold": None} if self.pooled else {}
 
     def for_database(self, dbname: str) -> Target:
         """The same server and login, another database."""
@@ -59,7 +81,38 @@ def target(settings: Settings | None = None) -> Target:
     user = str(params.get("user") or env.get("PGUSER") or _login_name())
     dbname = str(params.get("dbname") or env.get("PGDATABASE") or user)
     source = "embedded" if settings.embedded else settings.source
-    return Target(info, source, host, port, dbname, user, settings.secrets)
+    mode = detect_pool_mode(settings.pool_mode, info)
+    read = _read_target(settings, mode) if settings.read_conninfo else None
+    return Target(
+        info, source, host, port, dbname, user, settings.secrets, mode, read, settings.read_max_lag
+    )
+
+
+def _read_target(settings: Settings, mode: str) -> Target:
+    params = conninfo_to_dict(settings.read_conninfo)
+    env = os.environ
+    host = str(params.get("host") or env.get("PGHOST") or "/var/run/postgresql")
+    port = str(params.get("port") or env.get("PGPORT") or "5432")
+    user = str(params.get("user") or env.get("PGUSER") or _login_name())
+    dbname = str(params.get("dbname") or env.get("PGDATABASE") or user)
+    # the replica behind a pooler too when the primary is, or when its host says so
+    read_mode = (
+        "transaction"
+        if mode == "transaction"
+        else detect_pool_mode(settings.pool_mode, settings.read_conninfo)
+    )
+    return Target(
+        settings.read_conninfo,
+        "AICRM_READ_URL",
+        host,
+        port,
+        dbname,
+        user,
+        settings.secrets,
+        read_mode,
+        None,
+        settings.read_max_lag,
+    )
 
 
 def _login_name() -> str:
@@ -101,13 +154,19 @@ def connect(
     if dbname is not None:
         extra["dbname"] = dbname
     try:
-        return psycopg.connect(make_conninfo(where.conninfo, **extra), autocommit=autocommit)
+        return psycopg.connect(
+            make_conninfo(where.conninfo, **extra), autocommit=autocommit, **where.connect_kwargs()
+        )
     except psycopg.OperationalError as exc:
         shown = where if dbname is None else where.for_database(dbname)
         raise ConnectionFailed(
             f"Could not connect to {shown.describe()}: {_reason(exc, where.secrets)}. "
-            "Check the server is running and the DATABASE_URL, DB_* or PG* settings."
+            f"Check the server is running and the {_settings_of(where)} settings."
         ) from None
+
+
+def _settings_of(where: Target) -> str:
+    return "AICRM_READ_URL" if where.source == "AICRM_READ_URL" else "DATABASE_URL, DB_* or PG*"
 
 
 def _reason(exc: psycopg.OperationalError, secrets: Iterable[str]) -> str:

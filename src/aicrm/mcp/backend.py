@@ -1,6 +1,8 @@
 """The MCP server's access to the CRM: one connection, one call at a time, under one key.
 
-Every call re-checks the key (a revoked key stops working at once) and its scope.
+Every call re-checks the key (a revoked key stops working at once) and its scope, on
+the primary. Searches and the summary (``lagging_ok``) read the read replica
+(``AICRM_READ_URL``) while it lags at most ``AICRM_READ_MAX_LAG`` (docs/deployment.md).
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ from contextlib import contextmanager
 
 from aicrm import apikeys
 from aicrm.apikeys import ApiKey
-from aicrm.db import Connection, Target, connect
-from aicrm.errors import Unauthorized
+from aicrm.db import Connection, Router, Target, connect
+from aicrm.errors import ConnectionFailed, Unauthorized
 
 
 class Backend:
@@ -23,15 +25,30 @@ class Backend:
         self.token = token
         self._lock = threading.Lock()
         self._conn: Connection | None = None
+        self._read: Connection | None = None
+        self._router = Router(where) if where.read is not None else None
 
     def _connection(self) -> Connection:
         if self._conn is None or self._conn.closed or self._conn.broken:
             self._conn = connect(self.where, autocommit=True, application_name="aicrm mcp")
         return self._conn
 
+    def _read_connection(self) -> Connection | None:
+        """The replica's connection when the router lets reads go there, else None."""
+        if self._router is None or self.where.read is None or not self._router.use_replica():
+            return None
+        if self._read is None or self._read.closed or self._read.broken:
+            try:
+                self._read = connect(self.where.read, autocommit=True, application_name="aicrm mcp")
+            except ConnectionFailed as exc:
+                self._router.failed(f"it cannot be reached ({exc})")
+                return None
+        return self._read
+
     @contextmanager
-    def call(self, scope: str) -> Iterator[tuple[Connection, ApiKey]]:
-        """The connection and the caller's key, checked for ``scope``, for one tool call."""
+    def call(self, scope: str, lagging_ok: bool = False) -> Iterator[tuple[Connection, ApiKey]]:
+        """The connection and the caller's key, checked for ``scope``, for one tool call.
+        ``lagging_ok``: the call only reads, and may read the replica."""
         with self._lock:
             conn = self._connection()
             try:
@@ -43,8 +60,11 @@ class Backend:
                     "Create one with 'aicrm apikey create NAME --scope read'."
                 ) from None
             apikeys.require(key, scope)
-            yield conn, key
+            yield (self._read_connection() if lagging_ok else None) or conn, key
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
+        for conn in (self._conn, self._read):
+            if conn is not None:
+                conn.close()
+        if self._router is not None:
+            self._router.close()

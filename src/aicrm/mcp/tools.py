@@ -112,7 +112,7 @@ def register(server: MCPServer[Any], backend: Backend) -> None:
         cursor: Cursor = None,
     ) -> dict[str, Any]:
         """Search leads, newest first, by text, status, source and converted. Changes nothing."""
-        with backend.call("read") as (conn, _):
+        with backend.call("read", lagging_ok=True) as (conn, _):
             query = store.Query(search=search, cursor=cursor, limit=limit)
             found = leads.list_leads(
                 conn, status=status, source=source, converted=converted, query=query
@@ -145,7 +145,7 @@ def register(server: MCPServer[Any], backend: Backend) -> None:
         cursor: Cursor = None,
     ) -> dict[str, Any]:
         """Search clients, newest first, by name or industry. Changes nothing."""
-        with backend.call("read") as (conn, _):
+        with backend.call("read", lagging_ok=True) as (conn, _):
             query = store.Query(search=search, cursor=cursor, limit=limit)
             return _page(clients.list_clients(conn, industry=industry, query=query))
 
@@ -170,7 +170,7 @@ def register(server: MCPServer[Any], backend: Backend) -> None:
         cursor: Cursor = None,
     ) -> dict[str, Any]:
         """Search contacts, newest first, by text, lead or client. Changes nothing."""
-        with backend.call("read") as (conn, _):
+        with backend.call("read", lagging_ok=True) as (conn, _):
             query = store.Query(search=search, cursor=cursor, limit=limit)
             found = contacts.list_contacts(conn, lead_id=lead_id, client_id=client_id, query=query)
             return _page(found)
@@ -297,7 +297,7 @@ def register(server: MCPServer[Any], backend: Backend) -> None:
         """The conversion summary: per source, its leads, converted and open leads,
         conversion rate and mean days to convert; and the status funnel (leads that
         reached each status, the drop-off, the median days in it). Changes nothing."""
-        with backend.call("read") as (conn, _), conn.transaction():
+        with backend.call("read", lagging_ok=True) as (conn, _), conn.transaction():
             return {
                 "sources": _dicts(reports.conversion_summary(conn)),
                 "funnel": _dicts(reports.status_funnel(conn)),

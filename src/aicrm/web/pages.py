@@ -18,7 +18,7 @@ from fastapi.responses import RedirectResponse
 
 from aicrm.ai import scoring
 from aicrm.ai.annotations import Annotation
-from aicrm.api.deps import Db, ReadKey, WriteKey, authenticate
+from aicrm.api.deps import Db, ReadDb, ReadKey, WriteKey, authenticate
 from aicrm.crm import clients, contacts, conversion, history, leads, reports, store
 from aicrm.crm import statuses as crm_statuses
 from aicrm.crm.records import Lead
@@ -114,7 +114,7 @@ def logout(request: Request) -> Response:
 @router.get("/leads")
 def leads_page(
     request: Request,
-    conn: Db,
+    conn: ReadDb,
     key: ReadKey,
     q: Text = None,
     status: Text = None,
@@ -211,7 +211,7 @@ def convert(
 
 @router.get("/clients")
 def clients_page(
-    request: Request, conn: Db, key: ReadKey, q: Text = None, cursor: Text = None
+    request: Request, conn: ReadDb, key: ReadKey, q: Text = None, cursor: Text = None
 ) -> Response:
     """Clients, newest first, searched by name and industry."""
     search, notice = _blank(q), None
@@ -262,7 +262,7 @@ def client_page(
 
 
 @router.get("/summary")
-def summary_page(request: Request, conn: Db, key: ReadKey) -> Response:
+def summary_page(request: Request, conn: ReadDb, key: ReadKey) -> Response:
     """The conversion summary: totals, conversion by source, and the status funnel."""
     sources = reports.conversion_summary(conn)
     funnel = reports.status_funnel(conn)

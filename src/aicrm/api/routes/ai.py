@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 
 from aicrm.api import schemas
-from aicrm.api.deps import Db, ReadKey, WriteKey
+from aicrm.api.deps import Db, ReadDb, ReadKey, WriteKey
 from aicrm.api.problems import responses
 from aicrm.api.routes.common import invalid, json_response, utc
 
@@ -74,7 +74,7 @@ def explain_lead(
     responses=responses(401, 403, 409, 422),
 )
 def analysis(
-    conn: Db,
+    conn: ReadDb,
     key: ReadKey,
     horizon: Annotated[
         int, Query(ge=1, le=3650, description="Days a lead has to convert to count as converted.")

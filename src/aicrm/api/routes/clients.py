@@ -11,6 +11,7 @@ from aicrm.api import schemas
 from aicrm.api.deps import (
     SECURITY,
     Db,
+    ReadDb,
     ReadKey,
     WriteKey,
 )
@@ -52,7 +53,7 @@ LIMIT 20
 
 @router.get("", response_model=schemas.ClientPage, responses=responses(401, 403, 422))
 def list_clients(
-    conn: Db,
+    conn: ReadDb,
     key: ReadKey,
     industry: Annotated[
         str | None, Query(max_length=200, description="Only this industry.")

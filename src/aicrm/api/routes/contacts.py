@@ -11,6 +11,7 @@ from aicrm.api import schemas
 from aicrm.api.deps import (
     SECURITY,
     Db,
+    ReadDb,
     ReadKey,
     WriteKey,
 )
@@ -58,7 +59,7 @@ def _parents_exist(
 
 @router.get("", response_model=schemas.ContactPage, responses=responses(401, 403, 422))
 def list_contacts(
-    conn: Db,
+    conn: ReadDb,
     key: ReadKey,
     lead_id: Annotated[uuid.UUID | None, Query(description="Only this lead's.")] = None,
     client_id: Annotated[uuid.UUID | None, Query(description="Only this client's.")] = None,

@@ -11,6 +11,7 @@ from aicrm.api import schemas
 from aicrm.api.deps import (
     SECURITY,
     Db,
+    ReadDb,
     ReadKey,
     WriteKey,
     check_version,
@@ -54,7 +55,7 @@ AllowDuplicate = Annotated[
 
 @router.get("", response_model=schemas.LeadPage, responses=responses(401, 403, 422))
 def list_leads(
-    conn: Db,
+    conn: ReadDb,
     key: ReadKey,
     status: Annotated[schemas.Status | None, Query(description="Only this status.")] = None,
     source: Annotated[str | None, Query(max_length=200, description="Only this source.")] = None,

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response
 
 from aicrm.api import schemas
-from aicrm.api.deps import Db, ReadKey
+from aicrm.api.deps import ReadDb, ReadKey
 from aicrm.api.problems import responses
 from aicrm.api.routes.common import json_response
 from aicrm.crm import reports
@@ -21,7 +21,7 @@ router = APIRouter(prefix="/reports", tags=["reports"])
     response_model=list[schemas.SourceConversion],
     responses=responses(401, 403),
 )
-def conversion_summary(conn: Db, key: ReadKey) -> Response:
+def conversion_summary(conn: ReadDb, key: ReadKey) -> Response:
     """The view `lead_conversion_summary`: leads and conversions per source, the
     largest source first."""
     return json_response([row.to_dict() for row in reports.conversion_summary(conn)])
@@ -34,7 +34,7 @@ def conversion_summary(conn: Db, key: ReadKey) -> Response:
 )
 def client_lead_history(
     client_id: Annotated[uuid.UUID, Path(description="The client's id.")],
-    conn: Db,
+    conn: ReadDb,
     key: ReadKey,
 ) -> Response:
     """The view `client_lead_history` for one client: the leads that converted to
@@ -45,7 +45,7 @@ def client_lead_history(
 @router.get(
     "/status-funnel", response_model=list[schemas.FunnelStage], responses=responses(401, 403)
 )
-def status_funnel(conn: Db, key: ReadKey) -> Response:
+def status_funnel(conn: ReadDb, key: ReadKey) -> Response:
     """Every status: leads that reached it, leads in it now, the drop-off from the
     previous stage, and the median days spent in it."""
     return json_response([row.to_dict() for row in reports.status_funnel(conn)])

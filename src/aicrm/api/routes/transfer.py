@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aicrm.api import schemas
-from aicrm.api.deps import Db, ReadKey, WriteKey
+from aicrm.api.deps import Db, ReadDb, ReadKey, WriteKey
 from aicrm.api.problems import responses
 from aicrm.api.routes.common import (
     Attr,
@@ -218,7 +218,7 @@ CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
     responses={**CSV_RESPONSE, **responses(401, 403, 422)},
 )
 def export_leads(
-    conn: Db,
+    conn: ReadDb,
     key: ReadKey,
     status: Annotated[schemas.Status | None, Query()] = None,
     source: Annotated[str | None, Query(max_length=200)] = None,
@@ -240,7 +240,7 @@ def export_leads(
     responses={**CSV_RESPONSE, **responses(401, 403, 422)},
 )
 def export_clients(
-    conn: Db,
+    conn: ReadDb,
     key: ReadKey,
     industry: Annotated[str | None, Query(max_length=200)] = None,
     q: Search = None,
@@ -260,7 +260,7 @@ def export_clients(
     responses={**CSV_RESPONSE, **responses(401, 403, 422)},
 )
 def export_contacts(
-    conn: Db,
+    conn: ReadDb,
     key: ReadKey,
     lead_id: uuid.UUID | None = None,
     client_id: uuid.UUID | None = None,
