@@ -18,6 +18,9 @@ END $$;
 
 -- step: the fixed list again, and no statuses table
 ALTER TABLE leads DROP CONSTRAINT leads_status_fkey;
+-- One transaction holding ACCESS EXCLUSIVE on leads (the down file's own lock):
+-- NOT VALID and a VALIDATE in it would scan the same rows under the same lock.
+-- squawk-ignore constraint-missing-not-valid
 ALTER TABLE leads ADD CONSTRAINT leads_status_known
     CHECK (status IN ('new', 'contacted', 'qualified', 'unqualified', 'lost', 'converted'));
 DROP TABLE lead_statuses;
