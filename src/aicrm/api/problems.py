@@ -62,6 +62,7 @@ HTTP_KINDS = {
     406: ("not-acceptable", "Not acceptable"),
     413: ("content-too-large", "Content too large"),
     415: ("unsupported-media-type", "Unsupported media type"),
+    429: ("too-many-requests", "Too many requests"),
 }
 
 
@@ -194,10 +195,13 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         "state does not allow.",
         412: "If-Match names an old version; `conflicting` holds the current record.",
         413: "The request body is too large.",
+        429: "Too many failed sign-ins from this address: wait `Retry-After` seconds.",
         422: "Invalid input; `errors` names each field.",
         503: "The database is unavailable or overloaded.",
     }
     out: dict[int | str, dict[str, Any]] = {}
+    if 401 in statuses:  # wherever a key is checked, sign-ins are throttled
+        statuses = (*statuses, 429)
     for status in statuses:
         if status == 304:
             out[status] = {"description": described[status]}

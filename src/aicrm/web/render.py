@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from aicrm.api.throttle import FAILED_SIGN_IN
 from aicrm.db.errors import translate
 from aicrm.errors import (
     AicrmError,
@@ -78,6 +79,8 @@ def error_page(request: Request, exc: BaseException) -> Response:
             str(err.get("loc", ("?",))[-1]) for err in exc.errors() if isinstance(err, dict)
         )
         exc = InvalidInput(f"Invalid value for {fields or 'the request'}.")
+    if isinstance(exc, Unauthorized):
+        request.scope[FAILED_SIGN_IN] = True  # a wrong cookie counts, even when redirected
     if isinstance(exc, Unauthorized) and request.method == "GET":
         target = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
         return RedirectResponse(f"/login?next={target}", status_code=303)
