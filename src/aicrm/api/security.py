@@ -5,8 +5,9 @@ Content-Security-Policy allows scripts, styles and images from this origin only
 (SVG charts are inline markup, not script). Nobody may frame the pages
 (``frame-ancestors 'none'``, and ``X-Frame-Options: DENY`` for older browsers),
 browsers must not guess content types (``nosniff``), and no URL leaks to other
-sites in a ``Referer`` (``no-referrer``: the dashboard's URLs hold record ids and
-search words).
+sites in a ``Referer`` (``same-origin``: the dashboard's URLs hold record ids and
+search words). Not ``no-referrer``: under it Chromium sends ``Origin: null`` with a
+form, and the dashboard's forms are accepted only with their own Origin.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ HEADERS = {
     "Content-Security-Policy": POLICY,
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
 }
 
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from aicrm.cli import output
 from aicrm.crm.pagination import Page
@@ -86,8 +87,9 @@ def show_record(record: Record, as_json: bool, extra: dict[str, Any] | None = No
         return
     width = max(len(key) for key in data)
     for key, value in data.items():
-        shown = json.dumps(value) if isinstance(value, dict | list) else value
-        output.say(f"{key:<{width}}  {'' if shown is None else shown}")
+        shown = json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value
+        text = "" if shown is None else output.printable(str(shown))
+        output.say(f"{key:<{width}}  {text}")
 
 
 def show_page(page: Page[Any], columns: Sequence[str], as_json: bool, title: str) -> None:
@@ -101,7 +103,7 @@ def show_page(page: Page[Any], columns: Sequence[str], as_json: bool, title: str
         lines = ["\t".join(columns)]
         for item in page.items:
             data = item.to_dict()
-            lines.append("\t".join(_cell(data.get(column), full=True) for column in columns))
+            lines.append("\t".join(_cell(data.get(c), c, full=True) for c in columns))
         sys.stdout.write("\n".join(lines) + "\n")
         if page.next_cursor:
             output.stderr.print(f"more: --cursor {page.next_cursor}", markup=False)
@@ -111,19 +113,22 @@ def show_page(page: Page[Any], columns: Sequence[str], as_json: bool, title: str
         table.add_column(column)
     for item in page.items:
         data = item.to_dict()
-        table.add_row(*(_cell(data.get(column)) for column in columns))
+        # Text, not markup: a stored "[bold]" is shown as it is.
+        table.add_row(*(Text(_cell(data.get(column), column)) for column in columns))
     output.stdout.print(table)
     if page.next_cursor:
         output.say(f"more: --cursor {page.next_cursor}")
 
 
-def _cell(value: Any, full: bool = False) -> str:
+def _cell(value: Any, column: str, full: bool = False) -> str:
+    """A value in a table or a tab-separated line, control characters escaped; a
+    timestamp column's value to the second in a table."""
     if value is None:
         return ""
     if isinstance(value, dict | list):
-        return json.dumps(value)
+        return output.printable(json.dumps(value, ensure_ascii=False))
     if isinstance(value, float):
         return str(value) if full else f"{value:.2f}"
-    text = str(value)
-    timestamp = len(text) > 19 and text[4:5] == "-" and text[10:11] == "T"
-    return text[:19] if timestamp and not full else text
+    text = output.printable(str(value))
+    timestamp = column.endswith(("_at", "_date")) and not full
+    return text[:19].replace("T", " ") if timestamp else text
