@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -18,7 +19,7 @@ from aicrm.cli import output
 from aicrm.crm.pagination import Page
 from aicrm.crm.records import Record
 from aicrm.db import Connection, connect, target
-from aicrm.errors import InvalidInput
+from aicrm.errors import InvalidInput, UsageError
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 AttrOpt = Annotated[
@@ -28,6 +29,41 @@ AttrOpt = Annotated[
 LimitOpt = Annotated[int, typer.Option(min=1, max=1000, help="Records per page.")]
 CursorOpt = Annotated[str | None, typer.Option(help="Continue after this page's cursor.")]
 SearchOpt = Annotated[str | None, typer.Option(help="Full-text search; words match prefixes.")]
+
+
+# The newest migration the database has applied (NULL: none; no row: no ledger).
+SCHEMA_VERSION = """
+SELECT (SELECT max(version) FROM aicrm_schema_migrations)
+WHERE to_regclass('aicrm_schema_migrations') IS NOT NULL
+"""
+
+
+@functools.cache
+def newest_version() -> int:
+    """The newest migration this aicrm ships."""
+    from aicrm.migrate.loader import load
+
+    return max(m.version for m in load())
+
+
+def require_schema(conn: Connection) -> None:
+    """:class:`UsageError` (exit 2) unless the database is at the newest schema: the
+    one check, for every command that works on the CRM (they all connect through
+    :func:`database`)."""
+    row = conn.execute(SCHEMA_VERSION).fetchone()
+    conn.rollback()  # leave no transaction open behind the check
+    have = row[0] if row else None
+    need = newest_version()
+    if have is None:
+        raise UsageError(
+            "This database has no aicrm schema yet (it was never migrated). Run "
+            "'aicrm db migrate' first, then run this command again."
+        )
+    if have < need:
+        raise UsageError(
+            f"This database is at schema version {have:03d}, older than the {need:03d} this "
+            "aicrm needs. Run 'aicrm db migrate' first, then run this command again."
+        )
 
 
 def actor() -> str:
@@ -40,11 +76,13 @@ def actor() -> str:
 @contextmanager
 def database() -> Iterator[Connection]:
     """A connection to the configured database, named on stderr for a person at a
-    terminal (never the password); scripts get clean stderr: errors only."""
+    terminal (never the password); scripts get clean stderr: errors only. Refuses
+    (exit 2, :func:`require_schema`) a database that is not at the newest schema."""
     where = target()
     if output.stderr.is_terminal:
         output.stderr.print(f"[dim]database: {where.describe()}[/]", highlight=False)
     with connect(where) as conn:
+        require_schema(conn)
         yield conn
 
 
