@@ -30,7 +30,10 @@ def new_lead(api: httpx.Client, **values: object) -> str:
 def test_the_api_refuses_the_dashboard_cookie(live: Live, api: httpx.Client) -> None:
     lead = new_lead(api)
     forged = live.client(None, cookies={"aicrm_key": live.tokens["admin"]})
-    for path, body in ((f"/api/leads/{lead}/convert", b""), ("/api/leads/import", b"email\nx@y.z\n")):
+    for path, body in (
+        (f"/api/leads/{lead}/convert", b""),
+        ("/api/leads/import", b"email\nx@y.z\n"),
+    ):
         answer = forged.post(
             path,
             content=body,

@@ -64,9 +64,7 @@ def test_any_scoring_annotation_renders(client: TestClient, crm: Crm) -> None:
     sign_in(client, crm.data.read_token)
     for entry in entries:
         with crm.db.connect() as conn, session.transaction(conn, "test"):
-            lead = leads.create_lead(
-                conn, ai_score=0.5, ai_annotations={scoring.ANNOTATOR: entry}
-            )
+            lead = leads.create_lead(conn, ai_score=0.5, ai_annotations={scoring.ANNOTATOR: entry})
         page = client.get(f"/leads/{lead.id}")
         assert page.status_code == 200, (entry, page.text[-500:])
     assert "×" in display.odds(1000) and display.odds("abc") == "—"

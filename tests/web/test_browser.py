@@ -83,9 +83,9 @@ def offline_context(browser: Any, live_url: str) -> Any:
     context.add_init_script(WATCH_CSP)
     context.route(
         "**/*",
-        lambda route: route.continue_()
-        if route.request.url.startswith(live_url)
-        else route.abort(),
+        lambda route: (
+            route.continue_() if route.request.url.startswith(live_url) else route.abort()
+        ),
     )
     return context
 

@@ -31,11 +31,9 @@ CursorOpt = Annotated[str | None, typer.Option(help="Continue after this page's 
 SearchOpt = Annotated[str | None, typer.Option(help="Full-text search; words match prefixes.")]
 
 
-# The newest migration the database has applied (NULL: none; no row: no ledger).
-SCHEMA_VERSION = """
-SELECT (SELECT max(version) FROM aicrm_schema_migrations)
-WHERE to_regclass('aicrm_schema_migrations') IS NOT NULL
-"""
+# Whether the migration ledger exists, and the newest version it records.
+HAS_LEDGER = "SELECT to_regclass('aicrm_schema_migrations') IS NOT NULL"
+SCHEMA_VERSION = "SELECT max(version) FROM aicrm_schema_migrations"
 
 
 @functools.cache
@@ -50,7 +48,8 @@ def require_schema(conn: Connection) -> None:
     """:class:`UsageError` (exit 2) unless the database is at the newest schema: the
     one check, for every command that works on the CRM (they all connect through
     :func:`database`)."""
-    row = conn.execute(SCHEMA_VERSION).fetchone()
+    ledger = conn.execute(HAS_LEDGER).fetchone()
+    row = conn.execute(SCHEMA_VERSION).fetchone() if ledger and ledger[0] else None
     conn.rollback()  # leave no transaction open behind the check
     have = row[0] if row else None
     need = newest_version()
