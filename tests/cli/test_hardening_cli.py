@@ -21,9 +21,9 @@ from tests.migrate.test_failures import assert_one_line_error
 NASTY = "\u0001\u0002\u001b[31m"
 
 
-def _json(result: subprocess.CompletedProcess[str]) -> dict:  # type: ignore[type-arg]
+def _json(result: subprocess.CompletedProcess[str]) -> dict:
     assert result.returncode == 0, result.stderr
-    value: dict = json.loads(result.stdout)  # type: ignore[type-arg]
+    value: dict = json.loads(result.stdout)
     return value
 
 
@@ -152,7 +152,7 @@ def test_delete_clients_and_contacts_from_the_cli(crm_db: Database) -> None:
 # --- help text (item 16) -------------------------------------------------------------
 
 
-def commands(cmd, path=()):  # type: ignore[no-untyped-def]
+def commands(cmd, path=()):
     yield path, cmd
     for name, sub in getattr(cmd, "commands", {}).items():
         yield from commands(sub, (*path, name))
