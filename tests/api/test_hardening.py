@@ -100,3 +100,16 @@ def test_the_login_form_is_throttled_too(live: Live) -> None:
     cookie = from_address(live, "127.0.0.5", cookies={"aicrm_key": wrong["key"]})
     codes = [cookie.get("/leads").status_code for _ in range(11)]
     assert codes == [303] * 10 + [429], codes
+
+
+def test_bulk_conversion_by_filter_takes_open_leads_only(live: Live, api: httpx.Client) -> None:
+    source = unique("bulk")
+    made = {status: new_lead(api, source=source, status=status)
+            for status in ("new", "qualified", "lost", "unqualified")}  # fmt: skip
+    done = api.post("/api/leads/convert", json={"filter": {"source": source}})
+    assert done.status_code == 200 and done.json()["converted"] == 2, done.text
+    for status, lead in made.items():
+        converted = api.get(f"/api/leads/{lead}").json()["is_converted"]
+        assert converted == (status in ("new", "qualified")), status
+    closed = {"filter": {"source": source, "include_closed": True}}
+    assert api.post("/api/leads/convert", json=closed).json()["converted"] == 2

