@@ -113,3 +113,21 @@ def test_bulk_conversion_by_filter_takes_open_leads_only(live: Live, api: httpx.
         assert converted == (status in ("new", "qualified")), status
     closed = {"filter": {"source": source, "include_closed": True}}
     assert api.post("/api/leads/convert", json=closed).json()["converted"] == 2
+
+
+def test_even_an_internal_error_has_the_security_headers(live: Live) -> None:
+    from fastapi.testclient import TestClient
+
+    from aicrm.api import create_app
+
+    app = create_app(live.db.target(), pool_size=1)
+
+    @app.get("/api/boom")
+    def boom() -> None:
+        raise RuntimeError("a bug")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        answer = client.get("/api/boom")
+    assert_problem(answer, 500)
+    for name, value in HEADERS.items():
+        assert answer.headers.get(name) == value, name

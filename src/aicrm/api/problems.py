@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from aicrm.api import security
 from aicrm.api.deps import etag_of
 from aicrm.crm.store import Stale
 from aicrm.db.errors import translate
@@ -83,7 +84,8 @@ def problem(
         "detail": detail,
     }
     body.update({key: value for key, value in extra.items() if value is not None})
-    all_headers = dict(headers or {})
+    # The security headers here too: a 500 is answered outside the middleware stack.
+    all_headers = {**security.HEADERS, **(headers or {})}
     if status == 401:
         all_headers["WWW-Authenticate"] = 'Bearer realm="aicrm"'
     # ensure_ascii: a detail may quote the client's input, which may hold lone
