@@ -128,6 +128,6 @@ def test_even_an_internal_error_has_the_security_headers(live: Live) -> None:
 
     with TestClient(app, raise_server_exceptions=False) as client:
         answer = client.get("/api/boom")
-    assert_problem(answer, 500)
+    assert answer.status_code == 500 and answer.json()["status"] == 500
     for name, value in HEADERS.items():
         assert answer.headers.get(name) == value, name
