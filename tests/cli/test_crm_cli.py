@@ -71,7 +71,7 @@ def test_create_show_update_list_and_history(crm_db: Database) -> None:
     assert [e["operation"] for e in timeline] == ["insert", "update"]
     assert timeline[0]["actor"] == "cli-user"
     text = crm_db.cli("leads", "history", made["id"])
-    assert "status: 'new' -> 'qualified'" in text.stdout
+    assert 'status: "new" -> "qualified"' in text.stdout
     before = _json(
         crm_db.cli("leads", "show", made["id"], "--as-of", timeline[0]["changed_at"], "--json")
     )

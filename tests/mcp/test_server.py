@@ -252,3 +252,34 @@ def test_the_server_refuses_to_start_without_a_valid_key(crm_db: Database) -> No
         assert done.returncode == 2, done.stderr
         assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
         assert done.stdout == ""  # stdout belongs to the protocol
+
+
+def test_deleting_a_client_or_a_contact_has_the_apis_refusals(crm_db: Database) -> None:
+    crm = seeded(crm_db)
+    converted = str(crm_db.scalar("SELECT converted_to_client_id FROM leads WHERE is_converted"))
+    lone = str(crm_db.scalar("INSERT INTO clients (name) VALUES ('Solo') RETURNING id"))
+    contact = str(crm_db.scalar(
+        "INSERT INTO contacts (client_id, email) VALUES (%s, 'c@solo.io') RETURNING id", (lone,)
+    ))  # fmt: skip
+
+    async def session(client: Client) -> None:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+        assert "DELETE" in (tools["delete_client"].description or "")
+        refused = await client.call_tool("delete_client", {"client_id": converted})
+        assert refused.is_error and "converted leads" in text(refused)
+        refused = await client.call_tool("delete_client", {"client_id": lone})
+        assert refused.is_error and "contacts first" in text(refused)
+        gone = data(await client.call_tool("delete_contact", {"contact_id": contact}))
+        assert gone["deleted"]["email"] == "c@solo.io"
+        assert data(await client.call_tool("delete_client", {"client_id": lone}))["deleted"]
+        missing = await client.call_tool("delete_contact", {"contact_id": contact})
+        assert missing.is_error and "No contact" in text(missing)
+
+    run_client(crm_db, crm.write_token, session)
+    assert crm_db.scalar("SELECT count(*) FROM clients WHERE id = %s", (lone,)) == 0
+    assert crm_db.scalar("SELECT count(*) FROM clients WHERE id = %s", (converted,)) == 1
+    actors = crm_db.execute(
+        "SELECT DISTINCT actor FROM crm_history WHERE row_id = %s AND operation = 'delete'",
+        (lone,),
+    )
+    assert actors == [("maria.sales",)]

@@ -65,3 +65,65 @@ def test_find_convert_and_see_the_lead_under_its_client(
     finally:
         context.close()
     assert crm.db.scalar("SELECT is_converted FROM leads WHERE id = %s", (hopper.id,))
+
+
+# Records every Content-Security-Policy violation of a page (Playwright's init script
+# is injected by the browser itself, so the policy does not block it).
+WATCH_CSP = """
+window.__csp = [];
+document.addEventListener("securitypolicyviolation",
+    (e) => window.__csp.push(e.violatedDirective + " " + e.blockedURI));
+"""
+
+
+def offline_context(browser: Any, live_url: str) -> Any:
+    """A browser context that reaches the dashboard and nothing else (no internet)."""
+    context = browser.new_context()
+    context.set_default_timeout(15_000)
+    context.add_init_script(WATCH_CSP)
+    context.route(
+        "**/*",
+        lambda route: (
+            route.continue_() if route.request.url.startswith(live_url) else route.abort()
+        ),
+    )
+    return context
+
+
+def test_the_pages_work_under_their_content_security_policy(
+    browser: Any, live_url: str, crm: Crm
+) -> None:
+    context = offline_context(browser, live_url)
+    try:
+        page = context.new_page()
+        page.goto(f"{live_url}/login")
+        page.fill("#key", crm.data.read_token)
+        page.click("button[type=submit]")
+        page.wait_for_url("**/leads")
+        lead = crm.data.leads["Lovelace"]
+        for path in ("/leads", f"/leads/{lead.id}", "/clients", "/summary"):
+            answer = page.goto(f"{live_url}{path}")
+            assert answer is not None and answer.status == 200, path
+            assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+            assert page.evaluate("window.__csp") == [], path
+        # The score meter still draws (an SVG, not an inline style).
+        page.goto(f"{live_url}/leads/{lead.id}")
+        assert page.locator(".ai .meter-fill").get_attribute("width") == "91"
+        assert page.locator(".ai .meter").bounding_box()["width"] > 100
+    finally:
+        context.close()
+
+
+def test_api_docs_render_without_internet(browser: Any, live_url: str) -> None:
+    context = offline_context(browser, live_url)
+    try:
+        page = context.new_page()
+        page.goto(f"{live_url}/docs")
+        operations = page.locator(".opblock-summary-path")
+        operations.first.wait_for(timeout=90_000)  # 1.4 MB of script on a busy machine
+        paths = set(operations.all_inner_texts())
+        assert "/api/leads" in {p.replace("\u200b", "") for p in paths}
+        assert operations.count() > 20
+        assert page.evaluate("window.__csp") == []
+    finally:
+        context.close()

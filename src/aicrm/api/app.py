@@ -15,8 +15,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aicrm import __version__
-from aicrm.api import problems
+from aicrm.api import docs, problems
 from aicrm.api.routes import ai, clients, common, contacts, leads, meta, reports, transfer
+from aicrm.api.security import SecurityHeaders
+from aicrm.api.throttle import SignInThrottle, Throttle
 from aicrm.crm.records import Client, Contact, Lead
 from aicrm.db import Connection, Router, Target, target
 from aicrm.web import pages
@@ -79,10 +81,15 @@ def replica_pool(
 
 
 def create_app(
-    where: Target | None = None, *, pool_size: int | None = None, check_every: float | None = None
+    where: Target | None = None,
+    *,
+    pool_size: int | None = None,
+    check_every: float | None = None,
+    throttle: Throttle | None = None,
 ) -> FastAPI:
     """Build the app for a database (default: the configured one). ``check_every``:
-    seconds between two checks of the read replica's lag (default: the router's)."""
+    seconds between two checks of the read replica's lag (default: the router's);
+    ``throttle`` counts failed sign-ins (default: a new one, per process)."""
     where = where or target()
     size = pool_size or default_pool_size()
 
@@ -121,8 +128,13 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served from the package by aicrm.api.docs, not from a CDN
+        redoc_url=None,
     )
+    # The last added is the outermost: every answer, a 413 or a 429 too, gets the headers.
     app.add_middleware(BodyLimit, limit=JSON_BODY_LIMIT)
+    app.add_middleware(SignInThrottle, throttle=throttle or Throttle())
+    app.add_middleware(SecurityHeaders)
     app.state.database = where.describe()
     problems.install(app)
     # One level of inclusion: each level costs a little on every request's routing.
@@ -130,6 +142,7 @@ def create_app(
     for module in (meta, transfer, leads, clients, contacts, reports, ai):
         app.include_router(module.router, prefix="/api")
     app.include_router(pages.router)
+    app.include_router(docs.router)
     # The hot path, reading one record by id, is routed before everything else.
     app.router.routes[0:0] = common.read_routes(
         {"leads": Lead, "clients": Client, "contacts": Contact}

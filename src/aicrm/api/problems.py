@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from aicrm.api import security
 from aicrm.api.deps import etag_of
 from aicrm.crm.store import Stale
 from aicrm.db.errors import translate
@@ -62,6 +63,7 @@ HTTP_KINDS = {
     406: ("not-acceptable", "Not acceptable"),
     413: ("content-too-large", "Content too large"),
     415: ("unsupported-media-type", "Unsupported media type"),
+    429: ("too-many-requests", "Too many requests"),
 }
 
 
@@ -82,7 +84,8 @@ def problem(
         "detail": detail,
     }
     body.update({key: value for key, value in extra.items() if value is not None})
-    all_headers = dict(headers or {})
+    # The security headers here too: a 500 is answered outside the middleware stack.
+    all_headers = {**security.HEADERS, **(headers or {})}
     if status == 401:
         all_headers["WWW-Authenticate"] = 'Bearer realm="aicrm"'
     # ensure_ascii: a detail may quote the client's input, which may hold lone
@@ -198,10 +201,13 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         "state does not allow.",
         412: "If-Match names an old version; `conflicting` holds the current record.",
         413: "The request body is too large.",
+        429: "Too many failed sign-ins from this address: wait `Retry-After` seconds.",
         422: "Invalid input; `errors` names each field.",
         503: "The database is unavailable or overloaded.",
     }
     out: dict[int | str, dict[str, Any]] = {}
+    if 401 in statuses:  # wherever a key is checked, sign-ins are throttled
+        statuses = (*statuses, 429)
     for status in statuses:
         if status == 304:
             out[status] = {"description": described[status]}

@@ -156,9 +156,16 @@ class Conversion(BaseModel):
 
 
 class BulkConvertFilter(Model):
-    status: OpenStatus | None = None
+    status: OpenStatus | None = Field(
+        default=None,
+        description="Only this status. Without it: open leads only (new, contacted, "
+        "qualified), unless `include_closed`.",
+    )
     source: str | None = _text()
     attributes: dict[str, Any] = Field(default_factory=dict)
+    include_closed: bool = Field(
+        default=False, description="Without `status`: lost and unqualified leads too."
+    )
 
 
 class BulkConvertRequest(Model):

@@ -1,4 +1,4 @@
-"""``aicrm clients …``: create, show, list, update."""
+"""``aicrm clients …``: create, show, list, update, delete."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from aicrm.cli import output
 from aicrm.cli.common import (
     AttrOpt,
     CursorOpt,
@@ -89,3 +90,11 @@ def update(
             raise InvalidInput("Nothing to change: give at least one field option.")
         client = clients.update_client(conn, client_id, changes)
     show_record(client, as_json)
+
+
+@app.command()
+def delete(client_id: IdArg) -> None:
+    """Delete a client nothing refers to; one with converted leads or contacts is kept (exit 5)."""
+    with database() as conn, session.transaction(conn, actor()):
+        clients.delete_client(conn, client_id)
+    output.say(f"deleted client {client_id}")

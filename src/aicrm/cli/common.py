@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -12,12 +13,13 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from aicrm.cli import output
 from aicrm.crm.pagination import Page
 from aicrm.crm.records import Record
 from aicrm.db import Connection, connect, connect_read, target
-from aicrm.errors import InvalidInput
+from aicrm.errors import InvalidInput, UsageError
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 AttrOpt = Annotated[
@@ -27,6 +29,40 @@ AttrOpt = Annotated[
 LimitOpt = Annotated[int, typer.Option(min=1, max=1000, help="Records per page.")]
 CursorOpt = Annotated[str | None, typer.Option(help="Continue after this page's cursor.")]
 SearchOpt = Annotated[str | None, typer.Option(help="Full-text search; words match prefixes.")]
+
+
+# Whether the migration ledger exists, and the newest version it records.
+HAS_LEDGER = "SELECT to_regclass('aicrm_schema_migrations') IS NOT NULL"
+SCHEMA_VERSION = "SELECT max(version) FROM aicrm_schema_migrations"
+
+
+@functools.cache
+def newest_version() -> int:
+    """The newest migration this aicrm ships."""
+    from aicrm.migrate.loader import load
+
+    return max(m.version for m in load())
+
+
+def require_schema(conn: Connection) -> None:
+    """:class:`UsageError` (exit 2) unless the database is at the newest schema: the
+    one check, for every command that works on the CRM (they all connect through
+    :func:`database`)."""
+    ledger = conn.execute(HAS_LEDGER).fetchone()
+    row = conn.execute(SCHEMA_VERSION).fetchone() if ledger and ledger[0] else None
+    conn.rollback()  # leave no transaction open behind the check
+    have = row[0] if row else None
+    need = newest_version()
+    if have is None:
+        raise UsageError(
+            "This database has no aicrm schema yet (it was never migrated). Run "
+            "'aicrm db migrate' first, then run this command again."
+        )
+    if have < need:
+        raise UsageError(
+            f"This database is at schema version {have:03d}, older than the {need:03d} this "
+            "aicrm needs. Run 'aicrm db migrate' first, then run this command again."
+        )
 
 
 def actor() -> str:
@@ -39,7 +75,8 @@ def actor() -> str:
 @contextmanager
 def database(read_only: bool = False) -> Iterator[Connection]:
     """A connection to the configured database, named on stderr for a person at a
-    terminal (never the password); scripts get clean stderr: errors only.
+    terminal (never the password); scripts get clean stderr: errors only. Refuses
+    (exit 2, :func:`require_schema`) a database that is not at the newest schema.
 
     ``read_only``: a command that only reads and may read a little behind (lists,
     export, reports, analysis) reads the replica (``AICRM_READ_URL``) while it lags
@@ -50,6 +87,7 @@ def database(read_only: bool = False) -> Iterator[Connection]:
         output.stderr.print(f"[dim]database: {where.describe()}[/]", highlight=False)
     opened = connect_read(where, autocommit=False) if read_only else connect(where)
     with opened as conn:
+        require_schema(conn)
         yield conn
 
 
@@ -92,8 +130,9 @@ def show_record(record: Record, as_json: bool, extra: dict[str, Any] | None = No
         return
     width = max(len(key) for key in data)
     for key, value in data.items():
-        shown = json.dumps(value) if isinstance(value, dict | list) else value
-        output.say(f"{key:<{width}}  {'' if shown is None else shown}")
+        shown = json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value
+        text = "" if shown is None else output.printable(str(shown))
+        output.say(f"{key:<{width}}  {text}")
 
 
 def show_page(page: Page[Any], columns: Sequence[str], as_json: bool, title: str) -> None:
@@ -107,7 +146,7 @@ def show_page(page: Page[Any], columns: Sequence[str], as_json: bool, title: str
         lines = ["\t".join(columns)]
         for item in page.items:
             data = item.to_dict()
-            lines.append("\t".join(_cell(data.get(column), full=True) for column in columns))
+            lines.append("\t".join(_cell(data.get(c), c, full=True) for c in columns))
         sys.stdout.write("\n".join(lines) + "\n")
         if page.next_cursor:
             output.stderr.print(f"more: --cursor {page.next_cursor}", markup=False)
@@ -117,19 +156,22 @@ def show_page(page: Page[Any], columns: Sequence[str], as_json: bool, title: str
         table.add_column(column)
     for item in page.items:
         data = item.to_dict()
-        table.add_row(*(_cell(data.get(column)) for column in columns))
+        # Text, not markup: a stored "[bold]" is shown as it is.
+        table.add_row(*(Text(_cell(data.get(column), column)) for column in columns))
     output.stdout.print(table)
     if page.next_cursor:
         output.say(f"more: --cursor {page.next_cursor}")
 
 
-def _cell(value: Any, full: bool = False) -> str:
+def _cell(value: Any, column: str, full: bool = False) -> str:
+    """A value in a table or a tab-separated line, control characters escaped; a
+    timestamp column's value to the second in a table."""
     if value is None:
         return ""
     if isinstance(value, dict | list):
-        return json.dumps(value)
+        return output.printable(json.dumps(value, ensure_ascii=False))
     if isinstance(value, float):
         return str(value) if full else f"{value:.2f}"
-    text = str(value)
-    timestamp = len(text) > 19 and text[4:5] == "-" and text[10:11] == "T"
-    return text[:19] if timestamp and not full else text
+    text = output.printable(str(value))
+    timestamp = column.endswith(("_at", "_date")) and not full
+    return text[:19].replace("T", " ") if timestamp else text

@@ -1,4 +1,4 @@
-"""``aicrm contacts …``: create, show, list, update."""
+"""``aicrm contacts …``: create, show, list, update, delete."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from aicrm.cli import output
 from aicrm.cli.common import (
     AttrOpt,
     CursorOpt,
@@ -103,3 +104,11 @@ def update(
     with database() as conn, session.transaction(conn, actor()):
         changed = contacts.update_contact(conn, contact_id, changes)
     show_record(changed, as_json)
+
+
+@app.command()
+def delete(contact_id: IdArg) -> None:
+    """Delete a contact."""
+    with database() as conn, session.transaction(conn, actor()):
+        contacts.delete_contact(conn, contact_id)
+    output.say(f"deleted contact {contact_id}")

@@ -27,7 +27,7 @@ DryRunOpt = Annotated[
 ]
 BackupDirOpt = Annotated[
     Path | None,
-    typer.Option(help="Folder for the backup [default: BACKUP_DIR or ./backups]."),
+    typer.Option(help="Folder for the backup (default: BACKUP_DIR or ./backups)."),
 ]
 LockTimeoutOpt = Annotated[
     float, typer.Option(min=0.01, help="Seconds to wait for each table lock before retrying.")
@@ -86,7 +86,7 @@ def _run(action: str, as_json: bool, call: object) -> None:
 @app.command()
 def migrate(
     target_version: Annotated[
-        str | None, typer.Option("--target", help="Stop at this version [default: newest].")
+        str | None, typer.Option("--target", help="Stop at this version (default: the newest).")
     ] = None,
     dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
@@ -109,7 +109,7 @@ def migrate(
         typer.Option(
             min=0.01,
             help="Seconds to wait for each table lock before retrying "
-            "[default: 5; with --online 0.05].",
+            "(default: 5; with --online 0.05).",
         ),
     ] = None,
     lock_retries: Annotated[
@@ -117,7 +117,7 @@ def migrate(
         typer.Option(
             min=0,
             max=100,
-            help="Retries, with backoff, after a lock timeout [default: 3; with --online 30].",
+            help="Retries, with backoff, after a lock timeout (default: 3; with --online 30).",
         ),
     ] = None,
     wait: WaitOpt = 10.0,
@@ -260,8 +260,9 @@ def status(as_json: JsonOpt = False, migrations_dir: MigrationsDirOpt = None) ->
         ),
     ]
     for entry in info.applied:
+        what = "applied" if entry.kind == "applied" else "recorded as baseline"
         lines.append(
-            f"  applied {entry.version:03d}_{entry.name} ({entry.kind}) at "
+            f"  {what} {entry.version:03d}_{entry.name} at "
             f"{entry.applied_at:%Y-%m-%d %H:%M:%S %Z} by {entry.applied_by} in "
             f"{entry.duration_ms} ms"
         )

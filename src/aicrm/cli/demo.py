@@ -198,7 +198,10 @@ def _migrate_to_head(where: Target, options: Options) -> None:
         ]
         if [f.check for f in blocking] != ["unknown_lead_status"]:
             raise
-        output.say(f"refused, nothing changed: {exc.message.split('. ')[0]}")
+        output.say(
+            "as it should: the integrity check caught the legacy statuses and refused, "
+            f"nothing changed ({exc.message.split('. ')[0]})"
+        )
         with connect(where) as conn, conn.transaction():
             found = conn.execute(UNSTATUSES, (list(STATUSES),)).fetchall()
             conn.execute(MAP_STATUSES, (list(STATUSES),))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -23,7 +24,7 @@ from aicrm.cli.common import (
     show_record,
 )
 from aicrm.crm import conversion, history, leads, merge, session
-from aicrm.crm.records import Lead
+from aicrm.crm.records import IN_PIPELINE, Lead
 from aicrm.crm.store import Query
 from aicrm.errors import InvalidInput
 
@@ -174,9 +175,13 @@ def convert(
 def convert_many(
     lead_ids: Annotated[list[str] | None, typer.Argument(help="Lead ids.")] = None,
     ids_file: Annotated[Path | None, typer.Option(help="A file with one lead id per line.")] = None,
-    status: Annotated[str | None, typer.Option(help="All open leads with this status.")] = None,
-    source: Annotated[str | None, typer.Option(help="All open leads from this source.")] = None,
+    status: Annotated[str | None, typer.Option(help="Leads with this status.")] = None,
+    source: Annotated[str | None, typer.Option(help="Open leads from this source.")] = None,
     attr: AttrOpt = None,
+    include_closed: Annotated[
+        bool,
+        typer.Option(help="With filters but no --status: lost and unqualified leads too."),
+    ] = False,
     per_row: Annotated[
         bool, typer.Option(help="Convert what can be, report the rest (default: all or none).")
     ] = False,
@@ -185,7 +190,11 @@ def convert_many(
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Convert many leads set-based, by ids or by filter; all or nothing by default."""
+    """Convert many leads set-based, by ids or by filter; all or nothing by default.
+
+    A filter without --status takes open leads only (new, contacted, qualified), not
+    lost or unqualified ones, unless --include-closed.
+    """
     chosen = list(lead_ids or [])
     if ids_file is not None:
         try:
@@ -197,8 +206,9 @@ def convert_many(
         raise InvalidInput("Give lead ids (or --ids-file), or filters, but not both.")
     query = None
     if filtered:
-        query = Query(where=given(status=status, source=source) | {"is_converted": False},
-                      attributes=attributes(attr))  # fmt: skip
+        chosen_status = status or (None if include_closed else IN_PIPELINE)
+        where = given(status=chosen_status, source=source) | {"is_converted": False}
+        query = Query(where=where, attributes=attributes(attr))
     with database() as conn, output.progress(not as_json) as step:
         result = conversion.convert_leads(
             conn, chosen or None, query=query, all_or_nothing=not per_row,
@@ -250,6 +260,12 @@ def history_(lead_id: IdArg, as_json: JsonOpt = False) -> None:
         output.say(f"{entry.changed_at:%Y-%m-%d %H:%M:%S}  {entry.operation:<6}  {entry.actor}")
         for column, change in entry.changes.items():
             if entry.operation == "update":
-                output.say(f"    {column}: {change[0]!r} -> {change[1]!r}")
+                old, new = change
+                output.say(f"    {column}: {_json(old)} -> {_json(new)}")
             elif change not in (None, {}, ""):
-                output.say(f"    {column}: {change!r}")
+                output.say(f"    {column}: {_json(change)}")
+
+
+def _json(value: object) -> str:
+    """A history value as JSON (``null``, ``"Hopper"``, ``{"plan": "pro"}``), escaped."""
+    return output.printable(json.dumps(value, ensure_ascii=False))

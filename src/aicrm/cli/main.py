@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from typing import Any
 
 import psycopg
 import typer
@@ -69,6 +70,39 @@ def main(
     """
 
 
+# Plain words for the values options take, instead of typer's type labels (<list[str]>).
+METAVARS = {"str": "TEXT", "list[str]": "TEXT", "int": "N", "int range": "N",
+            "float": "NUMBER", "float range": "NUMBER", "path": "PATH", "file": "FILE",
+            "directory": "FOLDER", "datetime": "TIME"}  # fmt: skip
+
+
+def command() -> Any:
+    """The ``aicrm`` command as click runs it, with help in plain text: click's own
+    layout, which rewraps docstrings to the terminal and never cuts an option's name
+    (typer's Rich panels did, at 80 columns), values named in words (``--attr TEXT``),
+    and no ``[default: no-…]`` after an off-by-default flag."""
+    root = typer.main.get_command(app)
+    _plain(root)
+    return root
+
+
+def _plain(cmd: Any) -> None:
+    cmd.rich_markup_mode = None
+    for param in cmd.params:
+        kind = getattr(param, "param_type_name", "")
+        if kind == "option" and param.is_flag:
+            param.show_default = False
+        elif kind == "option" and hasattr(param, "display_type"):
+            label = param.display_type(None).strip("<>")
+            word = param.metavar or METAVARS.get(label, label.upper())
+            # typer shows its type label here; an instance attribute takes its place
+            param.display_type_rich = lambda ctx, word=word: word
+        elif kind == "argument" and hasattr(param, "display_type"):
+            param.display_type_rich = lambda ctx: None  # the name says enough
+    for sub in getattr(cmd, "commands", {}).values():
+        _plain(sub)
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (the console script exits with it)."""
     code = _dispatch(argv)
@@ -80,9 +114,7 @@ def run(argv: list[str] | None = None) -> int:
 def _dispatch(argv: list[str] | None) -> int:
     debug = os.environ.get("AICRM_DEBUG") == "1"
     try:
-        result = typer.main.get_command(app).main(
-            args=argv, prog_name="aicrm", standalone_mode=False
-        )
+        result = command().main(args=argv, prog_name="aicrm", standalone_mode=False)
     except typer.TyperException as exc:  # click's usage errors: bad flag, missing argument
         ctx = getattr(exc, "ctx", None)
         if type(exc).__name__ == "NoArgsIsHelpError":

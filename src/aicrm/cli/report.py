@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from aicrm.cli import output
 from aicrm.cli.common import JsonOpt, database, moment
@@ -73,7 +74,7 @@ def table(rows: Sequence[reports.Report], columns: Sequence[tuple[str, str]], ti
     for key, header in columns:
         shown.add_column(header, justify="right" if key in numeric else "left")
     for row in rows:
-        shown.add_row(*(cell(key, getattr(row, key)) for key, _ in columns))
+        shown.add_row(*(Text(output.printable(cell(key, getattr(row, key)))) for key, _ in columns))
     return shown
 
 
@@ -91,7 +92,7 @@ def show(
         lines = ["\t".join(key for key, _ in columns)]
         for row in rows:
             data = row.to_dict()
-            lines.append("\t".join(_raw(data[key]) for key, _ in columns))
+            lines.append("\t".join(output.printable(_raw(data[key])) for key, _ in columns))
         sys.stdout.write("\n".join(lines) + "\n")
         return
     output.stdout.print(table(rows, columns, title))

@@ -17,9 +17,14 @@ def serve(
     """Serve the REST API (/api, OpenAPI at /docs) and the dashboard (/)."""
     import uvicorn
 
+    from aicrm.cli.common import database
     from aicrm.db import target
 
     where = target()
+    # Before serving: an unreachable or unmigrated database is one line and exit 2,
+    # not half a minute of pool errors and a traceback.
+    with database():
+        pass
     output.stderr.print(
         f"serving {where.describe()} on http://{host}:{port}/ (API docs at /docs)", markup=False
     )

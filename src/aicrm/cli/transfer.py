@@ -52,6 +52,14 @@ AllowDupsOpt = Annotated[
         "--allow-duplicates", help="Accept emails that other leads or contacts (or rows) have."
     ),
 ]
+RawOpt = Annotated[
+    bool,
+    typer.Option(
+        "--raw",
+        help="Write values exactly. By default a value a spreadsheet would run as a formula "
+        "(starting with =, +, -, @, |, %, tab or CR) gets a leading '.",
+    ),
+]
 FromOpt = Annotated[str | None, typer.Option(help="Created at or after (ISO).")]
 ToOpt = Annotated[str | None, typer.Option(help="Created before (ISO).")]
 
@@ -108,6 +116,7 @@ def export_leads(
     created_to: ToOpt = None,
     attr: AttrOpt = None,
     search: SearchOpt = None,
+    raw: RawOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Export leads to CSV (all, or those the filters of 'leads list' match), oldest first."""
@@ -122,7 +131,7 @@ def export_leads(
         query.where["source"] = source
     if converted is not None:
         query.where["is_converted"] = converted
-    _export(Lead, file, query, as_json)
+    _export(Lead, file, query, as_json, raw)
 
 
 def export_contacts(
@@ -135,6 +144,7 @@ def export_contacts(
     created_to: ToOpt = None,
     attr: AttrOpt = None,
     search: SearchOpt = None,
+    raw: RawOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Export contacts to CSV (all, or those the filters match), oldest first."""
@@ -143,7 +153,7 @@ def export_contacts(
         query.where["lead_id"] = ids.parse(lead, "lead id")
     if client is not None:
         query.where["client_id"] = ids.parse(client, "client id")
-    _export(Contact, file, query, as_json)
+    _export(Contact, file, query, as_json, raw)
 
 
 # --- shared ---------------------------------------------------------------------
@@ -204,17 +214,17 @@ def _query(
     )
 
 
-def _export(cls: type[Record], file: str, query: Query, as_json: bool) -> None:
+def _export(cls: type[Record], file: str, query: Query, as_json: bool, raw: bool) -> None:
     to_stdout = file == "-"
     if to_stdout and as_json:
         raise InvalidInput("--json prints a summary on stdout: export to a file to use it.")
     with database(read_only=True) as conn:
         if to_stdout:
-            rows = exporter.export_csv(conn, cls, sys.stdout.buffer, query)
+            rows = exporter.export_csv(conn, cls, sys.stdout.buffer, query, raw=raw)
             sys.stdout.buffer.flush()
         else:
             with _spinner(not as_json, f"exporting {cls.TABLE}") as written:
-                rows = exporter.export_to_path(conn, cls, file, query, progress=written)
+                rows = exporter.export_to_path(conn, cls, file, query, progress=written, raw=raw)
     if as_json:
         output.emit_json({"table": cls.TABLE, "exported": rows, "path": file})
     elif to_stdout:

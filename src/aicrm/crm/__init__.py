@@ -4,8 +4,20 @@ Functions take a psycopg connection; writes that span several statements run in
 their own transaction (``session.transaction``) so they are all-or-nothing.
 """
 
-from aicrm.crm.clients import create_client, get_client, list_clients, update_client
-from aicrm.crm.contacts import create_contact, get_contact, list_contacts, update_contact
+from aicrm.crm.clients import (
+    create_client,
+    delete_client,
+    get_client,
+    list_clients,
+    update_client,
+)
+from aicrm.crm.contacts import (
+    create_contact,
+    delete_contact,
+    get_contact,
+    list_contacts,
+    update_contact,
+)
 from aicrm.crm.conversion import BulkResult, Conversion, convert_lead, convert_leads
 from aicrm.crm.leads import create_lead, delete_lead, get_lead, list_leads, update_lead
 from aicrm.crm.merge import Merge, merge_leads
@@ -31,6 +43,8 @@ __all__ = [
     "create_client",
     "create_contact",
     "create_lead",
+    "delete_client",
+    "delete_contact",
     "delete_lead",
     "get_client",
     "get_contact",

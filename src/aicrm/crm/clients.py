@@ -1,4 +1,4 @@
-"""Clients: converted leads, the customers. Create, read, update, list."""
+"""Clients: converted leads, the customers. Create, read, update, list, delete."""
 
 from __future__ import annotations
 
@@ -10,7 +10,16 @@ from aicrm.crm.pagination import Page
 from aicrm.crm.records import Client
 from aicrm.crm.store import Query
 from aicrm.db import Connection
-from aicrm.errors import InvalidInput
+from aicrm.errors import Conflict, InvalidInput
+
+# What keeps a client from being deleted: leads converted into it, its contacts.
+REFERENCES = """
+SELECT 'lead' AS kind, id FROM leads WHERE converted_to_client_id = %(id)s
+UNION ALL
+SELECT 'contact', id FROM contacts WHERE client_id = %(id)s
+LIMIT 20
+"""
+DELETE = "DELETE FROM clients WHERE id = %s"
 
 EDITABLE = ("name", "industry", "ai_score", "ai_summary", "ai_annotations", "attributes")
 
@@ -47,3 +56,21 @@ def list_clients(
     if industry is not None:
         query.where["industry"] = industry
     return store.list_records(conn, Client, query)
+
+
+def delete_client(conn: Connection, client_id: str | uuid.UUID) -> Client:
+    """Delete a client that nothing refers to; the deleted client. A client that
+    converted leads point to, or that has contacts, is kept (:class:`Conflict`, with
+    those records in ``details["conflicting"]``): conversions are permanent. Call
+    inside a transaction (the row is locked first)."""
+    client = store.get(conn, Client, client_id, lock=True)
+    refs = conn.execute(REFERENCES, {"id": client.id}).fetchall()
+    if refs:
+        raise Conflict(
+            f"The client {client.id} has converted leads or contacts, so it is kept: "
+            "conversions are permanent. Delete or move its contacts first; a client "
+            "that leads converted into stays.",
+            details={"conflicting": [{"kind": kind, "id": str(i)} for kind, i in refs]},
+        )
+    conn.execute(DELETE, (client.id,))
+    return client

@@ -12,6 +12,8 @@ from aicrm.crm.store import Query
 from aicrm.db import Connection
 from aicrm.errors import InvalidInput
 
+DELETE = "DELETE FROM contacts WHERE id = %s"
+
 EDITABLE = (
     "lead_id", "client_id", "first_name", "last_name", "email", "title",
     "ai_annotations", "attributes",
@@ -74,3 +76,11 @@ def list_contacts(
     if client_id is not None:
         query.where["client_id"] = ids.parse(client_id, "client id")
     return store.list_records(conn, Contact, query)
+
+
+def delete_contact(conn: Connection, contact_id: str | uuid.UUID) -> Contact:
+    """Delete a contact; the deleted contact. :class:`NotFound` when there is none.
+    Call inside a transaction (the row is locked first)."""
+    contact = store.get(conn, Contact, contact_id, lock=True)
+    conn.execute(DELETE, (contact.id,))
+    return contact

@@ -4,19 +4,32 @@ The rows stream from ``COPY (SELECT …) TO STDOUT`` straight into the output, s
 million of them never sit in memory. The filters are those of listing
 (:class:`aicrm.crm.store.Query`: column values, attributes, full-text search,
 creation time), the order is oldest first (``created_at, id``), and the columns
-are the record's own, in its order, with a header line: exactly what
+are the record's own, in its order, with a header line: what
 :mod:`aicrm.crm.importer` reads back. Times are written in UTC (ISO 8601), JSON
 columns as JSON, empty values as nothing.
+
+Formulas are neutralised by default (OWASP "CSV Injection"): a value that starts
+with ``=``, ``+``, ``-``, ``@``, ``|``, ``%``, a tab or a carriage return would be run
+by a spreadsheet, so it is written with a leading ``'`` (by PyPI's ``defusedcsv``;
+numbers such as ``-12.5`` are left alone). ``raw=True`` writes the values exactly,
+for a round trip through the importer or another program that is no spreadsheet.
+Only the rows that hold such a value are parsed and written again (where an empty
+text and a missing value both come out empty); the others pass through as
+PostgreSQL wrote them.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from defusedcsv import csv as defused
 from psycopg import sql
 
 from aicrm.crm import store
@@ -32,6 +45,23 @@ Progress = Callable[[int], None]
 SETTINGS = "SELECT current_setting('TimeZone'), current_setting('DateStyle')"
 SET_SETTINGS = "SELECT set_config('TimeZone', %s, true), set_config('DateStyle', %s, true)"
 
+# A field that may start a formula, at the start of a row or after a comma (quoted or
+# not): the quick test that decides whether a row is parsed and rewritten.
+RISKY = re.compile(rb'(?:^|,)"?[=+\-@|%\t\r]')
+
+
+def neutralised(row: bytes) -> bytes:
+    """One CSV row (as COPY writes it) with every value that could start a formula
+    prefixed by ``'`` (``defusedcsv``, plus the tab and carriage return it leaves)."""
+    if not RISKY.search(row):
+        return row
+    out = io.StringIO(newline="")
+    # "\r\n" so that fields holding a CR or LF are quoted; the row ends as COPY's do.
+    writer = defused.writer(out, lineterminator="\r\n")
+    for fields in csv.reader(io.StringIO(row.decode("utf-8"), newline="")):
+        writer.writerow(["'" + f if f[:1] in ("\t", "\r") else f for f in fields])
+    return out.getvalue().removesuffix("\r\n").encode("utf-8") + b"\n"
+
 
 def export_csv(
     conn: Connection,
@@ -40,9 +70,11 @@ def export_csv(
     query: Query | None = None,
     *,
     progress: Progress | None = None,
+    raw: bool = False,
 ) -> int:
     """Write the records of ``cls`` that match ``query`` (ignoring its cursor and
-    limit) to ``out`` as UTF-8 CSV; the number of records written.
+    limit) to ``out`` as UTF-8 CSV; the number of records written. Formulas are
+    neutralised unless ``raw`` (see the module's docstring).
 
     Runs in a transaction of its own when none is open (one consistent snapshot
     either way: a single statement)."""
@@ -61,7 +93,9 @@ def export_csv(
         before = cur.execute(SETTINGS).fetchone()
         cur.execute(SET_SETTINGS, ("UTC", "ISO, YMD"))
         with cur.copy(statement, params or None) as copy:
-            for data in copy:
+            for data in copy:  # one row per chunk: libpq returns COPY data by rows
+                if not raw:
+                    data = neutralised(bytes(data))
                 out.write(data)
                 written += len(data)
                 if progress is not None:
@@ -79,6 +113,7 @@ def export_to_path(
     query: Query | None = None,
     *,
     progress: Progress | None = None,
+    raw: bool = False,
 ) -> int:
     """Like :func:`export_csv`, into a file that appears only when complete: the
     rows go to a temporary file beside it, renamed over ``path`` at the end (an
@@ -96,7 +131,7 @@ def export_to_path(
     pending = Path(handle.name)
     try:
         with handle:
-            rows = export_csv(conn, cls, handle, query, progress=progress)
+            rows = export_csv(conn, cls, handle, query, progress=progress, raw=raw)
         os.replace(pending, target)
     except OSError as exc:
         pending.unlink(missing_ok=True)

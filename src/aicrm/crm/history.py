@@ -84,6 +84,14 @@ def as_of(conn: Connection, cls: type[R], record_id: str | uuid.UUID, moment: da
     created = values.get("created_at")
     if created is not None and str(created) > moment.isoformat() and not entries:
         raise NotFound(f"The {cls.TABLE[:-1]} {key} did not exist yet at {moment.isoformat()}.")
+    # updated_at is not in the history: it is the time of the last change at or before
+    # the moment; a record older than its history keeps its own when that is not later.
+    then = [e.changed_at for e in entries if e.changed_at <= moment]
+    updated = values.get("updated_at")
+    if then:
+        values["updated_at"] = then[-1].isoformat()
+    elif updated is not None and datetime.fromisoformat(str(updated)) > moment:
+        values["updated_at"] = values.get("created_at") or updated
     return _from_json(cls, values)
 
 

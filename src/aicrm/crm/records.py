@@ -13,6 +13,9 @@ from typing import Any, ClassVar
 
 STATUSES = ("new", "contacted", "qualified", "unqualified", "lost", "converted")
 OPEN_STATUSES = ("new", "contacted", "qualified", "unqualified", "lost")
+# "Open" for bulk conversion by filter: neither converted, lost nor unqualified. The
+# one place that says so (until statuses carry a category of their own).
+IN_PIPELINE = ("new", "contacted", "qualified")
 
 
 def jsonable(value: Any) -> Any:

@@ -161,6 +161,9 @@ def conditions(cls: type[Record], query: Query) -> tuple[list[sql.Composable], l
             raise InvalidInput(f"Cannot filter {cls.TABLE} by unknown field '{name}'.")
         if value is None:
             parts.append(sql.SQL("{} IS NULL").format(sql.Identifier(name)))
+        elif isinstance(value, tuple):  # one of several values
+            parts.append(sql.SQL("{} = ANY(%s)").format(sql.Identifier(name)))
+            params.append(list(value))
         else:
             parts.append(sql.SQL("{} = %s").format(sql.Identifier(name)))
             params.append(value)

@@ -1,5 +1,6 @@
 """The MCP tools: search and read leads, clients and contacts; create, convert, merge
-and annotate; the conversion summary; a score's explanation.
+and annotate; delete a client or a contact; the conversion summary; a score's
+explanation.
 
 Each tool's description says what it does and what it changes; its annotations say
 the same to clients that read hints. ``read`` tools need a read key, the others a
@@ -259,6 +260,19 @@ def register(server: MCPServer[Any], backend: Backend) -> None:
                 "merged": [str(i) for i in done.merged],
                 "contacts_moved": done.contacts_moved,
             }
+
+    @tool(DESTROY)
+    def delete_client(client_id: Id) -> dict[str, Any]:
+        """DELETE a client, for good. Refused when leads were converted into it or it
+        has contacts (conversions are permanent): the error names them."""
+        with backend.call("write") as (conn, key), session.transaction(conn, key.name):
+            return {"deleted": clients.delete_client(conn, client_id).to_dict()}
+
+    @tool(DESTROY)
+    def delete_contact(contact_id: Id) -> dict[str, Any]:
+        """DELETE a contact, for good (the history keeps its last values)."""
+        with backend.call("write") as (conn, key), session.transaction(conn, key.name):
+            return {"deleted": contacts.delete_contact(conn, contact_id).to_dict()}
 
     @tool(CHANGE)
     def annotate(

@@ -24,7 +24,7 @@ from aicrm.crm import statuses as crm_statuses
 from aicrm.crm.records import Lead
 from aicrm.db import Connection
 from aicrm.errors import DuplicateFound, Forbidden, InvalidInput, Unauthorized
-from aicrm.web import charts
+from aicrm.web import charts, display
 from aicrm.web.render import PageRoute, page
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
@@ -153,16 +153,16 @@ def leads_page(
 
 
 def _scoring(lead: Lead) -> Annotation | None:
-    """The lead-scoring annotator's entry (score, tier, top factors), if it scored."""
+    """The lead-scoring annotator's entry (score, tier, method), if it scored."""
     entry = lead.ai_annotations.get(scoring.ANNOTATOR)
     if not isinstance(entry, dict):
         return None
-    # Bulk scoring stores factors compactly ([feature, value, contribution]).
-    return Annotation.parse(scoring.ANNOTATOR, scoring.readable(entry))
+    return Annotation.parse(scoring.ANNOTATOR, entry)
 
 
 def _lead_context(conn: Connection, lead_id: str) -> dict[str, Any]:
     lead = leads.get_lead(conn, lead_id)
+    found = _scoring(lead)
     client = (
         clients.get_client(conn, lead.converted_to_client_id)
         if lead.converted_to_client_id
@@ -173,7 +173,9 @@ def _lead_context(conn: Connection, lead_id: str) -> dict[str, Any]:
         "client": client,
         "contacts": contacts.list_contacts(conn, lead_id=lead.id, query=store.Query(limit=100)),
         "timeline": list(reversed(history.timeline(conn, "leads", lead.id))),
-        "scoring": _scoring(lead),
+        "scoring": found,
+        # Any annotator may write any JSON here: only showable factors are kept.
+        "factors": display.factors(found.values) if found else [],
         "duplicates": None,
     }
 

@@ -9,9 +9,7 @@ someone opens sends them to the login page instead.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -22,6 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from aicrm.api.throttle import FAILED_SIGN_IN
 from aicrm.db.errors import translate
 from aicrm.errors import (
     AicrmError,
@@ -32,6 +31,7 @@ from aicrm.errors import (
     NotFound,
     Unauthorized,
 )
+from aicrm.web import display
 
 log = logging.getLogger("aicrm.web")
 
@@ -44,37 +44,13 @@ templates = Environment(
 )
 
 
-def _when(value: datetime | str | None, with_time: bool = True) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%d %H:%M UTC" if with_time else "%Y-%m-%d")
-
-
-def _score(value: float | None) -> str:
-    return "—" if value is None else f"{round(value * 100)}"
-
-
-def _odds(log_odds: float) -> str:
-    """A factor's effect as an odds multiplier: ×1.52 raises, ×0.66 lowers."""
-    return f"×{math.exp(log_odds):.2f}"
-
-
-def _shown(value: Any) -> str:
-    if value is None or value == "":
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.0f}" if value.is_integer() else f"{value:.2f}"
-    if isinstance(value, str) and len(value) > 19 and value[4:5] == "-" and value[10:11] == "T":
-        return _when(value)
-    return str(value)
-
-
-templates.filters.update(when=_when, score=_score, shown=_shown, odds=_odds)
+templates.filters.update(
+    when=display.when,
+    score=display.score,
+    shown=display.shown,
+    odds=display.odds,
+    updates=display.updates,
+)
 
 # What each error is called on its page; the first match wins.
 KINDS: list[tuple[type[AicrmError], int, str]] = [
@@ -103,6 +79,8 @@ def error_page(request: Request, exc: BaseException) -> Response:
             str(err.get("loc", ("?",))[-1]) for err in exc.errors() if isinstance(err, dict)
         )
         exc = InvalidInput(f"Invalid value for {fields or 'the request'}.")
+    if isinstance(exc, Unauthorized):
+        request.scope[FAILED_SIGN_IN] = True  # a wrong cookie counts, even when redirected
     if isinstance(exc, Unauthorized) and request.method == "GET":
         target = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
         return RedirectResponse(f"/login?next={target}", status_code=303)

@@ -36,19 +36,10 @@ from aicrm.api.routes.common import (
 )
 from aicrm.crm import clients, session
 from aicrm.crm.records import Client
-from aicrm.errors import Conflict
 
 router = APIRouter(prefix="/clients", tags=["clients"])
 
 ClientId = Annotated[uuid.UUID, Path(description="The client's id.")]
-
-# What keeps a client from being deleted: leads converted into it, its contacts.
-REFERENCES = """
-SELECT 'lead' AS kind, id FROM leads WHERE converted_to_client_id = %(id)s
-UNION ALL
-SELECT 'contact', id FROM contacts WHERE client_id = %(id)s
-LIMIT 20
-"""
 
 
 @router.get("", response_model=schemas.ClientPage, responses=responses(401, 403, 422))
@@ -131,15 +122,8 @@ def delete_client(
     """Delete a client that nothing refers to; a client with converted leads or
     contacts is kept (409, with those records)."""
     with session.transaction(conn, key.name):
-        client = locked_current(conn, Client, client_id, if_match)
-        refs = conn.execute(REFERENCES, {"id": client.id}).fetchall()
-        if refs:
-            raise Conflict(
-                f"The client {client.id} has converted leads or contacts, so it is kept: "
-                "conversions are permanent.",
-                details={"conflicting": [{"kind": kind, "id": str(i)} for kind, i in refs]},
-            )
-        conn.execute("DELETE FROM clients WHERE id = %s", (client.id,))
+        locked_current(conn, Client, client_id, if_match)
+        clients.delete_client(conn, client_id)
     return Response(status_code=204)
 
 

@@ -152,8 +152,8 @@ def delete_contact(
 ) -> Response:
     """Delete a contact."""
     with session.transaction(conn, key.name):
-        contact = locked_current(conn, Contact, contact_id, if_match)
-        conn.execute("DELETE FROM contacts WHERE id = %s", (contact.id,))
+        locked_current(conn, Contact, contact_id, if_match)
+        contacts.delete_contact(conn, contact_id)
     return Response(status_code=204)
 
 

@@ -40,7 +40,7 @@ from aicrm.api.routes.common import (
     record_response,
 )
 from aicrm.crm import conversion, leads, merge, session, store
-from aicrm.crm.records import Lead
+from aicrm.crm.records import IN_PIPELINE, Lead
 from aicrm.errors import ReadOnly
 
 router = APIRouter(prefix="/leads", tags=["leads"])
@@ -99,7 +99,9 @@ def create_lead(
 def convert_leads(body: schemas.BulkConvertRequest, conn: Db, key: WriteKey) -> Response:
     """Convert many leads, by ids or by a filter, each into a new client, in one
     transaction: all or nothing by default (404 for an unknown id, 409 for duplicates);
-    with `all_or_nothing: false` the problem leads are left out and reported."""
+    with `all_or_nothing: false` the problem leads are left out and reported. A filter
+    without `status` takes open leads only (not lost or unqualified) unless
+    `include_closed`."""
     if (body.ids is None) == (body.filter is None):
         invalid("ids", "body", "Give either ids or a filter, not both or neither.")
     query = None
@@ -107,6 +109,8 @@ def convert_leads(body: schemas.BulkConvertRequest, conn: Db, key: WriteKey) -> 
         where: dict[str, object] = {"is_converted": False}
         if body.filter.status is not None:
             where["status"] = body.filter.status
+        elif not body.filter.include_closed:
+            where["status"] = IN_PIPELINE
         if body.filter.source is not None:
             where["source"] = body.filter.source
         query = store.Query(where=where, attributes=body.filter.attributes)

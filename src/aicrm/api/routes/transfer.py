@@ -166,12 +166,14 @@ async def import_contacts(
 # --- export -----------------------------------------------------------------------
 
 
-def export_response(conn: Connection, cls: type[Record], query: store.Query) -> Response:
+def export_response(
+    conn: Connection, cls: type[Record], query: store.Query, raw: bool = False
+) -> Response:
     """Export into a spooled file (the connection is free again before sending), then
-    stream the file."""
+    stream the file. Formulas are neutralised unless ``raw``."""
     spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=8 << 20)  # noqa: SIM115
     try:
-        exporter.export_csv(conn, cls, spool, query)
+        exporter.export_csv(conn, cls, spool, query, raw=raw)
         spool.seek(0)
     except BaseException:
         spool.close()
@@ -205,6 +207,14 @@ def export_query(
     )
 
 
+Raw = Annotated[
+    bool,
+    Query(
+        description="Write values exactly. By default a value that a spreadsheet would run "
+        "as a formula (starting with =, +, -, @, |, %, tab or CR) gets a leading `'`."
+    ),
+]
+
 CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"description": "The records as CSV, oldest first, with a header line.",
           "content": {CSV: {"schema": {"type": "string"}}}},
@@ -227,10 +237,12 @@ def export_leads(
     created_from: CreatedFrom = None,
     created_to: CreatedTo = None,
     attr: Attr = None,
+    raw: Raw = False,
 ) -> Response:
     """Leads as CSV (the columns the import reads back), with the list's filters."""
     where = {"status": status, "source": source, "is_converted": converted}
-    return export_response(conn, Lead, export_query(q, created_from, created_to, attr, where))
+    query = export_query(q, created_from, created_to, attr, where)
+    return export_response(conn, Lead, query, raw)
 
 
 @router.get(
@@ -247,10 +259,12 @@ def export_clients(
     created_from: CreatedFrom = None,
     created_to: CreatedTo = None,
     attr: Attr = None,
+    raw: Raw = False,
 ) -> Response:
     """Clients as CSV, with the list's filters."""
     where = {"industry": industry}
-    return export_response(conn, Client, export_query(q, created_from, created_to, attr, where))
+    query = export_query(q, created_from, created_to, attr, where)
+    return export_response(conn, Client, query, raw)
 
 
 @router.get(
@@ -268,7 +282,9 @@ def export_contacts(
     created_from: CreatedFrom = None,
     created_to: CreatedTo = None,
     attr: Attr = None,
+    raw: Raw = False,
 ) -> Response:
     """Contacts as CSV, with the list's filters."""
     where = {"lead_id": lead_id, "client_id": client_id}
-    return export_response(conn, Contact, export_query(q, created_from, created_to, attr, where))
+    query = export_query(q, created_from, created_to, attr, where)
+    return export_response(conn, Contact, query, raw)
