@@ -32,7 +32,13 @@ SearchOpt = Annotated[str | None, typer.Option(help="Full-text search; words mat
 
 
 # Whether the migration ledger exists, and the newest version it records.
-HAS_LEDGER = "SELECT to_regclass('aicrm_schema_migrations') IS NOT NULL"
+# Whether the ledger exists, and whether this login may read it: an application role
+# holding only its grants on the CRM's tables may not (docs/least-privilege.md).
+HAS_LEDGER = """
+SELECT to_regclass('aicrm_schema_migrations') IS NOT NULL,
+       to_regclass('aicrm_schema_migrations') IS NOT NULL
+       AND has_table_privilege('aicrm_schema_migrations', 'SELECT')
+"""
 SCHEMA_VERSION = "SELECT max(version) FROM aicrm_schema_migrations"
 
 
@@ -49,8 +55,11 @@ def require_schema(conn: Connection) -> None:
     one check, for every command that works on the CRM (they all connect through
     :func:`database`)."""
     ledger = conn.execute(HAS_LEDGER).fetchone()
-    row = conn.execute(SCHEMA_VERSION).fetchone() if ledger and ledger[0] else None
+    readable = bool(ledger and ledger[1])
+    row = conn.execute(SCHEMA_VERSION).fetchone() if readable else None
     conn.rollback()  # leave no transaction open behind the check
+    if ledger and ledger[0] and not readable:
+        return  # migrated, by someone else; this role cannot see to which version
     have = row[0] if row else None
     need = newest_version()
     if have is None:

@@ -31,7 +31,7 @@ from aicrm.crm.records import STATUSES
 from aicrm.crm.store import Query
 from aicrm.db import Connection, Target, connect, target, tools
 from aicrm.db.errors import translate
-from aicrm.errors import AicrmError, IntegrityRefused, PrerequisiteFailed, UsageError
+from aicrm.errors import AicrmError, PrerequisiteFailed, UsageError
 from aicrm.migrate import Options, Report, runner
 from aicrm.migrate.backup import client_env
 from aicrm.sample import RESOLVABLE, generate_legacy
@@ -50,13 +50,9 @@ BUSIEST_CLIENT = """
 SELECT client_id FROM client_lead_history
 GROUP BY client_id ORDER BY count(*) DESC, max(conversion_date) DESC, client_id LIMIT 1
 """
-UNSTATUSES = """
-SELECT status, is_converted, count(*) FROM leads WHERE status <> ALL(%s)
-GROUP BY 1, 2 ORDER BY 1, 2
-"""
-MAP_STATUSES = """
-UPDATE leads SET status = CASE WHEN is_converted THEN 'converted' ELSE 'contacted' END
-WHERE status <> ALL(%s)
+CUSTOM_STATUSES = """
+SELECT s.name, count(l.id) FROM lead_statuses s LEFT JOIN leads l ON l.status = s.name
+WHERE s.name <> ALL(%s) GROUP BY s.name, s.position ORDER BY s.position
 """
 QUALIFIED_GENERATED = """
 SELECT l.id FROM leads l JOIN sample_truth t ON t.lead_id = l.id
@@ -186,41 +182,24 @@ def _migrate(where: Target, options: Options) -> Report:
 
 
 def _migrate_to_head(where: Target, options: Options) -> None:
-    """Migrate to the newest version. The newest schema knows six statuses: legacy
-    ones ('won', 'nurturing') are refused by its integrity check, so the demo maps
-    them (converted leads to 'converted', open ones to 'contacted') and goes on."""
-    try:
-        report = _migrate(where, options)
-    except IntegrityRefused as exc:
-        refused = exc.details.get("report")
-        blocking = [
-            f for f in (refused.findings if refused else []) if f.severity == "blocking" and f.count
-        ]
-        if [f.check for f in blocking] != ["unknown_lead_status"]:
-            raise
-        output.say(
-            "as it should: the integrity check caught the legacy statuses and refused, "
-            f"nothing changed ({exc.message.split('. ')[0]})"
-        )
-        with connect(where) as conn, conn.transaction():
-            found = conn.execute(UNSTATUSES, (list(STATUSES),)).fetchall()
-            conn.execute(MAP_STATUSES, (list(STATUSES),))
-        mapped = ", ".join(
-            f"{status} -> {'converted' if converted else 'contacted'} ({count:,})"
-            for status, converted, count in found
-        )
-        output.say(f"mapped the legacy statuses: {mapped}")
-        report = _migrate(where, options)
+    """Migrate to the newest version. The legacy statuses of open leads ('nurturing',
+    'demo_scheduled') are carried as custom statuses (migration 008, statuses as data)
+    and converted leads become 'converted': nothing to map by hand."""
+    report = _migrate(where, options)
     output.say(_summary(report))
     if report.backup is not None:
         output.say(f"backup: {report.backup.path}")
     with connect(where) as conn:
         row = conn.execute(CRM_CORE).fetchone()
+        custom = conn.execute(CUSTOM_STATUSES, (list(STATUSES),)).fetchall() if row else []
     if not (row and row[0]):
         raise UsageError(
             f"the newest migration here is {report.to_version:03d}, without the CRM core "
             "(002: history and statuses) that the rest of the demo needs"
         )
+    if custom:
+        kept = ", ".join(f"{name} ({count:,} leads)" for name, count in custom)
+        output.say(f"the legacy statuses stay, as custom statuses (aicrm statuses list): {kept}")
 
 
 def _summary(report: Report) -> str:
