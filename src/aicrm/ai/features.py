@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 from psycopg import sql
 
+from aicrm.ai.window import LABELLED
 from aicrm.db import Connection
 
 FEATURE_SET = 1  # bump when a built-in feature's meaning changes: old models must retrain
@@ -176,48 +177,59 @@ class Frame:
         return [_uuid_text(bytes(row)) for row in self.ids]
 
 
-def attribute_expr(feature: Feature) -> str:
+# An attribute's raw value; {p} is the key's placeholder.
+ATTRIBUTE_CATEGORY = (
+    "CASE WHEN jsonb_typeof(l.attributes -> {p}) IN ('string', 'number', 'boolean') "
+    "THEN nullif(btrim(l.attributes ->> {p}), '') END"
+)
+ATTRIBUTE_NUMBER = (
+    "CASE jsonb_typeof(l.attributes -> {p}) "
+    "WHEN 'number' THEN (l.attributes ->> {p})::float8 "
+    "WHEN 'boolean' THEN (l.attributes ->> {p})::boolean::int::float8 "
+    "WHEN 'string' THEN CASE WHEN (l.attributes ->> {p}) ~ "
+    r"'^\s*-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?\s*$' "
+    "THEN (l.attributes ->> {p})::float8 END END"
+)
+# One output column: a category's code (0 missing, -1 other, k) or a number (NaN missing).
+CATEGORY_CODE = (
+    "coalesce(array_position({cats}::text[], ({base})::text), "
+    "CASE WHEN ({base}) IS NULL THEN 0 ELSE -1 END)::float8"
+)
+NUMBER_VALUE = "coalesce(({base})::float8, 'NaN'::float8)"
+
+
+def attribute_expr(feature: Feature) -> sql.Composed:
     """SQL (with the key as a named parameter) of an attribute feature's raw value."""
-    param = f"%({_param(feature)})s"
-    if feature.kind == "category":
-        return (
-            f"CASE WHEN jsonb_typeof(l.attributes -> {param}) IN ('string', 'number', 'boolean') "
-            f"THEN nullif(btrim(l.attributes ->> {param}), '') END"
-        )
-    return (
-        f"CASE jsonb_typeof(l.attributes -> {param}) "
-        f"WHEN 'number' THEN (l.attributes ->> {param})::float8 "
-        f"WHEN 'boolean' THEN (l.attributes ->> {param})::boolean::int::float8 "
-        f"WHEN 'string' THEN CASE WHEN (l.attributes ->> {param}) ~ "
-        r"'^\s*-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?\s*$' "
-        f"THEN (l.attributes ->> {param})::float8 END END"
-    )
+    template = ATTRIBUTE_CATEGORY if feature.kind == "category" else ATTRIBUTE_NUMBER
+    return sql.SQL(template).format(p=sql.Placeholder(param_name(feature)))
 
 
-def _param(feature: Feature) -> str:
+def param_name(feature: Feature) -> str:
+    """The name of the parameter that carries an attribute feature's key."""
     return "k_" + "".join(ch if ch.isalnum() else "_" for ch in feature.name)
 
 
-def raw_expr(feature: Feature, index: int) -> tuple[str, dict[str, Any]]:
+def builtin_expr(name: str) -> sql.SQL:
+    """The SQL of a built-in feature (this module's own text, never the stored spec's)."""
+    return sql.SQL(BUILTIN[name][1])
+
+
+def raw_expr(feature: Feature, index: int) -> tuple[sql.Composable, dict[str, Any]]:
     """The SQL of one output column (float8, never NULL) and its parameters."""
     params: dict[str, Any] = {}
+    base: sql.Composable
     if feature.key is not None:
-        params[_param(feature)] = feature.key
+        params[param_name(feature)] = feature.key
         base = attribute_expr(feature)
     elif feature.name in BUILTIN:
-        base = BUILTIN[feature.name][1]
+        base = builtin_expr(feature.name)
     else:
         raise ValueError(f"unknown built-in feature {feature.name!r}")
     if feature.kind == "category":
         cats = f"c_{index}"
         params[cats] = list(feature.categories)
-        expr = (
-            f"coalesce(array_position(%({cats})s::text[], ({base})::text), "
-            f"CASE WHEN ({base}) IS NULL THEN 0 ELSE -1 END)::float8"
-        )
-    else:
-        expr = f"coalesce(({base})::float8, 'NaN'::float8)"
-    return expr, params
+        return sql.SQL(CATEGORY_CODE).format(cats=sql.Placeholder(cats), base=base), params
+    return sql.SQL(NUMBER_VALUE).format(base=base), params
 
 
 STATUS_EVENTS = """
@@ -323,31 +335,31 @@ def common_params() -> dict[str, Any]:
 POSITION = "((l.ctid::text::point)[0] * 65536 + (l.ctid::text::point)[1])::float8"
 
 
+FEATURE_QUERY = "WITH {obs},\n{events}\n{rows}"
+ORDERED = " ORDER BY o.lead_id, o.landmark"
+
+
 def feature_sql(
-    obs: str, features: Sequence[Feature], *, ordered: bool = True, position: bool = False
+    obs: sql.Composable,
+    features: Sequence[Feature],
+    *,
+    ordered: bool = True,
+    position: bool = False,
 ) -> tuple[sql.Composable, dict[str, Any]]:
-    """The COPY query for ``obs`` (one of the *_OBS templates, filled) and ``features``
-    (with ``position``, one more float8 column: :data:`POSITION`)."""
+    """The COPY query for ``obs`` (one of the *_OBS templates, composed) and
+    ``features`` (with ``position``, one more float8 column: :data:`POSITION`)."""
     params = common_params()
-    exprs = []
+    exprs: list[sql.Composable] = []
     for index, feature in enumerate(features):
         expr, extra = raw_expr(feature, index)
         exprs.append(expr)
         params.update(extra)
     if position:
-        exprs.append(POSITION)
-    columns = ",\n       ".join(exprs) if exprs else "0::float8"
-    text = (
-        "WITH "
-        + obs.strip()
-        + ",\n"
-        + STATUS_EVENTS.strip()
-        + "\n"
-        + FEATURE_ROWS.format(columns=columns)
-        + ("ORDER BY o.lead_id, o.landmark" if ordered else "")
-    )
-    # The text above is composed only from this module's constants; values are params.
-    return sql.SQL(text), params
+        exprs.append(sql.SQL(POSITION))
+    columns = sql.SQL(",\n       ").join(exprs) if exprs else sql.SQL("0::float8")
+    rows = sql.SQL(FEATURE_ROWS).format(columns=columns)
+    query = sql.SQL(FEATURE_QUERY).format(obs=obs, events=sql.SQL(STATUS_EVENTS.strip()), rows=rows)
+    return (query + sql.SQL(ORDERED) if ordered else query), params
 
 
 def read_frame(
@@ -504,7 +516,7 @@ def training_frame(
     since: datetime,
     landmarks: Sequence[int],
 ) -> Frame:
-    query, params = feature_sql(TRAINING_OBS, features)
+    query, params = feature_sql(sql.SQL(TRAINING_OBS.strip()), features)
     params |= {"horizon": horizon, "as_of": as_of, "since": since, "landmarks": list(landmarks)}
     frame = read_frame(conn, query, params, len(features))
     if frame.labels is None:
@@ -524,7 +536,7 @@ def scoring_frame(
     their positions in the table."""
     where, extra = _where(lead_ids, include_converted)
     query, params = feature_sql(
-        SCORING_OBS.format(where=where), features, ordered=False, position=True
+        sql.SQL(SCORING_OBS.strip()).format(where=where), features, ordered=False, position=True
     )
     params |= extra | {"as_of": as_of}
     return read_frame(conn, query, params, len(features) + 1).with_positions()
@@ -542,7 +554,7 @@ def scoring_frames(
     runs (:func:`stream_frames`)."""
     where, extra = _where(None, include_converted)
     query, params = feature_sql(
-        SCORING_OBS.format(where=where), features, ordered=False, position=True
+        sql.SQL(SCORING_OBS.strip()).format(where=where), features, ordered=False, position=True
     )
     params |= extra | {"as_of": as_of}
     for frame in stream_frames(conn, query, params, len(features) + 1, rows):
@@ -559,20 +571,26 @@ def creation_frame(
     """Features of leads as of their creation, with their within-horizon outcome (for
     evaluation against the truth, e.g. in bench/)."""
     where, extra = _where(lead_ids, True)
-    query, params = feature_sql(CREATION_OBS.format(where=where), features)
+    query, params = feature_sql(sql.SQL(CREATION_OBS.strip()).format(where=where), features)
     params |= extra | {"horizon": horizon}
     return read_frame(conn, query, params, len(features))
 
 
-def _where(lead_ids: Sequence[str] | None, include_converted: bool) -> tuple[str, dict[str, Any]]:
-    parts = []
+BY_IDS = "l.id = ANY(%(lead_ids)s::uuid[])"
+OPEN_ONLY = "NOT l.is_converted"
+
+
+def _where(
+    lead_ids: Sequence[str] | None, include_converted: bool
+) -> tuple[sql.Composable, dict[str, Any]]:
+    parts: list[sql.Composable] = []
     params: dict[str, Any] = {}
     if lead_ids is not None:
-        parts.append("l.id = ANY(%(lead_ids)s::uuid[])")
+        parts.append(sql.SQL(BY_IDS))
         params["lead_ids"] = list(lead_ids)
     if not include_converted:
-        parts.append("NOT l.is_converted")
-    return (" AND ".join(parts) or "true"), params
+        parts.append(sql.SQL(OPEN_ONLY))
+    return (sql.SQL(" AND ").join(parts) if parts else sql.SQL("true")), params
 
 
 # --- discovering the features of a training set ------------------------------------
@@ -580,15 +598,14 @@ def _where(lead_ids: Sequence[str] | None, include_converted: bool) -> tuple[str
 ATTRIBUTE_KEYS = """
 SELECT e.key, jsonb_typeof(e.value) AS type, count(*) AS n
 FROM leads l CROSS JOIN LATERAL jsonb_each(
-    CASE WHEN jsonb_typeof(l.attributes) = 'object' THEN l.attributes ELSE '{}' END) AS e
-WHERE l.created_at >= %(since)s AND l.created_at + %(horizon)s * interval '1 day' <= %(as_of)s
+    CASE WHEN jsonb_typeof(l.attributes) = 'object' THEN l.attributes ELSE '{{}}' END) AS e
+WHERE {labelled}
 GROUP BY 1, 2 ORDER BY 1, 2
 """
 
 TOP_VALUES = """
 SELECT v, count(*) AS n FROM (
-    SELECT ({expr})::text AS v FROM leads l
-    WHERE l.created_at >= %(since)s AND l.created_at + %(horizon)s * interval '1 day' <= %(as_of)s
+    SELECT ({expr})::text AS v FROM leads l WHERE {labelled}
 ) AS x WHERE v IS NOT NULL GROUP BY v ORDER BY n DESC, v LIMIT 60
 """
 
@@ -615,7 +632,9 @@ def discover(
                 feature.categories = _top(conn, feature, window, n_leads)
         features.append(feature)
     types: dict[str, dict[str, int]] = {}
-    for key, kind, count in conn.execute(ATTRIBUTE_KEYS, window).fetchall():
+    for key, kind, count in conn.execute(
+        sql.SQL(ATTRIBUTE_KEYS).format(labelled=LABELLED), window
+    ).fetchall():
         types.setdefault(str(key), {})[str(kind)] = int(count)
     minimum = max(1, math.ceil(0.05 * n_leads))
     attrs: list[Feature] = []
@@ -635,12 +654,12 @@ def discover(
 
 
 def _top(conn: Connection, feature: Feature, window: dict[str, Any], n: int) -> list[str]:
-    expr, params = (
-        (attribute_expr(feature), {_param(feature): feature.key})
-        if feature.key is not None
-        else (BUILTIN[feature.name][1], common_params())
-    )
-    query = sql.SQL(TOP_VALUES.format(expr=expr))
+    expr: sql.Composable
+    if feature.key is not None:
+        expr, params = attribute_expr(feature), {param_name(feature): feature.key}
+    else:
+        expr, params = builtin_expr(feature.name), common_params()
+    query = sql.SQL(TOP_VALUES).format(expr=expr, labelled=LABELLED)
     rows = conn.execute(query, params | window).fetchall()
     if not rows:
         return []
