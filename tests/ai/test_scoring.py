@@ -9,10 +9,9 @@ import math
 import numpy as np
 import pytest
 
-from aicrm.ai import bulk
+from aicrm.ai import bulk, scoring
 from aicrm.ai import features as F
 from aicrm.ai import model as M
-from aicrm.ai import scoring
 from aicrm.errors import InvalidInput, NotFound, UsageError
 from tests.ai.data import AS_OF, L, generated, insert
 from tests.conftest import Database

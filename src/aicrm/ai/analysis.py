@@ -346,8 +346,8 @@ def _changes(conn: Connection, params: dict[str, Any], recent_days: int) -> dict
 def _drivers(
     conn: Connection, horizon: int, by_source: list[dict[str, Any]], overall: dict[str, Any]
 ) -> dict[str, Any]:
-    from aicrm.ai.features import creation_frame
     from aicrm.ai import scoring
+    from aicrm.ai.features import creation_frame
 
     try:
         stored = scoring.load_active(conn)

@@ -35,7 +35,7 @@ from psycopg import sql
 from aicrm.ai.window import LABELLED
 from aicrm.db import Connection
 
-FEATURE_SET = 1  # bump when a built-in feature's meaning changes: old models must retrain
+FEATURE_SET = 2  # bump when a built-in feature's meaning changes: old models must retrain
 FloatArray = npt.NDArray[np.float64]
 
 FREE_MAIL = (
@@ -81,7 +81,7 @@ BUILTIN: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "status_changes": ("numeric", "se.n_changes", ()),
     "days_in_status": (
         "numeric",
-        "greatest(extract(epoch FROM o.t_obs - coalesce(se.last_at, l.created_at)) / 86400.0, 0)",
+        "greatest(extract(epoch FROM o.t_obs - se.last_at) / 86400.0, 0)",
         ("created_at",),
     ),
     "reached_contacted": ("binary", "se.contacted::int", ()),
@@ -232,14 +232,26 @@ def raw_expr(feature: Feature, index: int) -> tuple[sql.Composable, dict[str, An
     return sql.SQL(NUMBER_VALUE).format(base=base), params
 
 
+# Each observed lead's status history: its status changes (time, new status) and, when
+# the history holds the lead's creation as recorded (not reconstructed, migration 010),
+# the status it was created with. A status at a moment is known only from these: the
+# last change before it, or the status at creation when the creation is recorded.
+# Today's status is never read into the past (on an upgraded database it would carry
+# the outcome).
 STATUS_EVENTS = """
 ev AS (
     SELECT h.row_id AS lead_id,
-           array_agg(h.changed_at ORDER BY h.changed_at, h.id) AS at,
-           array_agg(h.changes -> 'status' ->> 1 ORDER BY h.changed_at, h.id) AS st,
-           (array_agg(h.changes -> 'status' ->> 0 ORDER BY h.changed_at, h.id))[1] AS initial
+           array_agg(h.changed_at ORDER BY h.changed_at, h.id)
+               FILTER (WHERE h.operation = 'update') AS at,
+           array_agg(h.changes -> 'status' ->> 1 ORDER BY h.changed_at, h.id)
+               FILTER (WHERE h.operation = 'update') AS st,
+           (array_agg(h.changes ->> 'status' ORDER BY h.id)
+               FILTER (WHERE h.operation = 'insert'))[1] AS inserted,
+           bool_or(h.operation = 'insert') AS recorded
     FROM crm_history h
-    WHERE h.table_name = 'leads' AND h.operation = 'update' AND h.changes ? 'status'
+    WHERE h.table_name = 'leads'
+      AND ((h.operation = 'update' AND h.changes ? 'status')
+           OR (h.operation = 'insert' AND NOT h.reconstructed))
       AND h.row_id IN (SELECT lead_id FROM obs)
     GROUP BY h.row_id
 )"""
@@ -260,14 +272,21 @@ CROSS JOIN LATERAL (
     WHERE u.a <= o.t_obs
 ) s1
 CROSS JOIN LATERAL (
-    SELECT coalesce(s1.last_status, ev.initial,
-                    CASE WHEN l.status <> 'converted' THEN l.status END) AS status,
-           s1.n_changes, s1.last_at,
-           s1.contacted OR coalesce(ev.initial, l.status) IN ('contacted', 'qualified')
-               AS contacted,
-           s1.qualified OR coalesce(ev.initial, l.status) = 'qualified' AS qualified,
-           s1.disqualified OR coalesce(ev.initial, l.status) IN ('unqualified', 'lost')
-               AS disqualified
+    SELECT coalesce(ev.recorded, false) OR s1.n_changes > 0 AS known
+) kn
+CROSS JOIN LATERAL (
+    SELECT CASE WHEN kn.known
+                THEN nullif(coalesce(s1.last_status, ev.inserted), 'converted') END AS status,
+           CASE WHEN kn.known THEN s1.n_changes END AS n_changes,
+           CASE WHEN kn.known THEN coalesce(s1.last_at, l.created_at) END AS last_at,
+           CASE WHEN kn.known
+                THEN s1.contacted OR coalesce(ev.inserted IN ('contacted', 'qualified'), false)
+           END AS contacted,
+           CASE WHEN kn.known
+                THEN s1.qualified OR coalesce(ev.inserted = 'qualified', false) END AS qualified,
+           CASE WHEN kn.known
+                THEN s1.disqualified OR coalesce(ev.inserted IN ('unqualified', 'lost'), false)
+           END AS disqualified
 ) se
 CROSS JOIN LATERAL (
     SELECT count(*) AS n, count(*) FILTER (WHERE c.title ~* %(decision_maker)s) AS dm

@@ -17,14 +17,24 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from aicrm.ai import model as learn
 from aicrm.ai.annotations import require_schema
 from aicrm.ai.bulk import Progress, quiet
-from aicrm.ai.features import discover, encode, fit_encoding, training_frame
-from aicrm.ai.prediction import tier_cutoffs
+from aicrm.ai.features import (
+    Feature,
+    Frame,
+    creation_frame,
+    discover,
+    encode,
+    fit_encoding,
+    training_frame,
+)
+from aicrm.ai.gate import Verdict, holdout_ids, judge, leakage_alarm, rows_of
+from aicrm.ai.prediction import predict, tier_cutoffs
 from aicrm.ai.prior import Prior, all_values, prior_features, prior_inputs, segment_key
-from aicrm.ai.store import StoredModel, save
+from aicrm.ai.store import StoredModel, active_or_none, save
 from aicrm.ai.window import EPOCH, Window, labelled_query, server_now
 from aicrm.crm import session
 from aicrm.db import Connection
@@ -58,6 +68,9 @@ class TrainResult:
     seconds: float
     observations: int
     notes: list[str] = field(default_factory=list)
+    # the version active after training: the new model's, the prior stored instead
+    # (the gate refused the model and none was active), or the one active before
+    active_version: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return self.model.summary() | {
@@ -65,6 +78,8 @@ class TrainResult:
             "observations": self.observations,
             "seconds": round(self.seconds, 2),
             "notes": self.notes,
+            "gate": self.model.params.get("gate"),
+            "active_version": self.active_version,
         }
 
 
@@ -79,6 +94,7 @@ class Options:
     activate: bool = True
     seed: int = 0
     actor: str | None = None
+    exclude: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -109,13 +125,18 @@ def train(
     activate: bool = True,
     seed: int = 0,
     actor: str | None = None,
+    exclude: Sequence[str] = (),
     progress: Progress = quiet,
 ) -> TrainResult:
-    """Learn from the CRM's history and store the model (active unless told not).
+    """Learn from the CRM's history and store the model.
 
-    Raises :class:`UsageError` when no lead is old enough to be a label (an empty
-    CRM, or one younger than the horizon). Falls back to the prior below the data
-    minimum, and says why in ``notes``."""
+    A trained model is active (unless ``activate`` is false) only when it passes the
+    publish gate (:mod:`aicrm.ai.gate`); otherwise it is stored inactive with the
+    reason, and when no model was active the prior is stored active instead.
+    ``exclude`` names features to leave out. Raises :class:`UsageError` when no lead
+    is old enough to be a label (an empty CRM, or one younger than the horizon) and
+    when the leakage alarm goes off. Falls back to the prior below the data minimum,
+    and says why in ``notes``."""
     if horizon < 1 or horizon > 3650:
         raise InvalidInput(f"The horizon must be between 1 and 3650 days, not {horizon}.")
     if any(w < 0 for w in landmarks) or 0 not in landmarks:
@@ -128,6 +149,7 @@ def train(
         activate=activate,
         seed=seed,
         actor=actor,
+        exclude=tuple(exclude),
     )
     # One transaction: every query sees the same snapshot, and the model is stored
     # with it (or not at all).
@@ -158,24 +180,55 @@ def _train(conn: Connection, window: Window, options: Options, progress: Progres
         )
     notes: list[str] = []
     reason = _prior_reason(counts, window, options)
+    active_version: str | None = None
     if reason is not None:
         notes.append(f"Scores are a smoothed prior by source and segment: {reason}.")
         model, candidates, observations = _train_prior(conn, window, progress)
+        _stamp(model, window, counts)
+        save(conn, model, activate=options.activate, actor=options.actor)
+        active_version = model.version if options.activate else None
     else:
-        model, candidates, observations = _train_model(conn, window, options, progress, notes)
-    model.horizon = window.horizon
-    model.as_of = window.as_of
-    model.trained_from = counts.first
-    model.trained_to = counts.last
-    model.n_leads, model.n_positive, model.n_negative = counts.n, counts.positives, counts.negatives
-    save(conn, model, activate=options.activate, actor=options.actor)
+        trained = _train_model(conn, window, options, progress, notes)
+        model, candidates, observations = trained.model, trained.candidates, trained.observations
+        _stamp(model, window, counts)
+        verdict = trained.verdict
+        activate = options.activate and verdict.passed
+        save(conn, model, activate=activate, actor=options.actor)
+        if activate:
+            active_version = model.version
+        elif not options.activate:
+            active_version = trained.active.version if trained.active else None
+        else:
+            notes.append(f"Stored inactive: {verdict.reason}.")
+            if trained.active is not None:
+                active_version = trained.active.version
+                notes.append(f"The active model {active_version} stays active.")
+            else:
+                fallback, _c, _o = _train_prior(conn, window, progress)
+                _stamp(fallback, window, counts)
+                fallback.params["instead_of"] = model.version
+                save(conn, fallback, activate=True, actor=options.actor)
+                active_version = fallback.version
+                notes.append(
+                    f"No model was active: the prior ({fallback.version}) is active instead."
+                )
     return TrainResult(
         model=model,
         candidates=candidates,
         seconds=time.perf_counter() - started,
         observations=observations,
         notes=notes,
+        active_version=active_version,
     )
+
+
+def _stamp(model: StoredModel, window: Window, counts: LabelCounts) -> None:
+    """The training window and counts, on the model to store."""
+    model.horizon = window.horizon
+    model.as_of = window.as_of
+    model.trained_from = counts.first
+    model.trained_to = counts.last
+    model.n_leads, model.n_positive, model.n_negative = counts.n, counts.positives, counts.negatives
 
 
 def _prior_reason(counts: LabelCounts, window: Window, options: Options) -> str | None:
@@ -247,15 +300,30 @@ def _train_prior(
     return model, [{"name": "smoothed_rates", "metrics": metrics}], len(frame)
 
 
+@dataclass(kw_only=True)
+class Trained:
+    """A model fit by :func:`_train_model`, with the gate's verdict."""
+
+    model: StoredModel
+    candidates: list[dict[str, Any]]
+    observations: int
+    verdict: Verdict
+    active: StoredModel | None
+
+
+UNKNOWN_SHARE = 0.5  # of the labelled leads with no status at creation: said in a note
+
+
 def _train_model(
     conn: Connection, window: Window, options: Options, progress: Progress, notes: list[str]
-) -> tuple[StoredModel, list[dict[str, Any]], int]:
+) -> Trained:
     progress("finding the features")
     labelled = conn.execute(labelled_query(LABELLED_LEADS), window.params()).fetchone()
     n_leads = int(labelled[0]) if labelled else 0
     features = discover(
         conn, horizon=window.horizon, as_of=window.as_of, since=window.since, n_leads=n_leads
     )
+    features = _without_excluded(features, options.exclude, notes)
     progress("reading the training observations")
     frame = training_frame(
         conn,
@@ -266,17 +334,36 @@ def _train_model(
         landmarks=options.landmarks,
     )
     assert frame.labels is not None
-    encoding = fit_encoding(features, frame.values)
-    x = encode(features, encoding, frame.values)
     y = frame.labels
     first = frame.landmarks == 0
+    _status_note(features, frame, first, notes)
+    leakage_alarm(features, frame.values[first], y[first], int(first.sum()))
+    progress("keeping the newest fifth of the labelled leads for the holdout")
+    held_ids = holdout_ids(conn, window)
+    held = rows_of(frame, held_ids)
+    fit_rows = ~held
+    judged = held & first
+    encoding = fit_encoding(features, frame.values[fit_rows])
+    x_fit = encode(features, encoding, frame.values[fit_rows])
+    scorer, candidates, best, final = learn.select(
+        x_fit, y[fit_rows], frame.groups[fit_rows], first[fit_rows], seed=options.seed,
+        progress=progress,
+    )  # fmt: skip
+    p_held = scorer.predict(encode(features, encoding, frame.values[judged]))
+    progress("measuring the prior and the active model on the holdout")
+    rivals = {"prior": _prior_on_holdout(conn, window, held_ids, frame.ids[judged])}
+    active = active_or_none(conn)
+    if active is not None:
+        rivals["active model"] = _active_on_holdout(conn, active, window, held_ids, frame)
+    verdict = judge(y[judged], p_held, rivals)
+    progress(f"fitting {best.name} on all {len(y)} observations")
+    encoding = fit_encoding(features, frame.values)
+    x = encode(features, encoding, frame.values)
+    scorer = learn.refit(best, x, y, scorer.a, scorer.b, options.seed)
     used = {c.feature for c in encoding.columns}
     dropped = [f.name for f in features if f.name not in used]
     if dropped:
         notes.append(f"Left out (the same for every lead): {', '.join(dropped)}.")
-    scorer, candidates, best, final = learn.select(
-        x, y, frame.groups, first, seed=options.seed, progress=progress
-    )
     p0 = scorer.predict(x[first])
     params: dict[str, Any] = {
         "encoding": encoding.to_dict(),
@@ -285,23 +372,113 @@ def _train_model(
         "platt": [scorer.a, scorer.b],
         "landmarks": list(options.landmarks),
         "base_rate": round(float(np.mean(y[first])), 6),
+        "gate": verdict.to_dict(),
     }
     cands = [
         {"name": c.name, "params": c.params, "metrics": c.metrics, "chosen": c is best}
         for c in candidates
     ]
     params["candidates"] = cands
+    metrics = final | {
+        "evaluated_on": (
+            f"{learn.FOLDS}-fold cross-validation by lead, at creation, on the older "
+            f"{int(fit_rows[first].sum())} leads"
+        ),
+        "holdout": verdict.model.to_dict()
+        | {"leads": verdict.leads, "conversions": verdict.conversions},
+        "chosen": {"name": best.name, **best.params},
+    }
     model = StoredModel(
         method="model",
         algorithm=scorer.algorithm,
         horizon=window.horizon,
         features=features,
         params=params,
-        metrics=final
-        | {
-            "evaluated_on": f"{learn.FOLDS}-fold cross-validation by lead, at creation",
-            "chosen": {"name": best.name, **best.params},
-        },
+        metrics=metrics,
         scorer=scorer,
     )
-    return model, cands, len(frame)
+    return Trained(
+        model=model, candidates=cands, observations=len(frame), verdict=verdict, active=active
+    )
+
+
+def _without_excluded(
+    features: list[Feature], exclude: Sequence[str], notes: list[str]
+) -> list[Feature]:
+    if not exclude:
+        return features
+    names = {f.name for f in features}
+    unknown = [name for name in exclude if name not in names]
+    if unknown:
+        raise InvalidInput(
+            f"No feature is named {', '.join(repr(u) for u in unknown)}; the features of "
+            f"this CRM are: {', '.join(sorted(names))}."
+        )
+    notes.append(f"Left out as asked: {', '.join(exclude)}.")
+    return [f for f in features if f.name not in exclude]
+
+
+def _status_note(
+    features: list[Feature], frame: Frame, first: npt.NDArray[np.bool_], notes: list[str]
+) -> None:
+    """Say so when the status history does not date the status of most labelled leads
+    at their creation (an upgraded or imported database): the status is then unknown
+    there, and the status features are left out wherever they are unknown everywhere."""
+    status = [j for j, f in enumerate(features) if f.name == "status"]
+    if not status or not first.any():
+        return
+    codes = frame.values[first, status[0]]
+    unknown = int(np.sum(np.isnan(codes) | (codes == 0)))
+    labelled = int(first.sum())
+    if unknown > UNKNOWN_SHARE * labelled:
+        notes.append(
+            f"The status history does not say the status of {unknown} of the {labelled} "
+            "labelled leads at their creation (an upgraded or imported database keeps only "
+            "today's status, which would tell the outcome): a status is used only where the "
+            "history proves it."
+        )
+
+
+def _prior_on_holdout(
+    conn: Connection, window: Window, held_ids: list[str], judged_ids: npt.NDArray[np.uint8]
+) -> npt.NDArray[np.float64]:
+    """The prior fit on the older leads, scoring the holdout leads at creation."""
+    key = segment_key(conn, window)
+    features = prior_features(key)
+    for feature in features:
+        feature.categories = all_values(conn, feature, window)
+    frame = training_frame(
+        conn,
+        features,
+        horizon=window.horizon,
+        as_of=window.as_of,
+        since=window.since,
+        landmarks=[0],
+    )
+    assert frame.labels is not None
+    held = rows_of(frame, held_ids)
+    if not np.array_equal(frame.ids[held], judged_ids):
+        raise RuntimeError("the prior's holdout rows are not the model's")
+    sources, segments = prior_inputs(features, frame)
+    pick = np.flatnonzero(~held).tolist()
+    prior = Prior.fit(
+        [sources[i] for i in pick],
+        [segments[i] for i in pick],
+        frame.labels[~held].tolist(),
+        key,
+    )
+    chosen = np.flatnonzero(held).tolist()
+    p, _c, _conf = prior.predict([sources[i] for i in chosen], [segments[i] for i in chosen])
+    return p
+
+
+def _active_on_holdout(
+    conn: Connection, active: StoredModel, window: Window, held_ids: list[str], frame: Frame
+) -> npt.NDArray[np.float64]:
+    """The active model's scores of the holdout leads at their creation, in the order
+    of the training frame's observations at creation."""
+    theirs = creation_frame(conn, active.features, horizon=window.horizon, lead_ids=held_ids)
+    judged = rows_of(frame, held_ids) & (frame.landmarks == 0)
+    if not np.array_equal(theirs.ids, frame.ids[judged]):
+        raise RuntimeError("the active model's holdout rows are not the new model's")
+    return predict(active, theirs, check=False).scores
