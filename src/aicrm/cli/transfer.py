@@ -69,6 +69,15 @@ def import_leads(
     skip_invalid: SkipOpt = False,
     rejects: RejectsOpt = None,
     allow_duplicates: AllowDupsOpt = False,
+    historical: Annotated[
+        bool,
+        typer.Option(
+            "--historical",
+            help="Past leads with their history: created_at, contacted_at, qualified_at, "
+            "status_at, conversion_date (+ converted_to_client_id or client_name); the "
+            "history is written as it happened (docs/historical-import.md).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Import leads from CSV; all or nothing unless --skip-invalid (invalid input: exit 2).
@@ -78,7 +87,8 @@ def import_leads(
     (JSON objects), id, created_at, updated_at — and the conversion columns of an
     export, which must be empty. Each row needs an email, a name or a company.
     """
-    _import(importer.LEADS, file, skip_invalid, rejects, allow_duplicates, as_json)
+    spec = importer.LEADS_HISTORY if historical else importer.LEADS
+    _import(spec, file, skip_invalid, rejects, allow_duplicates, as_json)
 
 
 def import_contacts(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from psycopg import sql
 
+from aicrm.crm.import_history import HISTORY_CHECK
 from aicrm.crm.import_spec import TYPES, Spec
 from aicrm.crm.records import OPEN_STATUSES
 from aicrm.crm.store import EMAIL
@@ -33,6 +34,21 @@ EXCEPTION WHEN others THEN
     RETURN false;
 END $$
 """
+
+
+# What a value of each checked kind must be.
+WHAT = {
+    "id": "is not a UUID",
+    "lead": "is not a UUID",
+    "client": "is not a UUID",
+    "client_column": "is not a UUID",
+    "real": "is not a number",
+    "time": "is not a date and time (ISO 8601)",
+    "dated": "is not a date and time (ISO 8601)",
+    "dated_column": "is not a date and time (ISO 8601)",
+}
+# Kinds that are not a column of the table (historical imports: read by the history).
+NOT_INSERTED = ("id", "empty", "false", "dated", "note", "derived")
 
 
 class Checks:
@@ -96,6 +112,29 @@ class Checks:
         return sql.SQL("CASE WHEN {valid} THEN {v}::{t} END").format(
             valid=self.valid(v, type_name), v=v, t=sql.SQL(type_name)
         )
+
+    def typed_or_null(self, name: str) -> sql.Composable:
+        """:meth:`typed`, or a typed NULL when the file has no such column."""
+        if self.has(name):
+            return self.typed(name)
+        return sql.SQL("NULL::{}").format(sql.SQL(TYPES[self.spec.kind(name)]))
+
+    def history_values(self) -> dict[str, sql.Composable]:
+        """The typed values the history checks and statements of a historical import
+        read (aicrm.crm.import_history)."""
+        return {
+            "conv": self.typed_or_null("conversion_date"),
+            "status": self.value("status") if self.has("status") else sql.SQL("NULL::text"),
+            "status_at": self.typed_or_null("status_at"),
+            "contacted": self.typed_or_null("contacted_at"),
+            "qualified": self.typed_or_null("qualified_at"),
+            "created": self.typed("created_at") if self.has("created_at") else sql.SQL("now()"),
+            "client": self.typed_or_null("converted_to_client_id"),
+            "client_name": self.value("client_name")
+            if self.has("client_name")
+            else sql.SQL("NULL::text"),
+            "id": self.typed("id") if self.has("id") else sql.SQL("NULL::uuid"),
+        }
 
     def shown(self, name: str) -> sql.Composable:
         """The field as it reads in a message: quoted, cut at 60 characters."""
@@ -169,14 +208,20 @@ class Checks:
                         shown=self.shown(name),
                     )
                 )
-            elif kind in ("id", "lead", "client", "real", "time"):
-                what = {
-                    "id": "is not a UUID",
-                    "lead": "is not a UUID",
-                    "client": "is not a UUID",
-                    "real": "is not a number",
-                    "time": "is not a date and time (ISO 8601)",
-                }[kind]
+            elif kind == "any_status":
+                checks.append(
+                    sql.SQL(
+                        "CASE WHEN {v} <> ALL({known}) THEN format('status %s is not a lead "
+                        "status (use one of {listed})', {shown}) END"
+                    ).format(
+                        v=v,
+                        known=sql.Literal([*OPEN_STATUSES, "converted"]),
+                        listed=sql.SQL(", ".join([*OPEN_STATUSES, "converted"])),
+                        shown=self.shown(name),
+                    )
+                )
+            elif kind in WHAT:
+                what = WHAT[kind]
                 checks.append(
                     sql.SQL(
                         "CASE WHEN NOT {valid} THEN format('{name} %s {what}', {shown}) END"
@@ -195,6 +240,8 @@ class Checks:
                         '\'{name} must be a JSON object, like {{"key": "value"}}\' END'
                     ).format(valid=self.valid(v, "jsonb"), v=v, name=sql.SQL(name))
                 )
+        if spec.history:
+            checks.append(sql.SQL(HISTORY_CHECK).format(**self.history_values()))
         if self.has("id"):
             joins.append(
                 sql.SQL("LEFT JOIN {} taken ON taken.id = {}").format(
@@ -331,17 +378,41 @@ INSERT INTO {errors} (line, reason) SELECT line, reason FROM found
         grow at their right edge instead of at random places (less I/O and WAL)."""
         names = ["id"]
         values: list[sql.Composable] = [
-            sql.SQL("coalesce({}::uuid, gen_random_uuid())").format(self.value("id"))
+            sql.SQL("s.aicrm_lead")
+            if self.spec.history
+            else sql.SQL("coalesce({}::uuid, gen_random_uuid())").format(self.value("id"))
             if self.has("id")
             else sql.SQL("gen_random_uuid()")
         ]
+        if self.spec.history:
+            history = self.history_values()
+            names += ["is_converted", "converted_to_client_id"]
+            values += [
+                sql.SQL("{} IS NOT NULL").format(history["conv"]),
+                sql.SQL("coalesce({}, s.aicrm_client)").format(history["client"]),
+            ]
+            if not self.has("status"):
+                names.append("status")
+                values.append(
+                    sql.SQL("CASE WHEN {} IS NOT NULL THEN 'converted' ELSE 'new' END").format(
+                        history["conv"]
+                    )
+                )
         for name in self.columns:
             kind = self.spec.kind(name)
             v = self.value(name)
-            if kind in ("id", "empty", "false"):
+            if kind in NOT_INSERTED or kind == "client_column":
                 continue
             names.append(name)
-            if kind == "text":
+            if kind == "any_status":
+                values.append(
+                    sql.SQL(
+                        "coalesce({}, CASE WHEN {} IS NOT NULL THEN 'converted' ELSE 'new' END)"
+                    ).format(v, self.history_values()["conv"])
+                )
+            elif kind == "dated_column":
+                values.append(sql.SQL("{}::timestamptz").format(v))
+            elif kind == "text":
                 values.append(self.raw(name))
             elif kind == "email":
                 values.append(v)

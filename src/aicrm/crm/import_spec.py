@@ -43,6 +43,9 @@ class Spec:
     needs_text: str  # how to say it
     # a row names exactly one of these parents (contacts: a lead or a client)
     parents: tuple[Parent, ...] = ()
+    # a historical import (aicrm.crm.import_history): dates and conversions, history
+    # written as it happened
+    history: bool = False
 
     @property
     def table(self) -> str:
@@ -117,6 +120,9 @@ TYPES = {
     "id": "uuid",
     "lead": "uuid",
     "client": "uuid",
+    "client_column": "uuid",
+    "dated": "timestamptz",
+    "dated_column": "timestamptz",
     "real": "real",
     "json": "jsonb",
     "time": "timestamptz",

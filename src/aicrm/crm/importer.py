@@ -52,7 +52,7 @@ from typing import BinaryIO
 import psycopg
 from psycopg import sql
 
-from aicrm.crm import session
+from aicrm.crm import import_history, session
 from aicrm.crm.import_checks import ERRORS, LOCK_LIMIT, STAGING, Checks
 from aicrm.crm.import_spec import CONTACTS, LEADS, TYPES, Column, Parent, Spec
 from aicrm.db import Connection
@@ -61,6 +61,7 @@ from aicrm.errors import InvalidInput
 __all__ = [
     "CONTACTS",
     "LEADS",
+    "LEADS_HISTORY",
     "LOCK_LIMIT",
     "TYPES",
     "Checks",
@@ -75,6 +76,8 @@ __all__ = [
     "read_header",
 ]
 
+LEADS_HISTORY = import_history.historical(LEADS)  # a historical import's lead file
+HISTORY_ONLY = frozenset(LEADS_HISTORY.names()) - frozenset(LEADS.names())
 CHUNK = 1 << 20  # bytes per COPY write
 SHOWN = 5  # errors named in the message of a refused import
 KEPT = 100  # errors kept in the result and in the exception's details
@@ -220,8 +223,14 @@ def import_csv(
             errors = checks.run(conn, allow_duplicates, rows)
             if errors and not skip_invalid:
                 raise _refusal(conn, spec, source, rows, errors)
+            if spec.history:
+                _say(stage, "creating the clients of past conversions")
+                _prepare_history(conn, checks, errors > 0)
             _say(stage, f"inserting {rows - errors:,} {spec.table}")
             imported = conn.execute(checks.insert_statement(errors > 0)).rowcount
+            if spec.history:
+                _say(stage, "writing the history as it happened")
+                _write_history(conn, checks)
             kept = _first_errors(conn, KEPT) if errors else []
             if rejects is not None:
                 _say(stage, f"writing {errors:,} rejected rows to {rejects}")
@@ -293,6 +302,8 @@ def _checked_columns(path: Path, spec: Spec, names: list[str]) -> tuple[str, ...
             delimited = len(names) == 1 and any(d in raw for d in ";\t|")
             if delimited:
                 hint = " (the file seems to use another delimiter than the comma)"
+            elif not spec.history and name in HISTORY_ONLY and spec.cls is LEADS.cls:
+                hint = " (a column of a historical import: add --historical)"
             raise InvalidInput(
                 f"Unknown column '{raw.strip()}' in the header of {path}{hint}; a {spec.noun} "
                 f"file may have: {', '.join(known)}."
@@ -413,6 +424,47 @@ def _copy_refusal(path: Path, exc: psycopg.Error, header: Header) -> InvalidInpu
     else:
         reason = f"{where} cannot be read: {primary}"
     return InvalidInput(f"{path}: {reason}; nothing was imported.")
+
+
+# --- historical imports (aicrm.crm.import_history) -----------------------------
+
+
+def _prepare_history(conn: Connection, checks: Checks, skip_errors: bool) -> None:
+    """Every row's lead id, and for a conversion to a new client that client, made
+    before the insert; the new clients inserted, created at their conversion."""
+    values = checks.history_values()
+    conn.execute(sql.SQL(import_history.ADD_KEYS).format(staging=STAGING))
+    conn.execute(sql.SQL(import_history.SET_KEYS).format(staging=STAGING, **values))
+
+    def text(name: str) -> sql.Composable:
+        return checks.value(name) if checks.has(name) else sql.SQL("NULL::text")
+
+    valid = (
+        sql.SQL("AND NOT EXISTS (SELECT 1 FROM {} e WHERE e.line = s.line)").format(ERRORS)
+        if skip_errors
+        else sql.SQL("")
+    )
+    conn.execute(
+        sql.SQL(import_history.NEW_CLIENTS).format(
+            staging=STAGING,
+            valid=valid,
+            client_name=values["client_name"],
+            company=text("company_name"),
+            first_name=text("first_name"),
+            last_name=text("last_name"),
+            email=text("email"),
+            conv=values["conv"],
+        )
+    )
+
+
+def _write_history(conn: Connection, checks: Checks) -> None:
+    """The creations the triggers recorded now moved to their moments, and one update
+    row per dated status change."""
+    values = checks.history_values()
+    conn.execute(sql.SQL(import_history.MOVE_LEAD_CREATION).format(staging=STAGING))
+    conn.execute(sql.SQL(import_history.MOVE_CLIENT_CREATION).format(staging=STAGING))
+    conn.execute(sql.SQL(import_history.STATUS_CHANGES).format(staging=STAGING, **values))
 
 
 # --- results --------------------------------------------------------------------
