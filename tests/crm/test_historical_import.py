@@ -185,3 +185,83 @@ def test_lead_scoring_learns_from_an_imported_history(crm_db: Database, tmp_path
     assert held["auc"] > 0.65  # the plan attribute carries the signal
     # the status at creation is known (the recorded creation): no note about it
     assert not any(n.startswith("The status history does not say") for n in result.notes)
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "import-mappings"
+SALESFORCE = (
+    "Id,FirstName,LastName,Email,Company,Title,LeadSource,Status,Industry,NumberOfEmployees,"
+    "AnnualRevenue,Rating,CreatedDate,LastModifiedDate,IsConverted,ConvertedDate,"
+    "ConvertedAccountId,ConvertedOpportunityId,ConvertedContactId\n"
+    "00Q5g00000AbCdE,Ann,Lee,ann@acme.io,Acme,CTO,Web,Closed - Converted,Technology,120,"
+    "1000000,Hot,2024-01-10T09:00:00.000Z,2024-03-01T10:00:00.000Z,true,2024-01-10,"
+    "0015g00000XyZ,0065g00000Q,0035g00000R\n"
+    "00Q5g00000AbCdF,Bob,Ray,bob@beta.io,Beta,,Trade Show,Working - Contacted,Retail,15,,Warm,"
+    "2024-02-10T09:00:00.000Z,2024-02-20T10:00:00.000Z,false,,,,\n"
+)
+HUBSPOT = (
+    "Record ID,First Name,Last Name,Email,Company Name,Job Title,Original Source,"
+    "Lifecycle Stage,Lead Status,Industry,Number of Employees,Create Date,"
+    "Became a Marketing Qualified Lead Date,Became a Sales Qualified Lead Date,"
+    "Became a Customer Date,Last Modified Date\n"
+    "101,Ann,Lee,ann@acme.io,Acme,CTO,ORGANIC_SEARCH,customer,OPEN_DEAL,TECHNOLOGY,120,"
+    "2024-01-10 09:00,2024-01-11 09:00,2024-01-15 09:00,2024-02-01 09:00,2024-03-01 10:00\n"
+    "102,Bob,Ray,bob@beta.io,Beta,,PAID_SOCIAL,other,BAD_TIMING,RETAIL,15,"
+    "2024-02-10 09:00,,,,2024-02-20 10:00\n"
+)
+
+
+def test_a_salesforce_export_with_the_documented_mapping(crm_db: Database, tmp_path: Path) -> None:
+    done = crm_db.cli("leads", "import", str(_file(tmp_path, SALESFORCE)), "--historical",
+                      "--mapping", str(DOCS / "salesforce-leads.json"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = crm_db.execute(
+        "SELECT email, status, source, is_converted, attributes ->> 'industry', "
+        "attributes ->> 'salesforce_id' FROM leads ORDER BY email"
+    )
+    assert rows == [
+        ("ann@acme.io", "converted", "Web", True, "Technology", "00Q5g00000AbCdE"),
+        ("bob@beta.io", "contacted", "Trade Show", False, "Retail", "00Q5g00000AbCdF"),
+    ]
+    # Bob's status is dated by LastModifiedDate; Ann's date-only conversion on the day
+    # of her creation counts from her creation
+    changes = crm_db.execute(
+        "SELECT l.email, h.changed_at, h.changes -> 'status' FROM crm_history h "
+        "JOIN leads l ON l.id = h.row_id WHERE h.operation = 'update' ORDER BY 1"
+    )
+    assert changes == [
+        ("ann@acme.io", _at("2024-01-10T09:00:00Z"), ["new", "converted"]),
+        ("bob@beta.io", _at("2024-02-20T10:00:00Z"), ["new", "contacted"]),
+    ]
+
+
+def test_a_hubspot_export_with_the_documented_mapping(crm_db: Database, tmp_path: Path) -> None:
+    with crm_db.connect() as conn:
+        conn.execute("SET TIME ZONE 'UTC'")
+        importer.import_csv(conn, importer.LEADS_HISTORY, _file(tmp_path, HUBSPOT),
+                            mapping=DOCS / "hubspot-contacts.json")  # fmt: skip
+    changes = crm_db.execute(
+        "SELECT l.email, h.changes -> 'status' FROM crm_history h "
+        "JOIN leads l ON l.id = h.row_id WHERE h.operation = 'update' ORDER BY 1, h.changed_at"
+    )
+    assert changes == [
+        ("ann@acme.io", ["new", "contacted"]),
+        ("ann@acme.io", ["contacted", "qualified"]),
+        ("ann@acme.io", ["qualified", "converted"]),
+        ("bob@beta.io", ["new", "lost"]),
+    ]
+    assert (
+        crm_db.scalar(
+            "SELECT attributes ->> 'hubspot_lead_status' FROM leads WHERE email = 'bob@beta.io'"
+        )
+        == "BAD_TIMING"
+    )
+
+
+def test_a_mapping_that_leaves_a_column_out_is_refused(crm_db: Database, tmp_path: Path) -> None:
+    mapping = _file(tmp_path, '{"columns": {"Email": "email"}}', "m.json")
+    text = "Email,Fax\nx@y.io,123\n"
+    with crm_db.connect() as conn, pytest.raises(InvalidInput, match=r"'Fax' .* is not in the"):
+        importer.import_csv(conn, importer.LEADS, _file(tmp_path, text), mapping=mapping)
+    broken = _file(tmp_path, '{"columns": ["Email"]}', "broken.json")
+    with crm_db.connect() as conn, pytest.raises(InvalidInput, match="must be a JSON object"):
+        importer.import_csv(conn, importer.LEADS, _file(tmp_path, text), mapping=broken)

@@ -78,6 +78,14 @@ def import_leads(
             "history is written as it happened (docs/historical-import.md).",
         ),
     ] = False,
+    mapping: Annotated[
+        Path | None,
+        typer.Option(
+            "--mapping",
+            help="A JSON file mapping another CRM's export columns and values onto aicrm's "
+            "(docs/import-mappings/: Salesforce, HubSpot).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Import leads from CSV; all or nothing unless --skip-invalid (invalid input: exit 2).
@@ -88,7 +96,7 @@ def import_leads(
     export, which must be empty. Each row needs an email, a name or a company.
     """
     spec = importer.LEADS_HISTORY if historical else importer.LEADS
-    _import(spec, file, skip_invalid, rejects, allow_duplicates, as_json)
+    _import(spec, file, skip_invalid, rejects, allow_duplicates, as_json, mapping)
 
 
 def import_contacts(
@@ -166,6 +174,7 @@ def _import(
     rejects: Path | None,
     allow_duplicates: bool,
     as_json: bool,
+    mapping: Path | None = None,
 ) -> None:
     if skip_invalid and rejects is None:
         raise InvalidInput("--skip-invalid needs --rejects FILE, where the rejected rows go.")
@@ -182,6 +191,7 @@ def _import(
             actor=actor(),
             progress=progress,
             stage=stage,
+            mapping=mapping,
         )
     _show_import(result, as_json)
 

@@ -54,9 +54,19 @@ NOT_INSERTED = ("id", "empty", "false", "dated", "note", "derived")
 class Checks:
     """The SQL of one import: the staging table, the checks, the insert."""
 
-    def __init__(self, spec: Spec, columns: tuple[str, ...], has_input_check: bool) -> None:
+    def __init__(
+        self,
+        spec: Spec,
+        columns: tuple[str, ...],
+        has_input_check: bool,
+        *,
+        staged: tuple[str, ...] = (),
+        attributes: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         self.spec = spec
-        self.columns = columns
+        self.columns = columns  # the spec's columns the file has
+        self.staged = staged or columns  # every column of the file, in order
+        self.attributes = attributes  # (staged column, attribute key) of a mapping
         self.has_input_check = has_input_check
 
     def has(self, name: str) -> bool:
@@ -71,7 +81,7 @@ class Checks:
             ).format(
                 STAGING,
                 sql.SQL(", ").join(
-                    sql.SQL("{} text").format(sql.Identifier(c)) for c in self.columns
+                    sql.SQL("{} text").format(sql.Identifier(c)) for c in self.staged
                 ),
             )
         )
@@ -113,6 +123,17 @@ class Checks:
             valid=self.valid(v, type_name), v=v, t=sql.SQL(type_name)
         )
 
+    def mapped_attributes(self) -> sql.Composable:
+        """The attributes a mapping fills from other columns, as one JSON object
+        (blank fields left out)."""
+        pairs = [
+            sql.SQL("{}, {}").format(sql.Literal(key), self.value(column))
+            for column, key in self.attributes
+        ]
+        return sql.SQL("jsonb_strip_nulls(jsonb_build_object({}))").format(
+            sql.SQL(", ").join(pairs)
+        )
+
     def typed_or_null(self, name: str) -> sql.Composable:
         """:meth:`typed`, or a typed NULL when the file has no such column."""
         if self.has(name):
@@ -122,13 +143,19 @@ class Checks:
     def history_values(self) -> dict[str, sql.Composable]:
         """The typed values the history checks and statements of a historical import
         read (aicrm.crm.import_history)."""
+        created = self.typed("created_at") if self.has("created_at") else sql.SQL("now()")
+        raw_conv = self.typed_or_null("conversion_date")
         return {
-            "conv": self.typed_or_null("conversion_date"),
+            # a date-only conversion on the day of creation counts from the creation
+            "conv": sql.SQL("CASE WHEN {c} IS NOT NULL THEN greatest({c}, {t}) END").format(
+                c=raw_conv, t=created
+            ),
+            "raw_conv": raw_conv,
             "status": self.value("status") if self.has("status") else sql.SQL("NULL::text"),
             "status_at": self.typed_or_null("status_at"),
             "contacted": self.typed_or_null("contacted_at"),
             "qualified": self.typed_or_null("qualified_at"),
-            "created": self.typed("created_at") if self.has("created_at") else sql.SQL("now()"),
+            "created": created,
             "client": self.typed_or_null("converted_to_client_id"),
             "client_name": self.value("client_name")
             if self.has("client_name")
@@ -398,6 +425,9 @@ INSERT INTO {errors} (line, reason) SELECT line, reason FROM found
                         history["conv"]
                     )
                 )
+        if self.attributes and not self.has("attributes"):
+            names.append("attributes")
+            values.append(self.mapped_attributes())
         for name in self.columns:
             kind = self.spec.kind(name)
             v = self.value(name)
@@ -411,13 +441,17 @@ INSERT INTO {errors} (line, reason) SELECT line, reason FROM found
                     ).format(v, self.history_values()["conv"])
                 )
             elif kind == "dated_column":
-                values.append(sql.SQL("{}::timestamptz").format(v))
+                values.append(self.history_values()["conv"])
             elif kind == "text":
                 values.append(self.raw(name))
             elif kind == "email":
                 values.append(v)
             elif kind == "status":
                 values.append(sql.SQL("coalesce({}, 'new')").format(v))
+            elif kind == "json" and name == "attributes" and self.attributes:
+                values.append(
+                    sql.SQL("coalesce({}::jsonb, '{{}}') || {}").format(v, self.mapped_attributes())
+                )
             elif kind == "json":
                 values.append(sql.SQL("coalesce({}::jsonb, '{{}}')").format(v))
             elif kind == "time":

@@ -46,7 +46,8 @@ CASE
         THEN 'status qualified needs its date (qualified_at or status_at) in a historical import'
     WHEN greatest({contacted}, {qualified}, {status_at}, {conv}) > now()
         THEN 'a date of its history lies in the future'
-    WHEN least({contacted}, {qualified}, {status_at}, {conv}) < coalesce({created}, now())
+    WHEN least({contacted}, {qualified}, {status_at}) < coalesce({created}, now())
+        OR {raw_conv} < date_trunc('day', coalesce({created}, now()))
         THEN 'a date of its history lies before its created_at'
     WHEN {qualified} < {contacted} THEN 'qualified_at lies before contacted_at'
     WHEN greatest({contacted}, {qualified}) > coalesce({status_at}, {conv})

@@ -51,9 +51,11 @@ from typing import BinaryIO
 
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
-from aicrm.crm import import_history, session
+from aicrm.crm import import_history, import_mapping, session
 from aicrm.crm.import_checks import ERRORS, LOCK_LIMIT, STAGING, Checks
+from aicrm.crm.import_mapping import Mapping
 from aicrm.crm.import_spec import CONTACTS, LEADS, TYPES, Column, Parent, Spec
 from aicrm.db import Connection
 from aicrm.errors import InvalidInput
@@ -78,6 +80,8 @@ __all__ = [
 
 LEADS_HISTORY = import_history.historical(LEADS)  # a historical import's lead file
 HISTORY_ONLY = frozenset(LEADS_HISTORY.names()) - frozenset(LEADS.names())
+# A mapping's value translation of one staged column (a value it does not list is kept).
+TRANSLATE = "UPDATE {staging} SET {column} = coalesce(%s::jsonb ->> btrim({column}), {column})"
 CHUNK = 1 << 20  # bytes per COPY write
 SHOWN = 5  # errors named in the message of a refused import
 KEPT = 100  # errors kept in the result and in the exception's details
@@ -195,9 +199,12 @@ def import_csv(
     actor: str | None = None,
     progress: Progress | None = None,
     stage: Stage | None = None,
+    mapping: str | os.PathLike[str] | None = None,
 ) -> ImportResult:
-    """Import the CSV file at ``path`` into ``spec``'s table (:data:`LEADS` or
-    :data:`CONTACTS`); see :func:`import_leads`. The rejects file, when given, is
+    """Import the CSV file at ``path`` into ``spec``'s table (:data:`LEADS`,
+    :data:`LEADS_HISTORY` or :data:`CONTACTS`); see :func:`import_leads`. ``mapping``
+    names a JSON file mapping another CRM's columns and values onto aicrm's
+    (:mod:`aicrm.crm.import_mapping`). The rejects file, when given, is
     always written (just its header when no row was rejected), and appears only
     once the import has committed."""
     source = Path(path)
@@ -211,14 +218,23 @@ def import_csv(
             raise InvalidInput(
                 f"Cannot write the rejects file {rejects}: there is no folder {rejects.parent}."
             )
-    header = read_header(source, spec)
-    checks = Checks(spec, header.columns, conn.info.server_version >= 160000)
+    mapped = import_mapping.load(Path(mapping)) if mapping is not None else None
+    header = read_header(source, spec, mapped)
+    checks = Checks(
+        spec,
+        header.columns,
+        conn.info.server_version >= 160000,
+        staged=header.staged,
+        attributes=header.attributes,
+    )
     pending: Path | None = None
     try:
         with session.transaction(conn, actor):
             conn.execute(sql.SQL("SET LOCAL work_mem = {}").format(sql.Literal(WORK_MEM)))
             checks.create_staging(conn)
             rows = _upload(conn, source, header, progress)
+            if mapped is not None:
+                _translate(conn, checks, mapped)
             _say(stage, f"checking {rows:,} rows")
             errors = checks.run(conn, allow_duplicates, rows)
             if errors and not skip_invalid:
@@ -252,9 +268,13 @@ class Header:
     columns: tuple[str, ...]  # canonical names, in file order
     skip: int  # bytes of a byte order mark to leave out
     size: int  # bytes in the file
+    # every column of the file, in order, as staged: the canonical names and, with a
+    # mapping, aicrm_attr_N (an attribute) or aicrm_skip_N (ignored)
+    staged: tuple[str, ...] = ()
+    attributes: tuple[tuple[str, str], ...] = ()  # (staged column, attribute key)
 
 
-def read_header(path: Path, spec: Spec) -> Header:
+def read_header(path: Path, spec: Spec, mapping: Mapping | None = None) -> Header:
     """The file's header, checked; :class:`InvalidInput` for an unreadable or empty
     file, a header that is not UTF-8, and unknown, repeated, unnamed or missing
     columns."""
@@ -286,7 +306,24 @@ def read_header(path: Path, spec: Spec) -> Header:
             "save it as CSV UTF-8 and import it again."
         ) from None
     names = next(csv.reader([text]), [])
-    return Header(_checked_columns(path, spec, names), skip, size)
+    if mapping is None:
+        columns = _checked_columns(path, spec, names)
+        return Header(columns, skip, size, columns)
+    staged: list[str] = []
+    attributes: list[tuple[str, str]] = []
+    mapped: list[str] = []
+    for position, raw in enumerate(names, start=1):
+        target = mapping.target(raw, path)
+        if target == import_mapping.IGNORE:
+            staged.append(f"aicrm_skip_{position}")
+        elif target.startswith(import_mapping.ATTRIBUTE):
+            staged.append(f"aicrm_attr_{position}")
+            attributes.append((staged[-1], target[len(import_mapping.ATTRIBUTE) :]))
+        else:
+            staged.append(target.lower())
+            mapped.append(target)
+    columns = _checked_columns(path, spec, mapped)
+    return Header(columns, skip, size, tuple(staged), tuple(attributes))
 
 
 def _checked_columns(path: Path, spec: Spec, names: list[str]) -> tuple[str, ...]:
@@ -326,7 +363,7 @@ def _checked_columns(path: Path, spec: Spec, names: list[str]) -> tuple[str, ...
 def _upload(conn: Connection, path: Path, header: Header, progress: Progress | None) -> int:
     """Stream the file into the staging table; the number of rows staged."""
     copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, HEADER true, ENCODING 'UTF8')").format(
-        STAGING, sql.SQL(", ").join(sql.Identifier(c) for c in header.columns)
+        STAGING, sql.SQL(", ").join(sql.Identifier(c) for c in header.staged)
     )
     checker = _Utf8Check(path)
     done = header.skip
@@ -409,7 +446,7 @@ def _copy_refusal(path: Path, exc: psycopg.Error, header: Header) -> InvalidInpu
     primary = (diag.message_primary or str(exc).splitlines()[0]).rstrip(".")
     match = COPY_LINE.search(diag.context or "")
     where = f"line {match.group(1)}" if match else "a line"
-    expected = len(header.columns)
+    expected = len(header.staged)
     if primary.startswith("extra data after last expected column"):
         reason = f"{where} has more fields than the header's {expected}"
     elif primary.startswith("missing data for column"):
@@ -424,6 +461,16 @@ def _copy_refusal(path: Path, exc: psycopg.Error, header: Header) -> InvalidInpu
     else:
         reason = f"{where} cannot be read: {primary}"
     return InvalidInput(f"{path}: {reason}; nothing was imported.")
+
+
+def _translate(conn: Connection, checks: Checks, mapping: Mapping) -> None:
+    """The mapping's value translations, applied to the staged fields."""
+    for column, values in mapping.values.items():
+        if checks.has(column):
+            conn.execute(
+                sql.SQL(TRANSLATE).format(staging=STAGING, column=sql.Identifier(column)),
+                (Jsonb(values),),
+            )
 
 
 # --- historical imports (aicrm.crm.import_history) -----------------------------
@@ -497,9 +544,7 @@ def _write_rejects(conn: Connection, checks: Checks, rejects: Path) -> Path:
         "COPY (SELECT e.line, e.reason, {fields} FROM ({reasons}) e JOIN {staging} s USING (line) "
         "ORDER BY e.line) TO STDOUT (FORMAT csv, HEADER true, ENCODING 'UTF8')"
     ).format(
-        fields=sql.SQL(", ").join(
-            sql.SQL("s.{}").format(sql.Identifier(c)) for c in checks.columns
-        ),
+        fields=sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c)) for c in checks.staged),
         reasons=REASONS,
         staging=STAGING,
     )
