@@ -144,3 +144,28 @@ def test_excluding_a_feature_that_does_not_exist_is_refused(crm_db: Database) ->
         insert(conn, leaking())
         with pytest.raises(Exception, match="No feature is named 'nope'"):
             scoring.train(conn, as_of=AS_OF, exclude=["nope"], actor="test")
+
+
+def test_if_stale_retrains_only_an_old_model(crm_db: Database) -> None:
+    with crm_db.connect() as conn:
+        insert(conn, leaking())
+    args = ("ai", "train", "--as-of", AS_OF.isoformat(), "--exclude", "attr:won_deal")
+    first = cli(crm_db, *args, "--if-stale", "30")  # no model yet: trains
+    assert first.returncode == 0, first.stderr
+    stored = crm_db.scalar("SELECT count(*) FROM ai_models")
+    assert stored >= 1
+    again = cli(crm_db, *args, "--if-stale", "30")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith("not retrained: the active model ls-")
+    assert crm_db.scalar("SELECT count(*) FROM ai_models") == stored
+    crm_db.execute("UPDATE ai_models SET created_at = created_at - interval '31 days'")
+    old = cli(crm_db, *args, "--if-stale", "30")
+    assert old.returncode == 0, old.stderr
+    assert crm_db.scalar("SELECT count(*) FROM ai_models") > stored
+
+
+def test_a_converted_lead_is_not_explained_as_a_chance_to_convert(trained_db: Database) -> None:
+    lead_id = str(trained_db.scalar("SELECT id FROM leads WHERE is_converted ORDER BY id LIMIT 1"))
+    with trained_db.connect() as conn:
+        found = scoring.explain(conn, lead_id, as_of=AS_OF)
+    assert any("has converted" in w and "not a chance to convert" in w for w in found.warnings)

@@ -195,5 +195,21 @@ def _explain(conn: Connection, key: str, as_of: datetime | None) -> Explanation:
         bias=pred.bias,
         factors=factors,
         stored=readable(row.entry),
-        warnings=pred.warnings,
+        warnings=pred.warnings + _closed(row),
     )
+
+
+def _closed(row: Headline) -> list[str]:
+    """A converted or closed lead has no chance to convert left to score: say what the
+    number is instead."""
+    if row.is_converted:
+        return [
+            "This lead has converted: the score is what the model gives its features, not a "
+            "chance to convert."
+        ]
+    if row.status in ("lost", "unqualified"):
+        return [
+            f"This lead is {row.status}: the score is the chance that leads like it convert, "
+            "not a forecast for a closed lead."
+        ]
+    return []

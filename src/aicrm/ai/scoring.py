@@ -12,7 +12,7 @@ from aicrm.ai.bulk import TOP_FACTORS, ScoreResult, score
 from aicrm.ai.explain import Explanation, Factor, explain, factor_label, readable, stored_factors
 from aicrm.ai.prediction import TIER_SHARES, TIERS, Predictions, predict
 from aicrm.ai.prior import PRIOR_STRENGTH, SEGMENT_KEY, Prior
-from aicrm.ai.store import KIND, StoredModel, list_models, load_active
+from aicrm.ai.store import KIND, StoredModel, fresh_model, list_models, load_active
 from aicrm.ai.training import (
     HORIZON,
     LANDMARKS,
@@ -45,6 +45,7 @@ __all__ = [
     "TrainResult",
     "explain",
     "factor_label",
+    "fresh_model",
     "list_models",
     "load_active",
     "predict",

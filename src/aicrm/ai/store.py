@@ -66,6 +66,7 @@ LEAD_COLUMNS = (
     "SELECT attname FROM pg_attribute WHERE attrelid = 'leads'::regclass "
     "AND attnum > 0 AND NOT attisdropped"
 )
+YOUNGER_THAN = "SELECT %s > now() - %s * interval '1 day'"
 DEACTIVATE = "UPDATE ai_models SET active = false WHERE kind = %(kind)s AND active"
 INSERT_MODEL = """
 INSERT INTO ai_models (kind, version, method, algorithm, active, horizon_days, trained_from,
@@ -160,6 +161,16 @@ def active_or_none(conn: Connection) -> StoredModel | None:
         return load_active(conn)
     except (NotFound, UsageError):
         return None
+
+
+def fresh_model(conn: Connection, days: int) -> StoredModel | None:
+    """The active model when it was trained less than ``days`` days ago (by the
+    server's clock) and can still score; None when it is older, missing or unusable."""
+    found = active_or_none(conn)
+    if found is None:
+        return None
+    row = conn.execute(YOUNGER_THAN, (found.created_at, days)).fetchone()
+    return found if row is not None and row[0] else None
 
 
 def _retrain(version: str, why: str) -> UsageError:

@@ -52,11 +52,34 @@ def train(
         list[str] | None,
         typer.Option("--exclude", help="Leave this feature out (repeatable), e.g. status."),
     ] = None,
+    if_stale: Annotated[
+        int | None,
+        typer.Option(
+            "--if-stale",
+            min=0,
+            metavar="DAYS",
+            help="Train only if the active model is older than DAYS days (or there is none): "
+            "for scheduled retraining.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Learn from the CRM's history which leads convert, and store the model."""
     from aicrm.ai import scoring
 
+    if if_stale is not None:
+        with database() as conn:
+            fresh = scoring.fresh_model(conn, if_stale)
+        if fresh is not None:
+            if as_json:
+                output.emit_json({"retrained": False, "active_version": fresh.version,
+                                  "created_at": fresh.created_at.isoformat()})  # fmt: skip
+            else:
+                output.say(
+                    f"not retrained: the active model {fresh.version} was trained on "
+                    f"{fresh.created_at:%Y-%m-%d}, less than {if_stale} days ago"
+                )
+            return
     with database() as conn, output.progress(not as_json) as step:
         result = scoring.train(
             conn, horizon=horizon, since=moment(since, "date"), as_of=moment(as_of),
