@@ -187,13 +187,16 @@ ATTRIBUTE_CATEGORY = (
     "CASE WHEN jsonb_typeof(l.attributes -> {p}) IN ('string', 'number', 'boolean') "
     "THEN nullif(btrim(l.attributes ->> {p}), '') END"
 )
+# A number written as text: "1200", "1,200", "-3.5", "2e3" (thousands separated by
+# commas, as spreadsheets and other CRMs export them). Braces doubled: composed by
+# psycopg.sql.
+NUMBER_TEXT = r"'^\s*[-+]?([0-9]+|[0-9]{{1,3}}(,[0-9]{{3}})+)(\.[0-9]+)?([eE][-+]?[0-9]+)?\s*$'"
 ATTRIBUTE_NUMBER = (
     "CASE jsonb_typeof(l.attributes -> {p}) "
     "WHEN 'number' THEN (l.attributes ->> {p})::float8 "
     "WHEN 'boolean' THEN (l.attributes ->> {p})::boolean::int::float8 "
-    "WHEN 'string' THEN CASE WHEN (l.attributes ->> {p}) ~ "
-    r"'^\s*-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?\s*$' "
-    "THEN (l.attributes ->> {p})::float8 END END"
+    "WHEN 'string' THEN CASE WHEN (l.attributes ->> {p}) ~ " + NUMBER_TEXT + " "
+    "THEN replace(l.attributes ->> {p}, ',', '')::float8 END END"
 )
 # One output column: a category's code (0 missing, -1 other, k) or a number (NaN missing).
 CATEGORY_CODE = (
@@ -623,13 +626,22 @@ def _where(
 
 # --- discovering the features of a training set ------------------------------------
 
-ATTRIBUTE_KEYS = """
-SELECT e.key, jsonb_typeof(e.value) AS type, count(*) AS n
+# Each attribute key's JSON types on the labelled leads; numbers written as text count
+# as numbers.
+ATTRIBUTE_KEYS = (
+    """
+SELECT e.key,
+       CASE WHEN jsonb_typeof(e.value) = 'string' AND (e.value #>> '{{}}') ~ """
+    + NUMBER_TEXT
+    + """
+            THEN 'number' ELSE jsonb_typeof(e.value) END AS type,
+       count(*) AS n
 FROM leads l CROSS JOIN LATERAL jsonb_each(
     CASE WHEN jsonb_typeof(l.attributes) = 'object' THEN l.attributes ELSE '{{}}' END) AS e
 WHERE {labelled}
 GROUP BY 1, 2 ORDER BY 1, 2
 """
+)
 
 TOP_VALUES = """
 SELECT v, count(*) AS n FROM (
