@@ -216,12 +216,17 @@ def models(as_json: JsonOpt = False) -> None:
         output.emit_json(rows)
         return
     table = Table(title="lead-scoring models")
-    for column in ("version", "method", "algorithm", "leads", "conversions", "AUC", "active"):
+    for column in ("version", "method", "algorithm", "leads", "conversions", "AUC", "active",
+                   "gate"):  # fmt: skip
         table.add_column(column)
     for r in rows:
+        gate = r.get("gate")
+        verdict = "" if not isinstance(gate, dict) else "passed" if gate.get("passed") else (
+            f"refused: {gate.get('reason')}"
+        )  # fmt: skip
         table.add_row(
             r["version"], r["method"], r["algorithm"], str(r["leads"]), str(r["conversions"]),
-            _num(r["auc"]), "✓" if r["active"] else "",
+            _num(r["auc"]), "✓" if r["active"] else "", verdict,
         )  # fmt: skip
     output.stdout.print(table)
 
