@@ -1,0 +1,1 @@
+../src/aicrm/migrations/008_reconstructed_history.checks.sql
