@@ -160,20 +160,27 @@ def _judged(url: str, ids: list[str]) -> np.ndarray:
     return np.array([i in old for i in ids])
 
 
+MODEL_COLUMNS = (
+    "kind", "version", "method", "algorithm", "active", "horizon_days", "trained_from",
+    "trained_to", "as_of", "n_leads", "n_positive", "n_negative", "metrics", "features", "params",
+    "artifact", "artifact_format", "artifact_sha256",
+)  # fmt: skip
+
+
 def copy_model(source_url: str, target_url: str) -> None:
-    columns = (
-        "kind, version, method, algorithm, active, horizon_days, trained_from, trained_to, as_of, "
-        "n_leads, n_positive, n_negative, metrics, features, params, artifact, artifact_format, "
-        "artifact_sha256"
-    )
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in MODEL_COLUMNS)
     with psycopg.connect(source_url) as src, psycopg.connect(target_url) as dst:
-        row = src.execute(f"SELECT {columns} FROM ai_models WHERE active").fetchone()  # noqa: S608
+        row = src.execute(
+            sql.SQL("SELECT {} FROM ai_models WHERE active").format(columns)
+        ).fetchone()
         assert row is not None
         from psycopg.types.json import Jsonb
 
         values = [Jsonb(v) if isinstance(v, dict | list) else v for v in row]
         dst.execute(
-            f"INSERT INTO ai_models ({columns}) VALUES ({', '.join(['%s'] * len(values))})",  # noqa: S608
+            sql.SQL("INSERT INTO ai_models ({}) VALUES ({})").format(
+                columns, sql.SQL(", ").join(sql.Placeholder() * len(values))
+            ),
             values,
         )
 
@@ -240,6 +247,143 @@ def _leads_updates(conn: psycopg.Connection[Any]) -> tuple[int, int]:
     return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
+ROADS = "Lead scoring: upgraded legacy database and small data"
+# An upgraded legacy database: the generator's leads, conversions and contacts with
+# their final statuses and backdated conversions, and no history; then what
+# migration 010 writes (the creation and the conversion of each lead, reconstructed).
+STRIP_HISTORY = "DELETE FROM crm_history"
+RECONSTRUCT = "SELECT aicrm_reconstruct_lead_history()"
+# What aicrm read before: today's status as the status at creation (a recorded
+# creation carrying today's status), to show what the leakage alarm stops.
+OLD_READING = """
+INSERT INTO crm_history (table_name, row_id, operation, changed_at, actor, changes)
+SELECT 'leads', id, 'insert', created_at, 'bench', jsonb_build_object('status', status)
+FROM leads
+"""
+
+
+def legacy(url: str) -> None:
+    with psycopg.connect(url) as conn:
+        conn.execute(STRIP_HISTORY)
+        conn.execute(RECONSTRUCT)
+
+
+def scored_on(stored: Any, test_url: str, cache: dict[str, Any]) -> tuple[float, float, float]:
+    """AUC and Brier of ``stored`` on the test CRM's judged leads at creation, and the
+    oracle's AUC."""
+    from aicrm.ai import features as feats
+    from aicrm.ai import model as learn
+    from aicrm.ai import scoring
+
+    with psycopg.connect(test_url) as conn:
+        frame = feats.creation_frame(conn, stored.features, horizon=90)
+        truth: dict[str, float] = dict(
+            conn.execute("SELECT lead_id::text, p_convert_90d FROM sample_truth").fetchall()
+        )
+    ids = frame.lead_ids
+    judged = _judged(test_url, ids)
+    y = frame.labels[judged]  # type: ignore[index]
+    p = scoring.predict(stored, frame, check=False).scores[judged]
+    oracle = np.array([truth[i] for i in ids])[judged]
+    cache.setdefault(test_url, learn.auc(y, oracle))
+    return learn.auc(y, p), learn.brier(y, p), learn.auc(y, oracle)
+
+
+def roads(server: str, leads: int, test_leads: int, small: int, keep: bool) -> list[str]:
+    """The upgraded legacy road and the small-data road, each beside its baseline."""
+    from aicrm.ai import scoring
+    from aicrm.errors import UsageError
+
+    out: list[str] = []
+    cache: dict[str, Any] = {}
+    names = ["benchai_legacy_train", "benchai_legacy_test", "benchai_small", "benchai_small_test"]
+    try:
+        train_url, test_url = fresh(server, names[0]), fresh(server, names[1])
+        generate(train_url, leads, 1)
+        generate(test_url, test_leads, 2)
+        legacy(train_url)
+        legacy(test_url)
+        with psycopg.connect(train_url) as conn:
+            now = conn.execute("SELECT max(created_at) FROM leads").fetchone()[0]  # type: ignore[index]
+            load = os.getloadavg()
+            result = scoring.train(conn, as_of=now)
+            active = scoring.load_active(conn)
+        auc, brier, oracle = scored_on(active, test_url, cache)
+        held = result.model.metrics.get("holdout", {})
+        out += [
+            f"Upgraded legacy database: {leads:,} generated leads (seed 1) with final statuses, "
+            "backdated conversions and contacts, their history deleted, then migration 010's "
+            f"reconstruction; scored: {test_leads:,} more (seed 2), made legacy the same way, each "
+            f"lead at its creation. Load before training: {_load(load)}.",
+            "",
+            "| what | AUC | ratio to oracle | Brier |",
+            "|---|---:|---:|---:|",
+            f"| oracle (`sample_truth`) | {oracle:.4f} | 1.000 | |",
+            f"| active after training ({active.method}/{active.algorithm}), held-out CRM | "
+            f"{auc:.4f} | **{auc / oracle:.3f}** | {brier:.4f} |",
+            f"| reported by `aicrm ai train`: cross-validation at creation | "
+            f"{result.model.metrics.get('auc', float('nan')):.4f} | | "
+            f"{result.model.metrics.get('brier', float('nan')):.4f} |",
+            f"| reported: time-based holdout (newest fifth) | {held.get('auc') or float('nan'):.4f}"
+            f" | | {held.get('brier') or float('nan'):.4f} |",
+            "",
+            f"Targets: held-out AUC ≥ 0.9 × oracle: {'met' if auc >= 0.9 * oracle else 'NOT met'} "
+            f"({auc / oracle:.3f}); reported quality within 0.03 of the held-out one: "
+            f"{'met' if abs(result.model.metrics.get('auc', 0) - auc) <= 0.03 else 'NOT met'} "
+            f"(|{result.model.metrics.get('auc', float('nan')):.4f} − {auc:.4f}| = "
+            f"{abs(result.model.metrics.get('auc', float('nan')) - auc):.4f}). Gate: "
+            f"{result.model.params.get('gate', {}).get('reason', 'n/a')}. Notes: "
+            f"{' '.join(result.notes) or 'none'}",
+        ]
+        with psycopg.connect(train_url) as conn:
+            conn.execute(OLD_READING)
+            try:
+                scoring.train(conn, as_of=now, activate=False)
+                stopped = "NOT stopped: the old reading trained"
+            except UsageError as exc:
+                stopped = f"stopped: {exc.message}"
+            conn.rollback()
+        out += [
+            "",
+            "Baseline, the same run: the same database read the old way (today's status as "
+            f"the status at creation) — training {stopped}",
+        ]
+        small_url, small_test = fresh(server, names[2]), fresh(server, names[3])
+        generate(small_url, small, 1)
+        generate(small_test, test_leads, 2)
+        with psycopg.connect(small_url) as conn:
+            now = conn.execute("SELECT max(created_at) FROM leads").fetchone()[0]  # type: ignore[index]
+            result = scoring.train(conn, as_of=now)
+            active = scoring.load_active(conn)
+            prior = scoring.train(conn, as_of=now, force_prior=True, activate=False).model
+        a_auc, a_brier, oracle = scored_on(active, small_test, cache)
+        p_auc, p_brier, _o = scored_on(prior, small_test, cache)
+        gate = result.model.params.get("gate", {})
+        out += [
+            "",
+            f"Small data: {small:,} generated leads (seed 1, with their history; "
+            f"{result.model.n_leads} labelled, {result.model.n_positive} converted); scored: "
+            f"{test_leads:,} more (seed 2), at creation.",
+            "",
+            "| what | AUC | Brier |",
+            "|---|---:|---:|",
+            f"| the prior (smoothed rates by source and segment) | {p_auc:.4f} | {p_brier:.4f} |",
+            f"| what the gate left active ({active.method}/{active.algorithm}) | {a_auc:.4f} | "
+            f"{a_brier:.4f} |",
+            f"| the trained model ({result.model.algorithm}), gate: "
+            f"{'passed' if gate.get('passed') else 'refused'} | | |",
+            "",
+            f"Gate: {gate.get('reason', 'n/a')}. Target: never worse than the prior on the "
+            f"holdout — {'met' if gate.get('passed') or active.method == 'prior' else 'NOT met'} "
+            "(a model is active only when it beats the prior there).",
+        ]
+    finally:
+        if not keep:
+            for name in names:
+                drop(server, name)
+    return out
+
+
 def write_section(path: Path, title: str, body: str) -> None:
     text = path.read_text() if path.exists() else (
         "# Benchmarks\n\nOne `##` section per benchmark, each with the command that produced "
@@ -287,6 +431,10 @@ def main() -> int:
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--keep", action="store_true", help="keep the benchai_* databases")
     parser.add_argument(
+        "--roads", action="store_true",
+        help="only the upgraded-legacy and small-data roads (--sizes: LEGACY,SMALL leads)",
+    )  # fmt: skip
+    parser.add_argument(
         "--speed-only", action="store_true",
         help="train on the largest size only, skip the quality curve (its section is kept)",
     )  # fmt: skip
@@ -298,6 +446,17 @@ def main() -> int:
     started = datetime.now(UTC)
     command = "python " + shlex.join(["bench/bench_ai.py", *sys.argv[1:]])
     print(f"server: {source}", flush=True)
+    if args.roads:
+        legacy_leads, small = (sizes[0], sizes[1]) if len(sizes) >= 2 else (20000, 300)
+        body = roads(server, legacy_leads, args.test_leads, small, args.keep)
+        text = "\n".join([
+            f"## {ROADS}", "",
+            f"Command: `{command}`. {machine(server)} ({source}). Run {started:%Y-%m-%d %H:%M} "
+            "UTC.", "", *body,
+        ])  # fmt: skip
+        print(text)
+        write_section(args.results, ROADS, text)
+        return 0
     test_url = fresh(server, "benchai_test")
     generate(test_url, args.test_leads if not args.speed_only else 2000, 2)
     cache: dict[str, Any] = {}

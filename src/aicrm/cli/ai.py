@@ -42,24 +42,57 @@ def train(
         bool, typer.Option("--prior", help="Store the smoothed-rates prior, not a model.")
     ] = False,
     activate: Annotated[
-        bool, typer.Option(help="Make the new model the one 'aicrm ai score' uses.")
+        bool,
+        typer.Option(
+            help="Make the new model the one 'aicrm ai score' uses, if it passes the publish "
+            "gate (it beats the prior and the active model on the newest fifth of the leads)."
+        ),
     ] = True,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", help="Leave this feature out (repeatable), e.g. status."),
+    ] = None,
+    if_stale: Annotated[
+        int | None,
+        typer.Option(
+            "--if-stale",
+            min=0,
+            metavar="DAYS",
+            help="Train only if the active model is older than DAYS days (or there is none): "
+            "for scheduled retraining.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Learn from the CRM's history which leads convert, and store the model."""
     from aicrm.ai import scoring
 
+    if if_stale is not None:
+        with database() as conn:
+            fresh = scoring.fresh_model(conn, if_stale)
+        if fresh is not None:
+            if as_json:
+                output.emit_json({"retrained": False, "active_version": fresh.version,
+                                  "created_at": fresh.created_at.isoformat()})  # fmt: skip
+            else:
+                output.say(
+                    f"not retrained: the active model {fresh.version} was trained on "
+                    f"{fresh.created_at:%Y-%m-%d}, less than {if_stale} days ago"
+                )
+            return
     with database() as conn, output.progress(not as_json) as step:
         result = scoring.train(
             conn, horizon=horizon, since=moment(since, "date"), as_of=moment(as_of),
-            force_prior=prior, activate=activate, actor=actor(), progress=step,
+            force_prior=prior, activate=activate, exclude=exclude or (), actor=actor(),
+            progress=step,
         )  # fmt: skip
     if as_json:
         output.emit_json(result.to_dict())
         return
     model = result.model
     metrics = model.metrics
-    output.say(f"model {model.version} ({'active' if activate else 'not active'})")
+    state = "active" if result.active_version == model.version else "not active"
+    output.say(f"model {model.version} ({state})")
     what = "smoothed conversion rates by source and segment (the prior)"
     if model.method == "model":
         what = f"{model.algorithm}, chosen by cross-validation"
@@ -75,6 +108,17 @@ def train(
         f"calibration error {_num(metrics.get('calibration_error'))} "
         f"({metrics.get('evaluated_on', '')})"
     )
+    held = metrics.get("holdout")
+    if isinstance(held, dict):
+        output.say(
+            f"  holdout     AUC {_num(held.get('auc'))}, Brier {_num(held.get('brier'))}, "
+            f"log loss {_num(held.get('log_loss'))} (the newest {held.get('leads')} labelled "
+            "leads, at creation, kept out of fitting)"
+        )
+    gate = model.params.get("gate")
+    if isinstance(gate, dict):
+        verdict = "passed" if gate.get("passed") else "refused"
+        output.say(f"  gate        {verdict}: {gate.get('reason')}")
     if model.method == "model":
         table = Table(title="candidates (cross-validated)", show_lines=False)
         for column in ("candidate", "log loss", "AUC at creation", "AUC all", "chosen"):
@@ -172,12 +216,17 @@ def models(as_json: JsonOpt = False) -> None:
         output.emit_json(rows)
         return
     table = Table(title="lead-scoring models")
-    for column in ("version", "method", "algorithm", "leads", "conversions", "AUC", "active"):
+    for column in ("version", "method", "algorithm", "leads", "conversions", "AUC", "active",
+                   "gate"):  # fmt: skip
         table.add_column(column)
     for r in rows:
+        gate = r.get("gate")
+        verdict = "" if not isinstance(gate, dict) else "passed" if gate.get("passed") else (
+            f"refused: {gate.get('reason')}"
+        )  # fmt: skip
         table.add_row(
             r["version"], r["method"], r["algorithm"], str(r["leads"]), str(r["conversions"]),
-            _num(r["auc"]), "✓" if r["active"] else "",
+            _num(r["auc"]), "✓" if r["active"] else "", verdict,
         )  # fmt: skip
     output.stdout.print(table)
 

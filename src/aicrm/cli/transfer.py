@@ -77,6 +77,23 @@ def import_leads(
     skip_invalid: SkipOpt = False,
     rejects: RejectsOpt = None,
     allow_duplicates: AllowDupsOpt = False,
+    historical: Annotated[
+        bool,
+        typer.Option(
+            "--historical",
+            help="Past leads with their history: created_at, contacted_at, qualified_at, "
+            "status_at, conversion_date (+ converted_to_client_id or client_name); the "
+            "history is written as it happened (docs/historical-import.md).",
+        ),
+    ] = False,
+    mapping: Annotated[
+        Path | None,
+        typer.Option(
+            "--mapping",
+            help="A JSON file mapping another CRM's export columns and values onto aicrm's "
+            "(docs/import-mappings/: Salesforce, HubSpot).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Import leads from CSV; all or nothing unless --skip-invalid (invalid input: exit 2).
@@ -86,7 +103,8 @@ def import_leads(
     (JSON objects), id, created_at, updated_at — and the conversion columns of an
     export, which must be empty. Each row needs an email, a name or a company.
     """
-    _import(importer.LEADS, file, skip_invalid, rejects, allow_duplicates, as_json)
+    spec = importer.LEADS_HISTORY if historical else importer.LEADS
+    _import(spec, file, skip_invalid, rejects, allow_duplicates, as_json, mapping)
 
 
 def import_contacts(
@@ -166,6 +184,7 @@ def _import(
     rejects: Path | None,
     allow_duplicates: bool,
     as_json: bool,
+    mapping: Path | None = None,
 ) -> None:
     if skip_invalid and rejects is None:
         raise InvalidInput("--skip-invalid needs --rejects FILE, where the rejected rows go.")
@@ -182,6 +201,7 @@ def _import(
             actor=actor(),
             progress=progress,
             stage=stage,
+            mapping=mapping,
         )
     _show_import(result, as_json)
 

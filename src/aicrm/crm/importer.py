@@ -51,137 +51,50 @@ from typing import BinaryIO
 
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
-from aicrm.crm import session, statuses
-from aicrm.crm.records import OPEN_STATUSES, Contact, Lead, Record
-from aicrm.crm.store import EMAIL
+from aicrm.crm import import_history, import_mapping, session, statuses
+from aicrm.crm.import_checks import ERRORS, LOCK_LIMIT, STAGING, Checks
+from aicrm.crm.import_mapping import Mapping
+from aicrm.crm.import_spec import CONTACTS, LEADS, TYPES, Column, Parent, Spec
 from aicrm.db import Connection
 from aicrm.errors import InvalidInput
 
+__all__ = [
+    "CONTACTS",
+    "LEADS",
+    "LEADS_HISTORY",
+    "LOCK_LIMIT",
+    "TYPES",
+    "Checks",
+    "Column",
+    "ImportResult",
+    "Parent",
+    "RowError",
+    "Spec",
+    "import_contacts",
+    "import_csv",
+    "import_leads",
+    "read_header",
+]
+
+LEADS_HISTORY = import_history.historical(LEADS)  # a historical import's lead file
+HISTORY_ONLY = frozenset(LEADS_HISTORY.names()) - frozenset(LEADS.names())
+# A mapping's value translation of one staged column (a value it does not list is kept).
+TRANSLATE = "UPDATE {staging} SET {column} = coalesce(%s::jsonb ->> btrim({column}), {column})"
 CHUNK = 1 << 20  # bytes per COPY write
 SHOWN = 5  # errors named in the message of a refused import
 KEPT = 100  # errors kept in the result and in the exception's details
-# Up to this many rows, the import takes the per-email advisory locks that
-# single creations take (aicrm.crm.duplicates); see "Concurrency" above.
-LOCK_LIMIT = 1000
 WORK_MEM = "128MB"  # for the hash aggregates and joins of the checks
 
-STAGING = sql.Identifier("aicrm_import_rows")
-ERRORS = sql.Identifier("aicrm_import_errors")
 # One row per rejected line, its reasons in the order they were found.
 REASONS = sql.SQL(
     "SELECT line, string_agg(reason, '; ' ORDER BY seq) AS reason FROM {} GROUP BY line"
 ).format(ERRORS)
 BOM = codecs.BOM_UTF8
-# The email pattern of aicrm.crm.store, in PostgreSQL's regex dialect (the same
-# text: [^@\s] means the same in both).
-EMAIL_PATTERN = EMAIL.pattern
-# What Python's str.strip() removes from an email, for btrim().
-BLANKS = " \t\n\r\f\v"
 
 Progress = Callable[[int, int], None]
 Stage = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Column:
-    """A column an import file may have. ``kind`` says how it is checked and cast:
-    text, email, status, uuid, id, real, json, time, lead (a lead's id), client,
-    or empty / false for a lead's conversion columns (a converted lead cannot be
-    imported: conversion is done by aicrm)."""
-
-    name: str
-    kind: str
-
-
-@dataclass(frozen=True)
-class Spec:
-    cls: type[Record]
-    columns: tuple[Column, ...]
-    needs_one_of: tuple[str, ...]  # a row must have at least one of these
-    needs_text: str  # how to say it
-
-    @property
-    def table(self) -> str:
-        return self.cls.TABLE
-
-    @property
-    def noun(self) -> str:
-        return self.cls.TABLE[:-1]
-
-    def names(self) -> tuple[str, ...]:
-        return tuple(c.name for c in self.columns)
-
-    def kind(self, name: str) -> str:
-        return next(c.kind for c in self.columns if c.name == name)
-
-
-LEADS = Spec(
-    Lead,
-    (
-        Column("id", "id"),
-        Column("first_name", "text"),
-        Column("last_name", "text"),
-        Column("email", "email"),
-        Column("company_name", "text"),
-        Column("source", "text"),
-        Column("status", "status"),
-        Column("ai_score", "real"),
-        Column("ai_summary", "text"),
-        Column("ai_annotations", "json"),
-        Column("attributes", "json"),
-        Column("converted_to_client_id", "empty"),
-        Column("conversion_date", "empty"),
-        Column("is_converted", "false"),
-        Column("created_at", "time"),
-        Column("updated_at", "time"),
-    ),
-    ("email", "first_name", "last_name", "company_name"),
-    "an email, a name or a company",
-)
-
-CONTACTS = Spec(
-    Contact,
-    (
-        Column("id", "id"),
-        Column("lead_id", "lead"),
-        Column("client_id", "client"),
-        Column("first_name", "text"),
-        Column("last_name", "text"),
-        Column("email", "email"),
-        Column("title", "text"),
-        Column("ai_annotations", "json"),
-        Column("attributes", "json"),
-        Column("created_at", "time"),
-        Column("updated_at", "time"),
-    ),
-    ("email", "first_name", "last_name"),
-    "an email or a name",
-)
-
-# The PostgreSQL type each checked kind is cast to.
-TYPES = {
-    "id": "uuid",
-    "lead": "uuid",
-    "client": "uuid",
-    "real": "real",
-    "json": "jsonb",
-    "time": "timestamptz",
-    "false": "boolean",
-}
-
-# Before PostgreSQL 16 there is no pg_input_is_valid(): these session-local
-# functions try the cast instead (slower: a subtransaction per value).
-VALIDATORS_15 = """
-CREATE OR REPLACE FUNCTION pg_temp.aicrm_valid_{name}(value text) RETURNS boolean
-LANGUAGE plpgsql STABLE AS $$
-BEGIN
-    PERFORM value::{name};
-    RETURN true;
-EXCEPTION WHEN others THEN
-    RETURN false;
-END $$
-"""
 
 
 @dataclass(frozen=True)
@@ -286,9 +199,12 @@ def import_csv(
     actor: str | None = None,
     progress: Progress | None = None,
     stage: Stage | None = None,
+    mapping: str | os.PathLike[str] | None = None,
 ) -> ImportResult:
-    """Import the CSV file at ``path`` into ``spec``'s table (:data:`LEADS` or
-    :data:`CONTACTS`); see :func:`import_leads`. The rejects file, when given, is
+    """Import the CSV file at ``path`` into ``spec``'s table (:data:`LEADS`,
+    :data:`LEADS_HISTORY` or :data:`CONTACTS`); see :func:`import_leads`. ``mapping``
+    names a JSON file mapping another CRM's columns and values onto aicrm's
+    (:mod:`aicrm.crm.import_mapping`). The rejects file, when given, is
     always written (just its header when no row was rejected), and appears only
     once the import has committed."""
     source = Path(path)
@@ -302,12 +218,15 @@ def import_csv(
             raise InvalidInput(
                 f"Cannot write the rejects file {rejects}: there is no folder {rejects.parent}."
             )
-    header = read_header(source, spec)
+    mapped = import_mapping.load(Path(mapping)) if mapping is not None else None
+    header = read_header(source, spec, mapped)
     checks = Checks(
         spec,
         header.columns,
         conn.info.server_version >= 160000,
-        tuple(statuses.names(conn, "open", "lost")),
+        staged=header.staged,
+        attributes=header.attributes,
+        settable=tuple(statuses.names(conn, "open", "lost")),
     )
     pending: Path | None = None
     try:
@@ -315,12 +234,20 @@ def import_csv(
             conn.execute(sql.SQL("SET LOCAL work_mem = {}").format(sql.Literal(WORK_MEM)))
             checks.create_staging(conn)
             rows = _upload(conn, source, header, progress)
+            if mapped is not None:
+                _translate(conn, checks, mapped)
             _say(stage, f"checking {rows:,} rows")
             errors = checks.run(conn, allow_duplicates, rows)
             if errors and not skip_invalid:
                 raise _refusal(conn, spec, source, rows, errors)
+            if spec.history:
+                _say(stage, "creating the clients of past conversions")
+                _prepare_history(conn, checks, errors > 0)
             _say(stage, f"inserting {rows - errors:,} {spec.table}")
             imported = conn.execute(checks.insert_statement(errors > 0)).rowcount
+            if spec.history:
+                _say(stage, "writing the history as it happened")
+                _write_history(conn, checks)
             kept = _first_errors(conn, KEPT) if errors else []
             if rejects is not None:
                 _say(stage, f"writing {errors:,} rejected rows to {rejects}")
@@ -342,9 +269,13 @@ class Header:
     columns: tuple[str, ...]  # canonical names, in file order
     skip: int  # bytes of a byte order mark to leave out
     size: int  # bytes in the file
+    # every column of the file, in order, as staged: the canonical names and, with a
+    # mapping, aicrm_attr_N (an attribute) or aicrm_skip_N (ignored)
+    staged: tuple[str, ...] = ()
+    attributes: tuple[tuple[str, str], ...] = ()  # (staged column, attribute key)
 
 
-def read_header(path: Path, spec: Spec) -> Header:
+def read_header(path: Path, spec: Spec, mapping: Mapping | None = None) -> Header:
     """The file's header, checked; :class:`InvalidInput` for an unreadable or empty
     file, a header that is not UTF-8, and unknown, repeated, unnamed or missing
     columns."""
@@ -376,7 +307,24 @@ def read_header(path: Path, spec: Spec) -> Header:
             "save it as CSV UTF-8 and import it again."
         ) from None
     names = next(csv.reader([text]), [])
-    return Header(_checked_columns(path, spec, names), skip, size)
+    if mapping is None:
+        columns = _checked_columns(path, spec, names)
+        return Header(columns, skip, size, columns)
+    staged: list[str] = []
+    attributes: list[tuple[str, str]] = []
+    mapped: list[str] = []
+    for position, raw in enumerate(names, start=1):
+        target = mapping.target(raw, path)
+        if target == import_mapping.IGNORE:
+            staged.append(f"aicrm_skip_{position}")
+        elif target.startswith(import_mapping.ATTRIBUTE):
+            staged.append(f"aicrm_attr_{position}")
+            attributes.append((staged[-1], target[len(import_mapping.ATTRIBUTE) :]))
+        else:
+            staged.append(target.lower())
+            mapped.append(target)
+    columns = _checked_columns(path, spec, mapped)
+    return Header(columns, skip, size, tuple(staged), tuple(attributes))
 
 
 def _checked_columns(path: Path, spec: Spec, names: list[str]) -> tuple[str, ...]:
@@ -392,6 +340,8 @@ def _checked_columns(path: Path, spec: Spec, names: list[str]) -> tuple[str, ...
             delimited = len(names) == 1 and any(d in raw for d in ";\t|")
             if delimited:
                 hint = " (the file seems to use another delimiter than the comma)"
+            elif not spec.history and name in HISTORY_ONLY and spec.cls is LEADS.cls:
+                hint = " (a column of a historical import: add --historical)"
             raise InvalidInput(
                 f"Unknown column '{raw.strip()}' in the header of {path}{hint}; a {spec.noun} "
                 f"file may have: {', '.join(known)}."
@@ -404,11 +354,7 @@ def _checked_columns(path: Path, spec: Spec, names: list[str]) -> tuple[str, ...
             f"The header of {path} has none of the columns {', '.join(spec.needs_one_of)}: "
             f"a {spec.noun} needs {spec.needs_text}."
         )
-    if spec is CONTACTS and not {"lead_id", "client_id"} & set(found):
-        raise InvalidInput(
-            f"The header of {path} has neither lead_id nor client_id: every contact belongs "
-            "to one lead or one client."
-        )
+    spec.check_parents(path, set(found))
     return tuple(found)
 
 
@@ -418,7 +364,7 @@ def _checked_columns(path: Path, spec: Spec, names: list[str]) -> tuple[str, ...
 def _upload(conn: Connection, path: Path, header: Header, progress: Progress | None) -> int:
     """Stream the file into the staging table; the number of rows staged."""
     copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, HEADER true, ENCODING 'UTF8')").format(
-        STAGING, sql.SQL(", ").join(sql.Identifier(c) for c in header.columns)
+        STAGING, sql.SQL(", ").join(sql.Identifier(c) for c in header.staged)
     )
     checker = _Utf8Check(path)
     done = header.skip
@@ -501,7 +447,7 @@ def _copy_refusal(path: Path, exc: psycopg.Error, header: Header) -> InvalidInpu
     primary = (diag.message_primary or str(exc).splitlines()[0]).rstrip(".")
     match = COPY_LINE.search(diag.context or "")
     where = f"line {match.group(1)}" if match else "a line"
-    expected = len(header.columns)
+    expected = len(header.staged)
     if primary.startswith("extra data after last expected column"):
         reason = f"{where} has more fields than the header's {expected}"
     elif primary.startswith("missing data for column"):
@@ -518,346 +464,55 @@ def _copy_refusal(path: Path, exc: psycopg.Error, header: Header) -> InvalidInpu
     return InvalidInput(f"{path}: {reason}; nothing was imported.")
 
 
-# --- the checks -----------------------------------------------------------------
-
-
-class Checks:
-    """The SQL of one import: the staging table, the checks, the insert."""
-
-    def __init__(
-        self,
-        spec: Spec,
-        columns: tuple[str, ...],
-        has_input_check: bool,
-        settable: tuple[str, ...] = OPEN_STATUSES,
-    ) -> None:
-        self.spec = spec
-        self.columns = columns
-        self.has_input_check = has_input_check
-        self.settable = settable  # the statuses a row may have (lead_statuses, 008)
-
-    def has(self, name: str) -> bool:
-        return name in self.columns
-
-    def create_staging(self, conn: Connection) -> None:
-        conn.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}, pg_temp.{}").format(STAGING, ERRORS))
-        conn.execute(
-            sql.SQL(
-                "CREATE TEMP TABLE {} (line bigint GENERATED ALWAYS AS IDENTITY (START 2), {}) "
-                "ON COMMIT DROP"
-            ).format(
-                STAGING,
-                sql.SQL(", ").join(
-                    sql.SQL("{} text").format(sql.Identifier(c)) for c in self.columns
-                ),
+def _translate(conn: Connection, checks: Checks, mapping: Mapping) -> None:
+    """The mapping's value translations, applied to the staged fields."""
+    for column, values in mapping.values.items():
+        if checks.has(column):
+            conn.execute(
+                sql.SQL(TRANSLATE).format(staging=STAGING, column=sql.Identifier(column)),
+                (Jsonb(values),),
             )
-        )
-        conn.execute(
-            sql.SQL(
-                "CREATE TEMP TABLE {} (seq bigint GENERATED ALWAYS AS IDENTITY, "
-                "line bigint NOT NULL, reason text NOT NULL) ON COMMIT DROP"
-            ).format(ERRORS)
-        )
-        if not self.has_input_check:
-            for name in sorted(set(TYPES.values())):
-                conn.execute(VALIDATORS_15.format(name=name).encode())
 
-    # Expressions over the staging row ``s``.
 
-    def raw(self, name: str) -> sql.Composable:
-        return sql.SQL("s.{}").format(sql.Identifier(name))
+# --- historical imports (aicrm.crm.import_history) -----------------------------
 
-    def value(self, name: str) -> sql.Composable:
-        """The field, trimmed, NULL when blank."""
-        return sql.SQL("nullif(btrim(s.{}, {}), '')").format(
-            sql.Identifier(name), sql.Literal(BLANKS)
-        )
 
-    def valid(self, expr: sql.Composable, type_name: str) -> sql.Composable:
-        if self.has_input_check:
-            return sql.SQL("pg_input_is_valid({}, {})").format(expr, sql.Literal(type_name))
-        return sql.SQL("pg_temp.{}({})").format(sql.Identifier(f"aicrm_valid_{type_name}"), expr)
+def _prepare_history(conn: Connection, checks: Checks, skip_errors: bool) -> None:
+    """Every row's lead id, and for a conversion to a new client that client, made
+    before the insert; the new clients inserted, created at their conversion."""
+    values = checks.history_values()
+    conn.execute(sql.SQL(import_history.ADD_KEYS).format(staging=STAGING))
+    conn.execute(sql.SQL(import_history.SET_KEYS).format(staging=STAGING, **values))
 
-    def typed(self, name: str) -> sql.Composable:
-        """The field cast to its type when valid, else NULL (for joins)."""
-        type_name = TYPES[self.spec.kind(name)]
-        v = self.value(name)
-        return sql.SQL("CASE WHEN {valid} THEN {v}::{t} END").format(
-            valid=self.valid(v, type_name), v=v, t=sql.SQL(type_name)
-        )
+    def text(name: str) -> sql.Composable:
+        return checks.value(name) if checks.has(name) else sql.SQL("NULL::text")
 
-    def shown(self, name: str) -> sql.Composable:
-        """The field as it reads in a message: quoted, cut at 60 characters."""
-        return sql.SQL("quote_literal(left({}, 60))").format(self.raw(name))
-
-    def field_checks(self) -> tuple[list[sql.Composable], list[sql.Composable]]:
-        """Expressions that are a reason (text) or NULL, and the joins they need."""
-        spec = self.spec
-        checks: list[sql.Composable] = []
-        joins: list[sql.Composable] = []
-        present = [n for n in spec.needs_one_of if self.has(n)]
-        checks.append(
-            sql.SQL("CASE WHEN {} THEN {} END").format(
-                sql.SQL(" AND ").join(sql.SQL("{} IS NULL").format(self.value(n)) for n in present),
-                sql.Literal(f"a {spec.noun} needs {spec.needs_text}"),
-            )
-        )
-        for name in self.columns:
-            kind = spec.kind(name)
-            v = self.value(name)
-            if kind == "email":
-                checks.append(
-                    sql.SQL(
-                        "CASE WHEN {v} !~ {pattern} THEN format('%s %s is not a valid email "
-                        "address (expected name@domain.tld)', {col}, {shown}) END"
-                    ).format(
-                        v=v,
-                        pattern=sql.Literal(EMAIL_PATTERN),
-                        col=sql.Literal(name),
-                        shown=self.shown(name),
-                    )
-                )
-            elif kind == "status":
-                checks.append(
-                    sql.SQL(
-                        "CASE WHEN {v} = 'converted' THEN {converted} "
-                        "WHEN {v} <> ALL({known}) THEN format('status %s is not a lead status "
-                        "(use one of %s)', {shown}, {listed}) END"
-                    ).format(
-                        v=v,
-                        converted=sql.Literal(
-                            "status 'converted' is set only by converting a lead "
-                            "('aicrm leads convert'), not by an import"
-                        ),
-                        known=sql.Literal(list(self.settable)),
-                        listed=sql.Literal(", ".join(self.settable)),
-                        shown=self.shown(name),
-                    )
-                )
-            elif kind == "empty":
-                checks.append(
-                    sql.SQL("CASE WHEN {v} IS NOT NULL THEN {reason} END").format(
-                        v=v,
-                        reason=sql.Literal(
-                            f"{name} is set: a converted lead cannot be imported (convert it "
-                            "after the import)"
-                        ),
-                    ),
-                )
-            elif kind == "false":
-                checks.append(
-                    sql.SQL(
-                        "CASE WHEN {v} IS NULL THEN NULL WHEN NOT {valid} THEN format("
-                        "'{name} %s is not true or false', {shown}) WHEN {v}::boolean THEN "
-                        "'is_converted is true: a converted lead cannot be imported (convert "
-                        "it after the import)' END"
-                    ).format(
-                        v=v,
-                        valid=self.valid(v, "boolean"),
-                        name=sql.SQL(name),
-                        shown=self.shown(name),
-                    )
-                )
-            elif kind in ("id", "lead", "client", "real", "time"):
-                what = {
-                    "id": "is not a UUID",
-                    "lead": "is not a UUID",
-                    "client": "is not a UUID",
-                    "real": "is not a number",
-                    "time": "is not a date and time (ISO 8601)",
-                }[kind]
-                checks.append(
-                    sql.SQL(
-                        "CASE WHEN NOT {valid} THEN format('{name} %s {what}', {shown}) END"
-                    ).format(
-                        valid=self.valid(v, TYPES[kind]),
-                        name=sql.SQL(name),
-                        what=sql.SQL(what),
-                        shown=self.shown(name),
-                    )
-                )
-            elif kind == "json":
-                checks.append(
-                    sql.SQL(
-                        "CASE WHEN NOT {valid} THEN '{name} is not valid JSON' "
-                        "WHEN jsonb_typeof({v}::jsonb) <> 'object' THEN "
-                        '\'{name} must be a JSON object, like {{"key": "value"}}\' END'
-                    ).format(valid=self.valid(v, "jsonb"), v=v, name=sql.SQL(name))
-                )
-        if self.has("id"):
-            joins.append(
-                sql.SQL("LEFT JOIN {} taken ON taken.id = {}").format(
-                    sql.Identifier(spec.table), self.typed("id")
-                )
-            )
-            checks.append(
-                sql.SQL(
-                    "CASE WHEN taken.id IS NOT NULL THEN format('id %s is already taken by a "
-                    "{noun}', taken.id) END"
-                ).format(noun=sql.SQL(spec.noun))
-            )
-        if spec is CONTACTS:
-            checks.append(self._one_parent())
-            for name, table, alias in (
-                ("lead_id", "leads", "parent_lead"),
-                ("client_id", "clients", "parent_client"),
-            ):
-                if not self.has(name):
-                    continue
-                joins.append(
-                    sql.SQL("LEFT JOIN {} {} ON {}.id = {}").format(
-                        sql.Identifier(table),
-                        sql.Identifier(alias),
-                        sql.Identifier(alias),
-                        self.typed(name),
-                    )
-                )
-                checks.append(
-                    sql.SQL(
-                        "CASE WHEN {typed} IS NOT NULL AND {alias}.id IS NULL THEN "
-                        "format('no {noun} has id %s', {typed}) END"
-                    ).format(
-                        typed=self.typed(name),
-                        alias=sql.Identifier(alias),
-                        noun=sql.SQL(table[:-1]),
-                    )
-                )
-        return checks, joins
-
-    def _one_parent(self) -> sql.Composable:
-        lead = self.value("lead_id") if self.has("lead_id") else sql.SQL("NULL")
-        client = self.value("client_id") if self.has("client_id") else sql.SQL("NULL")
-        return sql.SQL(
-            "CASE WHEN {lead} IS NULL AND {client} IS NULL THEN "
-            "'a contact needs a lead_id or a client_id' "
-            "WHEN {lead} IS NOT NULL AND {client} IS NOT NULL THEN "
-            "'a contact belongs to one lead or one client, not both' END"
-        ).format(lead=lead, client=client)
-
-    def run(self, conn: Connection, allow_duplicates: bool, rows: int) -> int:
-        """Record every invalid row in the errors table; how many there are."""
-        checks, joins = self.field_checks()
-        conn.execute(
-            sql.SQL(
-                "INSERT INTO {errors} (line, reason) SELECT line, reason FROM ("
-                "SELECT s.line, concat_ws('; ', {checks}) AS reason FROM {staging} s {joins}"
-                ") AS checked WHERE reason <> ''"
-            ).format(
-                errors=ERRORS,
-                checks=sql.SQL(", ").join(checks),
-                staging=STAGING,
-                joins=sql.SQL(" ").join(joins),
-            )
-        )
-        if self.has("id"):
-            conn.execute(self._repeated_ids())
-        if not allow_duplicates and self.has("email"):
-            if rows <= LOCK_LIMIT:
-                conn.execute(self._email_locks())
-            conn.execute(self._duplicates())
-        row = conn.execute(sql.SQL("SELECT count(DISTINCT line) FROM {}").format(ERRORS)).fetchone()
-        assert row is not None
-        count: int = row[0]
-        if count:
-            conn.execute(sql.SQL("CREATE INDEX ON {} (line)").format(ERRORS))
-            conn.execute(sql.SQL("ANALYZE {}").format(ERRORS))
-        return count
-
-    def _repeated_ids(self) -> sql.Composed:
-        return sql.SQL(
-            "INSERT INTO {errors} (line, reason) "
-            "SELECT s.line, format('id %s is also on line %s', r.id, r.first) "
-            "FROM {staging} s JOIN ("
-            "  SELECT {typed} AS id, min(s.line) AS first FROM {staging} s "
-            "  WHERE {typed} IS NOT NULL GROUP BY 1 HAVING count(*) > 1"
-            ") r ON r.id = {typed} WHERE s.line <> r.first"
-        ).format(errors=ERRORS, staging=STAGING, typed=self.typed("id"))
-
-    def _email_locks(self) -> sql.Composed:
-        # The lock of aicrm.crm.duplicates.LOCK_EMAIL, taken in one order.
-        return sql.SQL(
-            "SELECT count(pg_advisory_xact_lock(k)) FROM ("
-            "SELECT DISTINCT hashtext('aicrm:email:' || lower({v})) AS k FROM {staging} s "
-            "WHERE {v} IS NOT NULL ORDER BY 1) AS keys"
-        ).format(v=self.value("email"), staging=STAGING)
-
-    def _duplicates(self) -> sql.Composed:
-        """Duplicate emails of rows that passed the field checks: within the file
-        (every row after the first one with that email; for contacts, not other
-        contacts of that same lead) and against the leads and contacts in the
-        database (aicrm.crm.duplicates' rule: a contact of a lead may share the
-        lead's email, and its other contacts')."""
-        lead = self.typed("lead_id") if self.has("lead_id") else sql.SQL("NULL::uuid")
-        return sql.SQL("""
-WITH c AS MATERIALIZED (
-    SELECT s.line, {v} AS email, lower({v}) AS key, {lead} AS lead_id
-    FROM {staging} s
-    WHERE {v} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {errors} e WHERE e.line = s.line)
-), repeated AS (
-    SELECT DISTINCT ON (c.key) c.key, c.line AS first, c.lead_id AS first_lead
-    FROM c WHERE c.key IN (SELECT key FROM c GROUP BY key HAVING count(*) > 1)
-    ORDER BY c.key, c.line
-), found AS (
-    SELECT c.line, format('email %s is also on line %s', c.email, r.first) AS reason
-    FROM c JOIN repeated r USING (key)
-    WHERE c.line <> r.first AND (c.lead_id IS NULL OR c.lead_id IS DISTINCT FROM r.first_lead)
-    UNION ALL
-    SELECT c.line, format('email %s already belongs to lead %s', c.email, min(l.id::text))
-    FROM c JOIN leads l ON lower(l.email) = c.key AND l.id IS DISTINCT FROM c.lead_id
-    GROUP BY c.line, c.email
-    UNION ALL
-    SELECT c.line, format('email %s already belongs to contact %s', c.email, min(x.id::text))
-    FROM c JOIN contacts x ON lower(x.email) = c.key
-     AND (c.lead_id IS NULL OR x.lead_id IS DISTINCT FROM c.lead_id)
-    GROUP BY c.line, c.email
-)
-INSERT INTO {errors} (line, reason) SELECT line, reason FROM found
-""").format(v=self.value("email"), lead=lead, staging=STAGING, errors=ERRORS)
-
-    # The insert.
-
-    def insert_statement(self, skip_errors: bool) -> sql.Composed:
-        """One INSERT … SELECT of the valid rows, in the order of their ids: the
-        primary key, the (created_at, id) index and the history's row index then
-        grow at their right edge instead of at random places (less I/O and WAL)."""
-        names = ["id"]
-        values: list[sql.Composable] = [
-            sql.SQL("coalesce({}::uuid, gen_random_uuid())").format(self.value("id"))
-            if self.has("id")
-            else sql.SQL("gen_random_uuid()")
-        ]
-        for name in self.columns:
-            kind = self.spec.kind(name)
-            v = self.value(name)
-            if kind in ("id", "empty", "false"):
-                continue
-            names.append(name)
-            if kind == "text":
-                values.append(self.raw(name))
-            elif kind == "email":
-                values.append(v)
-            elif kind == "status":
-                values.append(sql.SQL("coalesce({}, 'new')").format(v))
-            elif kind == "json":
-                values.append(sql.SQL("coalesce({}::jsonb, '{{}}')").format(v))
-            elif kind == "time":
-                values.append(sql.SQL("coalesce({}::timestamptz, now())").format(v))
-            else:
-                values.append(sql.SQL("{}::{}").format(v, sql.SQL(TYPES[kind])))
-        where = (
-            sql.SQL(" WHERE NOT EXISTS (SELECT 1 FROM {} e WHERE e.line = s.line)").format(ERRORS)
-            if skip_errors
-            else sql.SQL("")
-        )
-        return sql.SQL(
-            "INSERT INTO {table} ({names}) SELECT {values} FROM {staging} s{where} ORDER BY 1"
-        ).format(
-            table=sql.Identifier(self.spec.table),
-            names=sql.SQL(", ").join(sql.Identifier(n) for n in names),
-            values=sql.SQL(", ").join(values),
+    valid = (
+        sql.SQL("AND NOT EXISTS (SELECT 1 FROM {} e WHERE e.line = s.line)").format(ERRORS)
+        if skip_errors
+        else sql.SQL("")
+    )
+    conn.execute(
+        sql.SQL(import_history.NEW_CLIENTS).format(
             staging=STAGING,
-            where=where,
+            valid=valid,
+            client_name=values["client_name"],
+            company=text("company_name"),
+            first_name=text("first_name"),
+            last_name=text("last_name"),
+            email=text("email"),
+            conv=values["conv"],
         )
+    )
+
+
+def _write_history(conn: Connection, checks: Checks) -> None:
+    """The creations the triggers recorded now moved to their moments, and one update
+    row per dated status change."""
+    values = checks.history_values()
+    conn.execute(sql.SQL(import_history.MOVE_LEAD_CREATION).format(staging=STAGING))
+    conn.execute(sql.SQL(import_history.MOVE_CLIENT_CREATION).format(staging=STAGING))
+    conn.execute(sql.SQL(import_history.STATUS_CHANGES).format(staging=STAGING, **values))
 
 
 # --- results --------------------------------------------------------------------
@@ -890,9 +545,7 @@ def _write_rejects(conn: Connection, checks: Checks, rejects: Path) -> Path:
         "COPY (SELECT e.line, e.reason, {fields} FROM ({reasons}) e JOIN {staging} s USING (line) "
         "ORDER BY e.line) TO STDOUT (FORMAT csv, HEADER true, ENCODING 'UTF8')"
     ).format(
-        fields=sql.SQL(", ").join(
-            sql.SQL("s.{}").format(sql.Identifier(c)) for c in checks.columns
-        ),
+        fields=sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c)) for c in checks.staged),
         reasons=REASONS,
         staging=STAGING,
     )

@@ -23,6 +23,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from aicrm import apikeys
 from aicrm.api import schemas
 from aicrm.api.deps import Db, ReadDb, ReadKey, WriteKey
 from aicrm.api.problems import responses
@@ -104,8 +105,10 @@ async def run_import(
                 allow_duplicates=allow_duplicates, actor=actor,
             )  # fmt: skip
         except InvalidInput as exc:
-            message = exc.message.replace(str(path), "the uploaded file").replace(
-                "(--skip-invalid --rejects FILE)", "(skip_invalid=true)"
+            message = (
+                exc.message.replace(str(path), "the uploaded file")
+                .replace("(--skip-invalid --rejects FILE)", "(skip_invalid=true)")
+                .replace("add --historical", "add historical=true")
             )
             raise InvalidInput(message, details=exc.details) from None
     body = result.to_dict()
@@ -136,10 +139,21 @@ async def import_leads(
     key: WriteKey,
     skip_invalid: SkipInvalid = False,
     allow_duplicates: AllowDuplicates = False,
+    historical: Annotated[
+        bool,
+        Query(
+            description="Past leads with their dated history (created_at, contacted_at, "
+            "qualified_at, status_at, conversion_date, converted_to_client_id or "
+            "client_name), written as it happened; admin scope only."
+        ),
+    ] = False,
 ) -> Response:
     """Import leads from CSV, streamed (the body is the file). All or nothing unless
     `skip_invalid`: an invalid row refuses the file (422, the rows named)."""
-    return await run_import(request, conn, key.name, importer.LEADS, skip_invalid,
+    if historical:
+        apikeys.require(key, "admin")  # rewriting the past is an administrator's act
+    spec = importer.LEADS_HISTORY if historical else importer.LEADS
+    return await run_import(request, conn, key.name, spec, skip_invalid,
                             allow_duplicates)  # fmt: skip
 
 

@@ -1,0 +1,1 @@
+../src/aicrm/migrations/010_reconstructed_history.sql

@@ -1,0 +1,143 @@
+"""Scoring leads in bulk with the active model, and writing the scores back.
+
+:func:`score` reads the features of every open lead (or the given ones) with one
+binary COPY received in frames by a thread while this one predicts and explains the
+frames already there; :mod:`aicrm.ai.writeback` then writes every score in one
+COPY and one UPDATE, all in one transaction on the caller's connection.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from aicrm.ai.features import Frame, scoring_frame, scoring_frames
+from aicrm.ai.prediction import TIERS, attributes_seen, missing_warnings, predict
+from aicrm.ai.store import load_active
+from aicrm.ai.window import server_now
+from aicrm.ai.writeback import Staged, entry_head, make_terms, staging_rows, write_back
+from aicrm.crm import ids, session
+from aicrm.db import Connection
+from aicrm.errors import InvalidInput, NotFound
+
+TOP_FACTORS = 3
+Progress = Callable[[str], None]
+
+
+def quiet(_text: str) -> None:
+    """A progress callback that shows nothing."""
+    return None
+
+
+@dataclass(kw_only=True)
+class ScoreResult:
+    version: str
+    method: str
+    scored: int
+    tiers: dict[str, int]
+    seconds: float
+    timings: dict[str, float]
+    warnings: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model_version": self.version, "method": self.method, "scored": self.scored,
+            "tiers": self.tiers, "seconds": round(self.seconds, 3),
+            "leads_per_second": round(self.scored / self.seconds) if self.seconds > 0 else None,
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "warnings": self.warnings,
+        }  # fmt: skip
+
+
+STAGING = "aicrm_scoring_staging"
+
+
+def score(
+    conn: Connection,
+    *,
+    lead_ids: Sequence[str] | None = None,
+    include_converted: bool = False,
+    as_of: datetime | None = None,
+    top: int = TOP_FACTORS,
+    actor: str | None = None,
+    progress: Progress = quiet,
+) -> ScoreResult:
+    """Score open leads (or the given ones, converted included) with the active model
+    and write ``ai_score`` and the ``lead_scoring`` annotation back, set-based."""
+    if not 1 <= top <= 10:
+        raise InvalidInput("The number of factors to keep must be between 1 and 10.")
+    keys = [str(ids.parse(i, "lead id")) for i in lead_ids] if lead_ids is not None else None
+    with session.transaction(conn, actor):
+        return _score(conn, keys, include_converted, as_of, top, actor, progress)
+
+
+CHUNK = 65_536  # leads per frame: predicted while PostgreSQL computes the next ones
+
+
+def _score(
+    conn: Connection,
+    keys: list[str] | None,
+    include_converted: bool,
+    as_of: datetime | None,
+    top: int,
+    actor: str | None,
+    progress: Progress,
+) -> ScoreResult:
+    started = time.perf_counter()
+    stored = load_active(conn)
+    moment = as_of or server_now(conn)
+    progress("reading the leads' features and scoring them")
+    frames: Iterator[Frame]
+    if keys is None:
+        frames = scoring_frames(
+            conn, stored.features, as_of=moment, include_converted=include_converted,
+            rows=CHUNK,
+        )  # fmt: skip
+    else:
+        frames = iter([scoring_frame(conn, stored.features, as_of=moment, lead_ids=keys,
+                                       include_converted=True)])  # fmt: skip
+    terms = make_terms(stored)
+    head = entry_head(stored, as_of)
+    rows: list[Staged] = []
+    tiers = np.zeros(len(TIERS), dtype=np.int64)
+    seen: set[str] = set()
+    found: list[str] = []
+    n = 0
+    predicting = 0.0
+    for frame in frames:  # PostgreSQL computes the next frame meanwhile
+        mark = time.perf_counter()
+        pred = predict(stored, frame, check=False)
+        seen |= attributes_seen(stored, frame.values)
+        rows.append(staging_rows(stored, frame, pred, top, terms, head))
+        tiers += np.bincount(pred.tiers - 1, minlength=len(TIERS))
+        if keys is not None:
+            found += frame.lead_ids
+        n += len(frame)
+        predicting += time.perf_counter() - mark
+    if keys is not None and n < len(set(keys)):
+        missing = sorted(set(keys) - set(found))
+        raise NotFound(
+            f"No lead has id {missing[0]}."
+            if len(missing) == 1
+            else f"{len(missing)} of the leads do not exist (e.g. {missing[0]})."
+        )
+    timings = {"read": time.perf_counter() - started, "predict": predicting}
+    mark = time.perf_counter()
+    progress(f"writing {n} scores")
+    write_back(conn, rows, actor)
+    timings["write"] = time.perf_counter() - mark
+    counts = {t: int(tiers[i]) for i, t in enumerate(TIERS)}
+    return ScoreResult(
+        version=stored.version,
+        method=stored.method,
+        scored=n,
+        tiers=counts,
+        seconds=time.perf_counter() - started,
+        timings=timings,
+        warnings=missing_warnings(stored, seen, n),
+    )

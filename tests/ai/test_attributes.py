@@ -1,0 +1,31 @@
+"""JSONB attributes as users store them: numbers written as text ("1,200") are numbers,
+read as such at training and at scoring."""
+
+from __future__ import annotations
+
+import math
+
+from aicrm.ai.features import creation_frame, discover
+from tests.ai.data import AS_OF, L, insert
+from tests.conftest import Database
+
+
+def test_numbers_written_as_text_are_numbers(crm_db: Database) -> None:
+    values = ["1,200", "15", " 3,400,000 ", "-2.5", "12e2", "n/a", None, 7]
+    leads = [
+        L("web", 200 + i, attributes={} if v is None else {"employees": v, "tier": "gold"})
+        for i, v in enumerate(values)
+    ]
+    with crm_db.connect() as conn:
+        insert(conn, leads)
+        found = discover(conn, horizon=90, as_of=AS_OF, since=AS_OF.replace(year=2000),
+                         n_leads=len(leads))  # fmt: skip
+        spec = {f.name: f for f in found}
+        assert spec["attr:employees"].kind == "numeric"
+        frame = creation_frame(conn, [spec["attr:employees"]], horizon=90,
+                               lead_ids=[str(x.id) for x in leads])  # fmt: skip
+    by_id = dict(zip(frame.lead_ids, frame.values[:, 0].tolist(), strict=True))
+    read = [by_id[str(x.id)] for x in leads]
+    expected = [1200.0, 15.0, 3_400_000.0, -2.5, 1200.0, None, None, 7.0]
+    for got, want in zip(read, expected, strict=True):
+        assert math.isnan(got) if want is None else got == want, (read, expected)
