@@ -178,6 +178,11 @@ def migrate(
     the columns the migration drops (the report names each), nothing changed.
     """
     settings = None
+    if max_replica_lag is not None and not online:
+        raise UsageError(
+            "--max-replica-lag paces the online backfill: add --online (the transactional "
+            "mode writes in one transaction, which no throttle can split)."
+        )
     if online:
         settings = OnlineSettings(
             batch_seconds=batch_seconds, throttle=throttle, max_replica_lag=max_replica_lag

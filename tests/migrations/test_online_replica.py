@@ -1,0 +1,122 @@
+"""The online backfill throttles on replication lag (--max-replica-lag), on a real
+streaming standby: with the standby's replay paused it waits between batches, says
+so, and goes on once the standby has caught up; the run then ends where the
+transactional 001 ends, and the report tells the longest lag and the time waited."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from aicrm import config
+from aicrm.db import replication_lag, target
+from aicrm.migrate import runner
+from aicrm.migrate.options import OnlineSettings, Options
+from aicrm.migrate.report import Report
+from tests.conftest import Database, Server, clean_env, create_database, drop_database
+from tests.migrations.legacy import build_every_anomaly
+from tests.migrations.test_online_helpers import drop_twin, end_state, migrate, twin
+from tests.migrations.test_online_resume import BULK
+from tests.standby import Replicated, replicated  # noqa: F401 - a fixture
+from tests.support import wait_for
+
+pytestmark = pytest.mark.slow
+
+BOUND = 0.2  # seconds: --max-replica-lag
+ONLINE_STATE = "SELECT rows_done, rows_total FROM aicrm_online_migration"
+PROBE = "CREATE TABLE IF NOT EXISTS lag_probe (x int)"
+
+
+@pytest.fixture
+def legacy_db(replicated: Replicated, tmp_path: Path) -> Iterator[Database]:  # noqa: F811
+    """A legacy database (with more rows than one batch) on the replicated primary."""
+    server = Server(replicated.primary(), replicated.home)
+    name = create_database(server, f"aicrm_lag_{uuid.uuid4().hex[:10]}")
+    home = tmp_path / "home"
+    home.mkdir()
+    url = server.conninfo(name)
+    env = clean_env(DATABASE_URL=url, AICRM_HOME=str(home), BACKUP_DIR=str(tmp_path / "backups"))
+    db = Database(name, url, server, tmp_path, env)
+    build_every_anomaly(db, blocking=False)
+    db.execute(BULK)
+    yield db
+    drop_database(server, name)
+
+
+def lag_beyond(replicated: Replicated, bound: float) -> None:  # noqa: F811
+    """Write on the primary (replay is paused) until the primary sees its standby lag
+    more than ``bound``: the first batch then finds the standby behind."""
+    deadline = time.monotonic() + 60
+    with psycopg.connect(replicated.primary(), autocommit=True) as conn:
+        conn.execute(PROBE)
+        while (lag := replication_lag(conn)) is None or lag <= bound:
+            conn.execute("INSERT INTO lag_probe VALUES (1)")
+            assert time.monotonic() < deadline, f"the primary saw a lag of {lag}"
+            time.sleep(0.05)  # polling a condition under a deadline
+
+
+def test_the_backfill_waits_for_a_paused_standby_then_completes(
+    replicated: Replicated,  # noqa: F811
+    legacy_db: Database,
+    tmp_path: Path,
+) -> None:
+    reference = twin(legacy_db, "reference")
+    try:
+        migrate(reference, "--target", "001")
+        replicated.wait_replayed()
+        said: list[str] = []
+        reports: list[Report] = []
+        failures: list[BaseException] = []
+        options = Options(
+            target_version=1,
+            backup_dir=tmp_path / "backups",
+            progress=said.append,
+            online=OnlineSettings(max_replica_lag=BOUND),
+        )
+        where = target(config.resolve(legacy_db.env))
+
+        def run() -> None:
+            try:
+                reports.append(runner.migrate(options, where))
+            except BaseException as exc:  # handed to the test's thread
+                failures.append(exc)
+
+        thread = threading.Thread(target=run, name="online migrate")
+        replicated.replay(False)
+        try:
+            lag_beyond(replicated, BOUND)
+            thread.start()
+            wait_for(
+                lambda: any(m.startswith("waiting for the replicas before") for m in said)
+                or not thread.is_alive(),
+                "the backfill to wait for the standby",
+            )
+            assert thread.is_alive(), (failures, said)
+            # held between batches: the backfill is recorded as unfinished
+            done, total = legacy_db.execute(ONLINE_STATE)[0]
+            assert done is not None and total is not None and done < total
+        finally:
+            replicated.replay(True)
+        thread.join(timeout=300)
+        assert not thread.is_alive(), "the run did not finish after the standby caught up"
+        assert not failures, failures
+        report = reports[0]
+        assert report.replica_lag_bound == BOUND
+        assert report.replica_waits >= 1
+        assert report.replica_wait_seconds > 0
+        assert report.replica_lag_max is not None and report.replica_lag_max > BOUND
+        assert report.replica_note is None  # a superuser sees the standby
+        assert "replicas: bound 0.2 s, longest lag" in report.as_text()
+        assert report.to_dict()["replica_wait_seconds"] == report.replica_wait_seconds
+        assert any(m.startswith("waiting for the replicas: caught up") for m in said)
+        assert end_state(legacy_db) == end_state(reference)
+    finally:
+        replicated.replay(True)
+        drop_twin(reference)
+    replicated.wait_replayed()
