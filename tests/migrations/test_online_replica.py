@@ -5,6 +5,7 @@ transactional 001 ends, and the report tells the longest lag and the time waited
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from aicrm import config
 from aicrm.db import replication_lag, target
@@ -24,7 +27,7 @@ from tests.migrations.legacy import build_every_anomaly
 from tests.migrations.test_online_helpers import drop_twin, end_state, migrate, twin
 from tests.migrations.test_online_resume import BULK
 from tests.standby import Replicated, replicated  # noqa: F401 - a fixture
-from tests.support import wait_for
+from tests.support import MIGRATIONS, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -93,8 +96,10 @@ def test_the_backfill_waits_for_a_paused_standby_then_completes(
             lag_beyond(replicated, BOUND)
             thread.start()
             wait_for(
-                lambda: any(m.startswith("waiting for the replicas before") for m in said)
-                or not thread.is_alive(),
+                lambda: (
+                    any(m.startswith("waiting for the replicas before") for m in said)
+                    or not thread.is_alive()
+                ),
                 "the backfill to wait for the standby",
             )
             assert thread.is_alive(), (failures, said)
@@ -120,3 +125,53 @@ def test_the_backfill_waits_for_a_paused_standby_then_completes(
         replicated.replay(True)
         drop_twin(reference)
     replicated.wait_replayed()
+
+
+def test_a_login_without_pg_monitor_is_told_the_throttle_could_not_see(
+    replicated: Replicated,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A non-superuser owner without pg_monitor: the run completes and its report says
+    once that the throttle could not see the standby; following the advice (grant
+    pg_monitor) makes the next run see it."""
+    server = Server(replicated.primary(), replicated.home)
+    owner = f"aicrm_owner_{uuid.uuid4().hex[:8]}"
+    name = create_database(server, f"aicrm_lag_{uuid.uuid4().hex[:10]}")
+    admin = psycopg.connect(replicated.primary(), autocommit=True)
+    try:
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(owner)))
+        admin.execute(
+            sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                sql.Identifier(name), sql.Identifier(owner)
+            )
+        )
+        with psycopg.connect(replicated.primary(name), autocommit=True) as conn:
+            conn.execute(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(sql.Identifier(owner)))
+        url = make_conninfo(server.conninfo(name), user=owner)
+        home = tmp_path / "home"
+        home.mkdir()
+        env = clean_env(DATABASE_URL=url, AICRM_HOME=str(home), BACKUP_DIR=str(tmp_path / "b"))
+        db = Database(name, url, server, tmp_path, env)
+        db.execute((MIGRATIONS / "000_original_schema.sql").read_text())
+        db.execute(BULK)
+        again = twin(db, "again")  # the same legacy database, for the run after the grant
+        args = ("--target", "001", "--online", "--max-replica-lag", "30", "--json")
+        first = json.loads(migrate(db, *args).stdout)
+        assert first["replica_lag_bound"] == 30
+        assert first["replica_lag_max"] is None
+        assert "could not see the progress of 1 standby(s)" in first["replica_note"]
+        assert "GRANT pg_monitor TO" in first["replica_note"]
+        admin.execute(sql.SQL("GRANT pg_monitor TO {}").format(sql.Identifier(owner)))
+        second = json.loads(migrate(again, *args).stdout)
+        assert second["replica_note"] is None
+        assert second["replica_lag_max"] is not None
+        drop_twin(again)
+    finally:
+        with admin as conn:
+            for dbname in (name, f"{name}_again"):
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                        sql.Identifier(dbname)
+                    )
+                )
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(owner)))
