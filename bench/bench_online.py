@@ -329,6 +329,8 @@ def render(
         lambda r: f"{r['lock_sampled']:.2f} s / {r['lock_held']:.2f} s",
     )
     lines.append("")
+    if args.replica:
+        lines += _replica(by, args)
     tx = by.get("transactional", {}).get("report")
     if tx:
         lines += _transactional_parts(tx)
@@ -358,6 +360,29 @@ def render(
     lines.append("")
     lines += _waits(results, args.interval)
     return "\n".join(lines)
+
+
+def _replica(by: dict[str, dict[str, Any]], args: argparse.Namespace) -> list[str]:
+    """What the streaming standby saw (--replica), and the target: its lag below the
+    online backfill's bound."""
+    out = [
+        "Replica: a streaming standby of the same server (`pg_basebackup -R` with a "
+        "replication slot, on this machine: it shares the 2 cores), attached before the "
+        "first mode. Its lag sampled every 0.1 s during each migration, from the primary "
+        "(`pg_stat_replication.replay_lag`, what the throttle waits on) and from the standby "
+        "(the age of its last replayed transaction while it is behind the primary's "
+        f"position). The online mode runs with `--max-replica-lag {args.max_replica_lag:g}`; "
+        "the transactional mode has no throttle (one transaction)."
+    ]
+    on = by.get("online")
+    if on is not None and on.get("replica"):
+        seen = max(on["replica"]["primary_max"], on["replica"]["standby_max"])
+        verdict = "met" if seen < args.max_replica_lag else "not met"
+        out.append(
+            f"Target (the replica's longest lag during the online run below the bound): "
+            f"{verdict} ({seen:.2f} s against {args.max_replica_lag:g} s)."
+        )
+    return [line for text in out for line in (text, "")]
 
 
 def _waits(results: list[dict[str, Any]], interval: float) -> list[str]:
