@@ -6,6 +6,7 @@ transactional 001 ends, and the report tells the longest lag and the time waited
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 import uuid
@@ -24,7 +25,14 @@ from aicrm.migrate.options import OnlineSettings, Options
 from aicrm.migrate.report import Report
 from tests.conftest import Database, Server, clean_env, create_database, drop_database
 from tests.migrations.legacy import build_every_anomaly
-from tests.migrations.test_online_helpers import drop_twin, end_state, migrate, twin
+from tests.migrations.test_online_helpers import (
+    aicrm,
+    drop_twin,
+    end_state,
+    migrate,
+    no_runner,
+    twin,
+)
 from tests.migrations.test_online_resume import BULK
 from tests.standby import Replicated, replicated  # noqa: F401 - a fixture
 from tests.support import MIGRATIONS, wait_for
@@ -175,3 +183,55 @@ def test_a_login_without_pg_monitor_is_told_the_throttle_could_not_see(
                     )
                 )
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(owner)))
+
+
+def test_a_waiting_run_interrupted_resumes_as_its_message_says(
+    replicated: Replicated,  # noqa: F811
+    legacy_db: Database,
+) -> None:
+    """The waiting line's advice, followed: the CLI run waiting for the paused standby
+    is interrupted (SIGINT), and 'aicrm db migrate --online --max-replica-lag …' (as
+    the line says) resumes it to the end once the standby replays again."""
+    reference = twin(legacy_db, "reference")
+    try:
+        migrate(reference, "--target", "001")
+        replicated.wait_replayed()
+        replicated.replay(False)
+        lines: list[str] = []
+        try:
+            lag_beyond(replicated, BOUND)
+            args = ("db", "migrate", "--target", "001", "--online", "--max-replica-lag", "0.2")
+            proc = aicrm(legacy_db, *args)
+            reader = threading.Thread(
+                target=lambda: lines.extend(proc.stderr or []), name="stderr", daemon=True
+            )
+            reader.start()
+            try:
+                wait_for(
+                    lambda: (
+                        any("waiting for the replicas before" in m for m in lines)
+                        or proc.poll() is not None
+                    ),
+                    "the CLI run to wait for the standby",
+                )
+                assert proc.poll() is None, lines
+                proc.send_signal(signal.SIGINT)
+                assert proc.wait(timeout=60) != 0
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            reader.join(timeout=60)
+            wait_for(lambda: no_runner(legacy_db), "the interrupted runner's backend to end")
+            advice = next(m for m in lines if "waiting for the replicas before" in m)
+            assert "'aicrm db migrate --online --max-replica-lag 0.2' resumes" in advice
+            assert legacy_db.scalar("SELECT phase FROM aicrm_online_migration") is not None
+        finally:
+            replicated.replay(True)
+        done = migrate(legacy_db, *args[2:], "--json")
+        assert json.loads(done.stdout)["outcome"].startswith("applied online (resumed")
+        assert end_state(legacy_db) == end_state(reference)
+    finally:
+        replicated.replay(True)
+        drop_twin(reference)
+    replicated.wait_replayed()

@@ -161,8 +161,8 @@ def keep_behind_replicas(phases: Phases, table: str) -> None:
         phases.options.say(
             f"waiting for the replicas before the next batch of {table}: lag {lag:.1f} s, "
             f"more than --max-replica-lag {bound:g} s; waited "
-            f"{time.monotonic() - started:.0f} s (interrupting is safe: "
-            "'aicrm db migrate' resumes)"
+            f"{time.monotonic() - started:.0f} s (interrupting is safe: 'aicrm db migrate "
+            f"--online --max-replica-lag {bound:g}' resumes with the throttle)"
         )
         lag = wait_for_replicas(conn, bound, timeout=WAIT_SLICE)
         if lag is not None:
