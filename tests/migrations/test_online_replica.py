@@ -222,6 +222,10 @@ def test_a_waiting_run_interrupted_resumes_as_its_message_says(
                     proc.kill()
                     proc.wait()
             reader.join(timeout=60)
+            for stream in (proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
+            assert not any("Traceback" in m for m in lines), "".join(lines)
             wait_for(lambda: no_runner(legacy_db), "the interrupted runner's backend to end")
             advice = next(m for m in lines if "waiting for the replicas before" in m)
             assert "'aicrm db migrate --online --max-replica-lag 0.2' resumes" in advice
