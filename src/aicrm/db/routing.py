@@ -65,8 +65,13 @@ SELECT count(*),
 FROM pg_stat_replication
 """
 
-# Standbys whose progress this login may not see (without pg_monitor their LSNs are NULL).
-HIDDEN_REPLICAS = "SELECT count(*) FROM pg_stat_replication WHERE replay_lsn IS NULL"
+# Standbys whose progress this login may not see (without pg_monitor, which includes
+# pg_read_all_stats, their LSNs are NULL); not a standby still starting up, whose
+# replay_lsn is NULL too.
+HIDDEN_REPLICAS = """
+SELECT count(*) FROM pg_stat_replication
+WHERE replay_lsn IS NULL AND NOT pg_has_role('pg_read_all_stats', 'USAGE')
+"""
 
 
 def replica_lag(conn: Connection, primary_lsn: str | None = None) -> float | None:
