@@ -55,6 +55,8 @@ from waits import WaitWatch  # noqa: E402
 from workload import Workload  # noqa: E402
 
 from aicrm.db import tools  # noqa: E402
+from standby import LagWatch  # noqa: E402
+from standby import make as make_standby  # noqa: E402
 
 CLONE = "benchonline_run"
 SECTION = "Online migration 001 under load at {size} leads"
@@ -81,14 +83,17 @@ def clone(admin: str, template: str, major: int) -> str:
     return make_conninfo(admin, dbname=CLONE)
 
 
-def command(mode: str, conninfo: str, batch_seconds: float) -> tuple[list[str], dict[str, str]]:
+def command(
+    mode: str, conninfo: str, batch_seconds: float, max_replica_lag: float | None = None
+) -> tuple[list[str], dict[str, str]]:
     backups = base.OUT / "backups" / "bench_online"
     env = base.child_env(conninfo, AICRM_HOME=os.environ["AICRM_HOME"], BACKUP_DIR=str(backups))
     aicrm = [sys.executable, "-m", "aicrm", "db", "migrate", "--target", "001", "--json"]
     if mode == "transactional":
         return aicrm, env
     if mode == "online":
-        return [*aicrm, "--online", "--batch-seconds", str(batch_seconds)], env
+        bound = [] if max_replica_lag is None else ["--max-replica-lag", str(max_replica_lag)]
+        return [*aicrm, "--online", "--batch-seconds", str(batch_seconds), *bound], env
     psql = str(tools.find("psql").path)
     return [
         psql,
@@ -122,7 +127,9 @@ def run_mode(
     with psycopg.connect(conninfo) as conn:
         oids = conn.execute(base.OIDS).fetchone()
     assert oids is not None
-    argv, env = command(mode, conninfo, args.batch_seconds)
+    # the throttle is the online backfill's; the other modes' lag is sampled unthrottled
+    bound = args.max_replica_lag if args.standby is not None and mode == "online" else None
+    argv, env = command(mode, conninfo, args.batch_seconds, bound)
     attempts = args.naive_attempts if mode == "naive" else 1
     load_before = os.getloadavg()[0]
     say(f"{column}: {shlex.join(argv[:8])} … (load {load_before:.2f})")
@@ -133,6 +140,7 @@ def run_mode(
         with (
             base.LockWatch(admin, int(oids[0]), int(oids[1]), args.interval) as watch,
             WaitWatch(conninfo, args.interval) as waits,
+            LagWatch(admin, args.standby) as lags,
         ):
             started = time.perf_counter()
             t0 = time.monotonic()
@@ -177,6 +185,15 @@ def run_mode(
         "load": (load_before, os.getloadavg()[0]),
         "report": _costs(report) if report else None,
         "stderr_tail": [line for line in done.stderr.splitlines() if "backfill" in line][-3:],
+        "replica": None
+        if args.standby is None
+        else {
+            "bound": bound,
+            "primary_max": lags.primary_max,
+            "standby_max": lags.standby_max,
+            "samples": lags.samples,
+            "error": lags.error,
+        },
     }
     say(
         f"{column}: {'' if completed else 'DID NOT COMPLETE, '}{wall:.2f} s in "
@@ -201,6 +218,10 @@ def _costs(report: dict[str, Any]) -> dict[str, Any]:
         "lock_wait": float(report.get("lock_wait_seconds") or 0.0),
         "lock_attempts": int(report.get("lock_attempts") or 0),
         "checks_and_prerequisites": float(report["seconds"]) - float(backup) - in_steps,
+        "replica_wait": float(report.get("replica_wait_seconds") or 0.0),
+        "replica_waits": int(report.get("replica_waits") or 0),
+        "replica_lag_max": report.get("replica_lag_max"),
+        "replica_note": report.get("replica_note"),
         "phases": [
             (s["step"], float(s["seconds"])) for s in steps if s["step"].startswith("phase")
         ],
@@ -286,6 +307,20 @@ def render(
         lambda r: f"{r['workload']['over_200ms']} of {r['workload']['operations']:,}",
     )
     row("Operations failed (errors)", lambda r: str(r["workload"]["errors"]))
+    if args.replica:
+        row(
+            "Replica's longest replay lag, primary's view / standby's own (sampled every 0.1 s)",
+            lambda r: f"{r['replica']['primary_max']:.2f} s / {r['replica']['standby_max']:.2f} s",
+        )
+        row(
+            "The backfill's bound (--max-replica-lag) / waited for the replica",
+            lambda r: (
+                f"{r['replica']['bound']:g} s / {r['report']['replica_wait']:.2f} s in "
+                f"{r['report']['replica_waits']} wait(s)"
+                if r["replica"]["bound"] is not None and r.get("report")
+                else "— (no throttle in this mode)"
+            ),
+        )
     row(
         "Writes lost / wrong (of checked)",
         lambda r: f"{r['check']['lost']} / {r['check']['wrong']} (of {r['check']['writes']:,})",
@@ -295,6 +330,8 @@ def render(
         lambda r: f"{r['lock_sampled']:.2f} s / {r['lock_held']:.2f} s",
     )
     lines.append("")
+    if args.replica:
+        lines += _replica(by, args)
     tx = by.get("transactional", {}).get("report")
     if tx:
         lines += _transactional_parts(tx)
@@ -324,6 +361,35 @@ def render(
     lines.append("")
     lines += _waits(results, args.interval)
     return "\n".join(lines)
+
+
+def _replica(by: dict[str, dict[str, Any]], args: argparse.Namespace) -> list[str]:
+    """What the streaming standby saw (--replica), and the target: its lag below the
+    online backfill's bound."""
+    out = [
+        "Replica: a streaming standby of the same server (`pg_basebackup -R` with a "
+        "replication slot, on this machine: it shares the 2 cores), attached before the "
+        "first mode. Its lag sampled every 0.1 s during each migration, from the primary "
+        "(`pg_stat_replication.replay_lag`, what the throttle waits on) and from the standby "
+        "(the age of its last replayed transaction while it is behind the primary's "
+        f"position). The online mode runs with `--max-replica-lag {args.max_replica_lag:g}`; "
+        "the transactional mode has no throttle (one transaction)."
+    ]
+    on = by.get("online")
+    if on is not None and on.get("replica"):
+        seen = max(on["replica"]["primary_max"], on["replica"]["standby_max"])
+        verdict = "met" if seen < args.max_replica_lag else "not met"
+        out.append(
+            f"Target (the replica's longest lag during the online run below the bound): "
+            f"{verdict} ({seen:.2f} s against {args.max_replica_lag:g} s)."
+        )
+    if args.leads < 1_000_000:
+        out.append(
+            "The issue's figure is at 1M leads: that run with a replica (`--leads 1000000 "
+            "--replica`) is not done here; this one is at "
+            f"{args.leads:,} leads."
+        )
+    return [line for text in out for line in (text, "")]
 
 
 def _waits(results: list[dict[str, Any]], interval: float) -> list[str]:
@@ -470,8 +536,21 @@ def main() -> None:
         help="busy-loop processes (python -c 'while 1: pass') running beside the whole bench, "
         "for a loaded machine; its own section in RESULTS.md",
     )
+    parser.add_argument(
+        "--replica",
+        action="store_true",
+        help="attach a streaming standby (pg_basebackup -R; embedded server only), sample "
+        "its replay lag during each migration, and run --online with --max-replica-lag",
+    )
+    parser.add_argument(
+        "--max-replica-lag",
+        type=float,
+        default=1.0,
+        help="with --replica: the online backfill's bound on the standby's lag (s, default 1)",
+    )
     parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
     args = parser.parse_args()
+    args.standby = None  # the standby's conninfo, once made (--replica)
     hogs = [subprocess.Popen([sys.executable, "-c", "while 1: pass"]) for _ in range(args.cpu_hogs)]
     try:
         _bench(args)
@@ -484,7 +563,8 @@ def main() -> None:
 def _title(args: argparse.Namespace) -> str:
     size = f"{args.leads // 1_000_000}M" if args.leads % 1_000_000 == 0 else f"{args.leads:,}"
     hogs = f", with {args.cpu_hogs} CPU hog(s) beside it" if args.cpu_hogs else ""
-    return SECTION.format(size=size) + hogs
+    replica = ", with a streaming replica" if args.replica else ""
+    return SECTION.format(size=size) + replica + hogs
 
 
 def _bench(args: argparse.Namespace) -> None:
@@ -500,7 +580,12 @@ def _bench(args: argparse.Namespace) -> None:
     info = base.ensure_template(admin, template, args.leads, args.seed, args.reuse_template)
     load = os.getloadavg()[0]
     results = []
+    standby = None
     try:
+        if args.replica:
+            say("making a streaming standby (pg_basebackup -R)")
+            standby = make_standby(admin)
+            args.standby = standby.conninfo()
         for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
             results.append(run_mode(mode, admin, template, major, args))
             if mode == "naive" and not args.no_naive_quiet:
@@ -510,6 +595,8 @@ def _bench(args: argparse.Namespace) -> None:
                     raise SystemExit("error: naive_001.sql failed even without the workload")
                 results.append(outcome)
     finally:
+        if standby is not None:
+            standby.destroy()
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(CLONE))

@@ -141,6 +141,15 @@ def migrate(
         float,
         typer.Option(min=0.0, help="With --online: seconds to pause after each backfill batch."),
     ] = 0.0,
+    max_replica_lag: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            metavar="SECONDS",
+            help="With --online: after each backfill batch, wait while a streaming standby "
+            "lags more than SECONDS (needs pg_monitor to see them; docs/deployment.md).",
+        ),
+    ] = None,
     compat_window: Annotated[
         bool,
         typer.Option(
@@ -169,8 +178,15 @@ def migrate(
     the columns the migration drops (the report names each), nothing changed.
     """
     settings = None
+    if max_replica_lag is not None and not online:
+        raise UsageError(
+            "--max-replica-lag paces the online backfill: add --online (the transactional "
+            "mode writes in one transaction, which no throttle can split)."
+        )
     if online:
-        settings = OnlineSettings(batch_seconds=batch_seconds, throttle=throttle)
+        settings = OnlineSettings(
+            batch_seconds=batch_seconds, throttle=throttle, max_replica_lag=max_replica_lag
+        )
         settings.lock_timeout = lock_timeout or settings.lock_timeout
         settings.lock_retries = settings.lock_retries if lock_retries is None else lock_retries
     with output.progress(not as_json) as spinner:

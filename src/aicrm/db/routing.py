@@ -65,6 +65,14 @@ SELECT count(*),
 FROM pg_stat_replication
 """
 
+# Standbys whose progress this login may not see (without pg_monitor, which includes
+# pg_read_all_stats, their LSNs are NULL); not a standby still starting up, whose
+# replay_lsn is NULL too.
+HIDDEN_REPLICAS = """
+SELECT count(*) FROM pg_stat_replication
+WHERE replay_lsn IS NULL AND NOT pg_has_role('pg_read_all_stats', 'USAGE')
+"""
+
 
 def replica_lag(conn: Connection, primary_lsn: str | None = None) -> float | None:
     """How many seconds the server of ``conn`` (a streaming standby) is behind its
@@ -94,6 +102,13 @@ def replication_lag(conn: Connection) -> float | None:
     if row is None or not row[0] or row[2]:
         return None
     return float(row[1])
+
+
+def hidden_replicas(conn: Connection) -> int:
+    """On the primary: how many streaming standbys this login sees without their
+    progress (it lacks ``pg_monitor``), for which :func:`replication_lag` says None."""
+    row = conn.execute(HIDDEN_REPLICAS).fetchone()
+    return int(row[0]) if row else 0
 
 
 def wait_for_replicas(

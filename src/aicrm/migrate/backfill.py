@@ -8,6 +8,10 @@ size adapts so that a batch takes about ``batch_seconds`` (at most halving or
 doubling at a time); the transaction setting ``aicrm.backfill`` tells the form's
 triggers to stand aside, and ``session_replication_role = replica`` (when allowed)
 keeps user triggers from firing.
+
+With ``max_replica_lag`` the backfill waits after each batch (between its
+transactions, never inside one) while a streaming standby lags more than that, so
+that it never outruns the replicas by more than the bound.
 """
 
 from __future__ import annotations
@@ -18,15 +22,22 @@ from typing import Protocol, TypeVar
 
 from psycopg import sql
 
-from aicrm.db import Connection
+from aicrm.db import Connection, hidden_replicas, replication_lag, wait_for_replicas
 from aicrm.migrate import online_state
 from aicrm.migrate.loader import Migration
 from aicrm.migrate.online_state import RunState
 from aicrm.migrate.options import OnlineSettings, Options
+from aicrm.migrate.report import Report
 
 T = TypeVar("T")
 
 BATCH = "SELECT last_id::text, done FROM {}(%s, %s, %s)"
+WAIT_SLICE = 5.0  # seconds: while waiting for the replicas, a progress line this often
+HIDDEN = (
+    "the throttle could not see the progress of {count} standby(s): this login lacks "
+    "pg_monitor, so the backfill did not wait for them. Grant it (GRANT pg_monitor TO "
+    "<login>) to throttle on their lag."
+)
 
 
 class Phases(Protocol):
@@ -37,6 +48,7 @@ class Phases(Protocol):
     settings: OnlineSettings
     options: Options
     replica: bool
+    report: Report
 
     def short(
         self,
@@ -118,8 +130,46 @@ def run(phases: Phases, table: str, function: str, recorded: RunState | None) ->
                 f"backfill {table}: {done:,}/{total:,} rows ({percent:.0f}%), "
                 f"{rate:,.0f} rows/s, ~{left:,.0f} s left, batch {size:,}"
             )
+        keep_behind_replicas(phases, table)
         if settings.throttle > 0:
             time.sleep(settings.throttle)
 
 
-__all__ = ["run"]
+def keep_behind_replicas(phases: Phases, table: str) -> None:
+    """Between two batches: while a standby lags more than ``max_replica_lag``,
+    wait (saying so); record the longest lag seen and the time waited in the report.
+    Waits as long as it takes: a standby whose replay is stopped holds the backfill,
+    which an operator may interrupt (the run resumes) or let go on with a larger
+    bound. A login that cannot see the standbys' progress is noted once."""
+    bound = phases.settings.max_replica_lag
+    if bound is None:
+        return
+    conn, report = phases.conn, phases.report
+    report.replica_lag_bound = bound
+    lag = replication_lag(conn)
+    if lag is None:
+        if report.replica_note is None and (count := hidden_replicas(conn)):
+            report.replica_note = HIDDEN.format(count=count)
+            phases.options.say(report.replica_note)
+        return
+    report.replica_lag_max = max(report.replica_lag_max or 0.0, lag)
+    if lag <= bound:
+        return
+    report.replica_waits += 1
+    started = time.monotonic()
+    while lag is not None and lag > bound:
+        phases.options.say(
+            f"waiting for the replicas before the next batch of {table}: lag {lag:.1f} s, "
+            f"more than --max-replica-lag {bound:g} s; waited "
+            f"{time.monotonic() - started:.0f} s (interrupting is safe: 'aicrm db migrate "
+            f"--online --max-replica-lag {bound:g}' resumes with the throttle)"
+        )
+        lag = wait_for_replicas(conn, bound, timeout=WAIT_SLICE)
+        if lag is not None:
+            report.replica_lag_max = max(report.replica_lag_max, lag)
+    waited = time.monotonic() - started
+    report.replica_wait_seconds += waited
+    phases.options.say(f"waiting for the replicas: caught up after {waited:.1f} s, going on")
+
+
+__all__ = ["keep_behind_replicas", "run"]

@@ -24,7 +24,9 @@ class OnlineSettings:
     it, so this is short), retried ``lock_retries`` times with backoff;
     ``row_lock_timeout``: the bound on a batch's wait for rows the application is
     writing; ``ddl_wait``: the bound on the waits of statements that do not block
-    the application (CREATE INDEX CONCURRENTLY, VALIDATE CONSTRAINT)."""
+    the application (CREATE INDEX CONCURRENTLY, VALIDATE CONSTRAINT);
+    ``max_replica_lag``: after each batch, wait while a streaming standby lags more
+    than this many seconds (None: no throttle; see docs/online-migration.md)."""
 
     batch_seconds: float = 0.05
     throttle: float = 0.0
@@ -35,6 +37,7 @@ class OnlineSettings:
     first_batch: int = 500
     min_batch: int = 50
     max_batch: int = 50_000
+    max_replica_lag: float | None = None
 
 
 @dataclass

@@ -68,6 +68,14 @@ class Report:
     lock_held_seconds: float = 0.0
     # The bound on each of the run's own statements (seconds; 0: none), SET LOCAL.
     statement_timeout: float = 0.0
+    # The online backfill's throttle on replication lag (--max-replica-lag): its bound
+    # (None: no throttle), the longest lag it saw, how long and how many times it
+    # waited, and a note when it could not see the standbys' progress.
+    replica_lag_bound: float | None = None
+    replica_lag_max: float | None = None
+    replica_wait_seconds: float = 0.0
+    replica_waits: int = 0
+    replica_note: str | None = None
     objects_added: list[str] = field(default_factory=list)
     objects_dropped: list[str] = field(default_factory=list)
     rows_changed: list[RowChanges] = field(default_factory=list)
@@ -147,6 +155,14 @@ class Report:
                 f"attempt(s); held {self.lock_held_seconds:.3f} s; statement timeout "
                 + (f"{self.statement_timeout:g} s" if self.statement_timeout else "none")
             )
+        if self.replica_lag_bound is not None:
+            seen = "none seen" if self.replica_lag_max is None else f"{self.replica_lag_max:.1f} s"
+            out.append(
+                f"replicas: bound {self.replica_lag_bound:g} s, longest lag {seen}; waited "
+                f"{self.replica_wait_seconds:.1f} s over {self.replica_waits} batch(es)"
+            )
+            if self.replica_note:
+                out.append(f"  {self.replica_note}")
         if self.objects_added or self.objects_dropped:
             out.append(
                 f"objects: {len(self.objects_added)} added, {len(self.objects_dropped)} dropped"
