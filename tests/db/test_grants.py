@@ -20,6 +20,7 @@ from psycopg.conninfo import make_conninfo
 from aicrm import config
 from aicrm.api import create_app
 from aicrm.db import target
+from aicrm.db.script import trusted
 from tests.api.conftest import start_server, stop_server
 from tests.conftest import Database
 from tests.mcp.test_server import data, run_client, text
@@ -198,7 +199,7 @@ def test_refusals_and_their_advice(crm_db: Database, roles: dict[str, str]) -> N
     assert ok(reader, "leads", "list") is not None
     # The missing role's advice followed.
     with crm_db.connect(autocommit=True) as conn:
-        conn.execute(advice.encode())  # as the advice says (a test's role: no password)
+        conn.execute(trusted(advice))  # as aicrm's advice says (a test's role: no password)
     try:
         assert crm_db.cli("db", "grant", ghost, "--scope", "read").returncode == 0
     finally:

@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from tests.conftest import Database
 from tests.migrations.legacy import run_json
@@ -223,7 +224,9 @@ def test_a_security_invoker_view_keeps_reading_as_its_caller(db: Database) -> No
             "CREATE VIEW linked_leads WITH (security_invoker = true) AS "
             "SELECT id, email, client_id FROM leads"
         )
-        db.execute(f'GRANT SELECT ON linked_leads TO "{prod.app_role}"')
+        db.execute(
+            sql.SQL("GRANT SELECT ON linked_leads TO {}").format(sql.Identifier(prod.app_role))
+        )
         query = "SELECT email FROM linked_leads ORDER BY email"
         with prod.app_connect(db, autocommit=True) as app:
             before = app.execute(query).fetchall()
@@ -264,10 +267,13 @@ def test_a_rebuilt_view_keeps_its_owner_grants_and_comments(db: Database) -> Non
     owner = f"crm_reports_{uuid.uuid4().hex[:8]}"
     with production(db, Shape(custom_statuses=False, materialized_view=False)) as prod:
         try:
-            db.execute(f'CREATE ROLE "{owner}" NOLOGIN')
-            db.execute(f'GRANT SELECT ON leads, clients TO "{owner}"')
-            db.execute(f'CREATE POLICY reports_all ON leads TO "{owner}" USING (true)')
-            db.execute(f'ALTER VIEW sales_pipeline OWNER TO "{owner}"')
+            role = sql.Identifier(owner)
+            db.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(role))
+            db.execute(sql.SQL("GRANT SELECT ON leads, clients TO {}").format(role))
+            db.execute(
+                sql.SQL("CREATE POLICY reports_all ON leads TO {} USING (true)").format(role)
+            )
+            db.execute(sql.SQL("ALTER VIEW sales_pipeline OWNER TO {}").format(role))
             db.execute("COMMENT ON COLUMN sales_pipeline.client_name IS 'The client''s name.'")
             with prod.app_connect(db, autocommit=True) as app:
                 before = app.execute(PIPELINE).fetchall()
