@@ -11,6 +11,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from aicrm.db.script import trusted
 from tests.conftest import Database
 from tests.migrations.legacy import run_json
 from tests.production import Production, Shape, drop_roles, production
@@ -171,7 +172,7 @@ def test_old_code_before_during_and_after_001_then_the_window_closes(db: Databas
 
 
 def test_writes_the_new_structure_cannot_express_are_refused_clearly(db: Database) -> None:
-    db.execute((MIGRATIONS / "000_original_schema.sql").read_text())
+    db.execute(trusted((MIGRATIONS / "000_original_schema.sql").read_text()))
     up = db.cli("db", "migrate", "--compat-window")
     assert up.returncode == 0, up.stdout + up.stderr
     with psycopg.connect(old_url(db), autocommit=True) as old:
@@ -251,7 +252,7 @@ def test_a_dry_run_with_the_window_changes_nothing(db: Database) -> None:
 
 
 def test_impossible_window_requests_are_refused(db: Database) -> None:
-    db.execute((MIGRATIONS / "000_original_schema.sql").read_text())
+    db.execute(trusted((MIGRATIONS / "000_original_schema.sql").read_text()))
     alone = db.cli("db", "migrate", "--rebuild-dependents")
     assert alone.returncode == 2 and "needs --compat-window" in alone.stderr
     online = db.cli("db", "migrate", "--compat-window", "--online")
