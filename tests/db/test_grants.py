@@ -168,6 +168,7 @@ def test_write_scope(crm_db: Database, roles: dict[str, str]) -> None:
     run_client(writer, crm.write_token, session)
 
 
+@pytest.mark.slow
 def test_admin_scope(crm_db: Database, roles: dict[str, str]) -> None:
     granted(crm_db, roles["admin"], "admin")
     admin = as_role(crm_db, roles["admin"])
@@ -180,6 +181,7 @@ def test_admin_scope(crm_db: Database, roles: dict[str, str]) -> None:
     assert made["status"] == "demo_scheduled"
 
 
+@pytest.mark.slow
 def test_refusals_and_their_advice(crm_db: Database, roles: dict[str, str]) -> None:
     ghost = f"aicrm_ghost_{uuid.uuid4().hex[:8]}"
     missing = crm_db.cli("db", "grant", ghost, "--scope", "read")

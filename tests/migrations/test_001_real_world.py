@@ -77,6 +77,7 @@ def test_unrecognised_constraint_names_are_found_by_their_columns(db: Database) 
     assert legacy_references(db) == references
 
 
+@pytest.mark.slow
 def test_extra_columns_indexes_and_triggers_are_kept_and_not_fired(db: Database) -> None:
     build_every_anomaly(db, blocking=False)
     db.execute("ALTER TABLE leads ADD COLUMN region text DEFAULT 'emea'")
@@ -150,6 +151,7 @@ def owner(db: Database) -> Iterator[str]:
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
+@pytest.mark.slow
 def test_the_tables_owner_runs_it_without_superuser(db: Database, owner: str) -> None:
     build_every_anomaly(db, blocking=False)
     db.execute(TRIGGERS.split("CREATE TRIGGER clients_always")[0])  # leads' triggers

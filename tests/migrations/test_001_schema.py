@@ -214,6 +214,7 @@ def test_verify_passes_and_finds_a_cycle_by_the_catalog(
     assert "leads -> contacts -> leads" in broken.stdout
 
 
+@pytest.mark.slow
 def test_empty_database_goes_to_001_and_back(db: Database) -> None:
     result, report = run_json(db, "db", "migrate", "--target", "001")
     assert result.returncode == 0, result.stderr

@@ -71,6 +71,7 @@ def old_code_round(conn: psycopg.Connection[Any]) -> tuple[str, str]:
     return str(lead), str(client)
 
 
+@pytest.mark.slow
 def test_old_code_before_during_and_after_001_then_the_window_closes(db: Database) -> None:
     with production(db, NO_STATUSES) as prod:
         # Before: the old code on 000, as the application role.
@@ -251,6 +252,7 @@ def test_a_dry_run_with_the_window_changes_nothing(db: Database) -> None:
         assert schema_dump(db) == before
 
 
+@pytest.mark.slow
 def test_impossible_window_requests_are_refused(db: Database) -> None:
     db.execute(trusted((MIGRATIONS / "000_original_schema.sql").read_text()))
     alone = db.cli("db", "migrate", "--rebuild-dependents")

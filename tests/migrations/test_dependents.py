@@ -84,6 +84,7 @@ def test_production_dependents_refused_before_the_backup(db: Database) -> None:
         assert "line 2: SELECT client_id FROM leads WHERE id = $1" in text.stdout
 
 
+@pytest.mark.slow
 def test_following_the_advice_drop_and_change_then_migrates(db: Database) -> None:
     with production(db, NO_STATUSES):
         refused, report = run_json(db, "db", "migrate")

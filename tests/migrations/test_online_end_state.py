@@ -34,17 +34,20 @@ def _compare(db: Database, *args: str) -> None:
         drop_twin(online)
 
 
+@pytest.mark.slow
 def test_every_anomaly_online_equals_transactional(db: Database) -> None:
     build_every_anomaly(db, blocking=False)
     _compare(db)
 
 
+@pytest.mark.slow
 def test_every_anomaly_with_orphans_archived(db: Database) -> None:
     build_every_anomaly(db, blocking=True)
     _compare(db, "--archive-orphans")
 
 
 @pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.slow
 def test_random_legacy_online_equals_transactional(db: Database, seed: int) -> None:
     random_crm(db, seed)
     _compare(db, "--archive-orphans")

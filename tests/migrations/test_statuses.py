@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import Database
 from tests.migrations.legacy import Legacy, run_json
 
@@ -137,6 +139,7 @@ def test_refused_before_008_other_advice_works(db: Database) -> None:
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow
 def test_bad_mappings_refused_with_advice(db: Database) -> None:
     custom_crm(db)
     cases = {
@@ -156,6 +159,7 @@ def test_bad_mappings_refused_with_advice(db: Database) -> None:
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow
 def test_map_status_at_head_points_to_the_command(db: Database) -> None:
     custom_crm(db)
     assert db.cli("db", "migrate").returncode == 0
@@ -168,6 +172,7 @@ def test_map_status_at_head_points_to_the_command(db: Database) -> None:
     assert db.scalar("SELECT count(*) FROM lead_statuses WHERE name = 'nurturing'") == 0
 
 
+@pytest.mark.slow
 def test_downgrade_below_008_refused_until_custom_statuses_removed(db: Database) -> None:
     custom_crm(db)
     assert db.cli("db", "migrate").returncode == 0
