@@ -139,6 +139,7 @@ def test_convert_many_by_filter_takes_open_leads_only(crm_db: Database) -> None:
     assert more["converted"] == 2
 
 
+@pytest.mark.slow
 def test_delete_clients_and_contacts_from_the_cli(crm_db: Database) -> None:
     lead = _json(crm_db.cli("leads", "create", "--email", "a@b.io", "--json"))
     done = _json(crm_db.cli("leads", "convert", lead["id"], "--json"))

@@ -153,6 +153,7 @@ def test_allow_duplicates(crm_db: Database) -> None:
     assert done["imported"] == 2
 
 
+@pytest.mark.slow
 def test_contacts_import_and_export(crm_db: Database) -> None:
     lead = _json(crm_db.cli("leads", "create", "--email", "lead@x.io", "--json"))
     client = _json(crm_db.cli("clients", "create", "--name", "Corp", "--json"))

@@ -82,6 +82,7 @@ def seeded(db: Database) -> Seeded:
         return seed(conn)
 
 
+@pytest.mark.slow
 def test_grant_is_idempotent_and_reports(crm_db: Database, roles: dict[str, str]) -> None:
     first = granted(crm_db, roles["write"], "write")
     # Everything granted but USAGE on the schema, which PUBLIC holds by default.
@@ -96,6 +97,7 @@ def test_grant_is_idempotent_and_reports(crm_db: Database, roles: dict[str, str]
     assert "0 privilege(s) granted" in text_out
 
 
+@pytest.mark.slow
 def test_read_scope(crm_db: Database, roles: dict[str, str]) -> None:
     crm = seeded(crm_db)
     granted(crm_db, roles["read"], "read")
@@ -133,6 +135,7 @@ def test_read_scope(crm_db: Database, roles: dict[str, str]) -> None:
     run_client(reader, crm.read_token, session)
 
 
+@pytest.mark.slow
 def test_write_scope(crm_db: Database, roles: dict[str, str]) -> None:
     crm = seeded(crm_db)
     granted(crm_db, roles["write"], "write")

@@ -172,6 +172,7 @@ def test_old_code_before_during_and_after_001_then_the_window_closes(db: Databas
         assert db.scalar("SELECT lead_client(%s)", (converted,)) is not None
 
 
+@pytest.mark.slow
 def test_writes_the_new_structure_cannot_express_are_refused_clearly(db: Database) -> None:
     db.execute(trusted((MIGRATIONS / "000_original_schema.sql").read_text()))
     up = db.cli("db", "migrate", "--compat-window")

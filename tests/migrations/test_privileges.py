@@ -120,6 +120,7 @@ def migrate_as_owner(roles: Roles) -> None:
     assert rows == [(False,)]
 
 
+@pytest.mark.slow
 def test_app_role_keeps_every_crm_operation(roles: Roles) -> None:
     ids = legacy_as_owner(roles)
     migrate_as_owner(roles)

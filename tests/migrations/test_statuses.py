@@ -114,6 +114,7 @@ def test_map_status_on_the_way(db: Database) -> None:
     assert any("nurturing -> contacted (3 leads)" in s for s in steps), steps
 
 
+@pytest.mark.slow
 def test_refused_before_008_advice_works(db: Database) -> None:
     ids = custom_crm(db)
     result, report = run_json(db, "db", "migrate", "--target", "005")
@@ -130,6 +131,7 @@ def test_refused_before_008_advice_works(db: Database) -> None:
     assert {statuses(db)[i] for s in CUSTOM for i in ids[s]} == {"contacted"}
 
 
+@pytest.mark.slow
 def test_refused_before_008_other_advice_works(db: Database) -> None:
     custom_crm(db)
     result, _ = run_json(db, "db", "migrate", "--target", "003")
@@ -187,6 +189,7 @@ def test_downgrade_below_008_refused_until_custom_statuses_removed(db: Database)
     assert db.scalar("SELECT to_regclass('lead_statuses')") is None
 
 
+@pytest.mark.slow
 def test_open_lead_with_status_converted_refused_then_mapped(db: Database) -> None:
     legacy = Legacy(db)
     try:
