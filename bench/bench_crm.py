@@ -60,7 +60,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, LiteralString
 
 import psycopg
 from psycopg import sql
@@ -368,8 +368,8 @@ DROP_SECONDARY = "drop every index of leads but its primary key"
 def profile_insert(server: Server, template: str, path: Path) -> list[Variant]:
     """The importer's INSERT … SELECT with parts of the schema taken away, each on a
     fresh copy, rolled back."""
-    no_history = "ALTER TABLE leads DISABLE TRIGGER aicrm_history_insert"
-    variants: list[tuple[str, list[str]]] = [
+    no_history: LiteralString = "ALTER TABLE leads DISABLE TRIGGER aicrm_history_insert"
+    variants: list[tuple[str, list[LiteralString]]] = [
         ("migration 002 as is", []),
         ("without the history insert trigger", [no_history]),
         ("without leads_search_idx (GIN, full text)", ["DROP INDEX leads_search_idx"]),
@@ -392,7 +392,7 @@ def profile_insert(server: Server, template: str, path: Path) -> list[Variant]:
                         for (name,) in names:
                             conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
                     else:
-                        conn.execute(change.encode())
+                        conn.execute(change)
                 checks.create_staging(conn)
                 rows = importer._upload(conn, path, header, None)  # the importer's own steps
                 assert checks.run(conn, False, rows) == 0
@@ -850,17 +850,15 @@ def bulk_statements(server: Server, template: str) -> list[Statement]:
         keys = sorted(r[0] for r in conn.execute("SELECT id FROM leads").fetchall())
         everything = (0, len(keys))
         conn.execute(conversion.BULK_SETUP)
-        steps: list[tuple[str, str | sql.Composed, Any]] = [
-            ("lock and list the leads", conversion.BULK_FROM_IDS, (keys,)),
-            ("check duplicate emails", conversion.BULK_DUPLICATES, None),
+        steps: list[tuple[str, sql.Composable, Any]] = [
+            ("lock and list the leads", sql.SQL(conversion.BULK_FROM_IDS), (keys,)),
+            ("check duplicate emails", sql.SQL(conversion.BULK_DUPLICATES), None),
             ("insert the clients", conversion.BULK_CLIENTS, everything),
-            ("mark the leads converted", conversion.BULK_LEADS, everything),
-            ("move the contacts", conversion.BULK_CONTACTS, everything),
+            ("mark the leads converted", sql.SQL(conversion.BULK_LEADS), everything),
+            ("move the contacts", sql.SQL(conversion.BULK_CONTACTS), everything),
         ]
         for label, statement, params in steps:
-            query = sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) ") + (
-                statement if isinstance(statement, sql.Composed) else sql.SQL(statement)
-            )
+            query = sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) ") + statement
             with timed(conn) as result:
                 row = conn.execute(query, params).fetchone()
             assert row is not None

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, LiteralString
 
 import psycopg
 import pytest
@@ -64,12 +64,16 @@ class Database:
             config.resolve({"DATABASE_URL": self.url, "AICRM_HOME": self.env["AICRM_HOME"]})
         )
 
-    def execute(self, query: str, params: tuple[Any, ...] | None = None) -> list[tuple[Any, ...]]:
+    def execute(
+        self, query: LiteralString | sql.SQL | sql.Composed, params: tuple[Any, ...] | None = None
+    ) -> list[tuple[Any, ...]]:
         with self.connect(autocommit=True) as conn:
-            cur = conn.execute(query.encode(), params)
+            cur = conn.execute(query, params)
             return cur.fetchall() if cur.description else []
 
-    def scalar(self, query: str, params: tuple[Any, ...] | None = None) -> Any:
+    def scalar(
+        self, query: LiteralString | sql.SQL | sql.Composed, params: tuple[Any, ...] | None = None
+    ) -> Any:
         rows = self.execute(query, params)
         return rows[0][0] if rows else None
 

@@ -46,6 +46,7 @@ def test_keys_are_hashed_scoped_and_revocable(crm_db: Database) -> None:
             apikeys.create_key(conn, "sales-bot", "read")
 
 
+@pytest.mark.slow
 def test_apikey_cli_shows_the_token_once(crm_db: Database) -> None:
     made = crm_db.cli("apikey", "create", "reader", "--scope", "read")
     assert made.returncode == 0, made.stderr

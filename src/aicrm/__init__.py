@@ -1,7 +1,18 @@
 """aicrm: an AI-centric CRM on PostgreSQL, usable as a Python library.
 
-The layers, bottom up: ``aicrm.db`` (settings, connections, the embedded server),
-``aicrm.migrate`` (the migration engine), and the interfaces on top (``aicrm.cli``).
+The packages, in layers from the bottom up; a package imports only from layers below
+it (and from the shared modules ``aicrm.errors``, ``aicrm.config``, ``aicrm.apikeys``):
+
+1. ``aicrm.db``: settings to connections, the embedded server, client tools, read
+   routing, and the one place text becomes SQL (:mod:`aicrm.db.script`).
+2. ``aicrm.migrations`` (the numbered ``.sql`` files, their checks and online forms)
+   and ``aicrm.migrate`` (the engine that applies them).
+3. ``aicrm.crm``: the CRM domain (leads, clients, contacts, conversion, history).
+4. ``aicrm.ai``: annotations, lead scoring and conversion analysis on the CRM.
+5. ``aicrm.sample``: synthetic databases for tests, demos and benchmarks.
+6. The interfaces: ``aicrm.api`` (REST, FastAPI) with ``aicrm.web`` (the dashboard it
+   serves), ``aicrm.mcp`` (tools for AI assistants) and ``aicrm.cli`` (the ``aicrm``
+   command).
 """
 
 from aicrm.errors import AicrmError

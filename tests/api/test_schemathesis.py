@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
@@ -45,6 +46,7 @@ def test_the_served_document_is_the_one_tested(live: Live) -> None:
     assert live.client(None).get("/openapi.json").json() == DOCUMENT
 
 
+@pytest.mark.slow
 @schema.parametrize()
 @settings(
     max_examples=EXAMPLES,

@@ -16,6 +16,7 @@ def _json(result):
     return json.loads(result.stdout)
 
 
+@pytest.mark.slow
 def test_create_show_update_list_and_history(crm_db: Database) -> None:
     made = _json(
         crm_db.cli(
@@ -81,6 +82,7 @@ def test_create_show_update_list_and_history(crm_db: Database) -> None:
     assert "lin@corp.io" in table.stdout and table.stderr == ""
 
 
+@pytest.mark.slow
 def test_convert_and_its_errors(crm_db: Database) -> None:
     lead = _json(crm_db.cli("leads", "create", "--email", "conv@x.org", "--company", "X", "--json"))
     done = _json(crm_db.cli("leads", "convert", lead["id"], "--json"))
@@ -125,6 +127,7 @@ def test_bad_input_gets_one_line_and_its_exit_code(
     assert crm_db.scalar("SELECT count(*) FROM leads") == 0
 
 
+@pytest.mark.slow
 def test_duplicates_merge_and_bulk_conversion(crm_db: Database) -> None:
     first = _json(crm_db.cli("leads", "create", "--email", "d@x.org", "--json"))
     line = assert_one_line_error(crm_db.cli("leads", "create", "--email", "D@X.org"), 5)
@@ -161,6 +164,7 @@ def test_duplicates_merge_and_bulk_conversion(crm_db: Database) -> None:
     assert per_row["converted"] == 1 and per_row["not_found"] == [str(uuid.UUID(int=3))]
 
 
+@pytest.mark.slow
 def test_contacts_commands(crm_db: Database) -> None:
     lead = _json(crm_db.cli("leads", "create", "--email", "p@co.io", "--json"))
     contact = _json(

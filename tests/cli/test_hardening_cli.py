@@ -50,6 +50,7 @@ def at_a_terminal(db: Database, *args: str) -> bytes:
     return b"".join(chunks)
 
 
+@pytest.mark.slow
 def test_control_characters_are_escaped_in_text_and_tables(crm_db: Database) -> None:
     made = _json(crm_db.cli("leads", "create", "--first-name", NASTY, "--source", "tty",
                             "--json"))  # fmt: skip
@@ -78,6 +79,7 @@ def test_serve_with_the_database_unreachable_is_one_line_and_exit_2(tmp_path: Pa
 @pytest.mark.parametrize("args", [("leads", "create", "--first-name", "Ada"),
                                   ("clients", "list"), ("apikey", "list"), ("serve",),
                                   ("mcp", "--api-key", "aicrm_x")])  # fmt: skip
+@pytest.mark.slow
 def test_commands_on_an_unmigrated_database_say_migrate(db: Database, args: tuple[str]) -> None:
     line = assert_one_line_error(db.cli(*args), 2)
     assert "run 'aicrm db migrate'" in line.lower(), line
@@ -87,12 +89,14 @@ def test_commands_on_an_unmigrated_database_say_migrate(db: Database, args: tupl
         assert db.cli(*args).returncode == 0
 
 
+@pytest.mark.slow
 def test_an_older_schema_says_migrate(db: Database) -> None:
     assert db.cli("db", "migrate", "--target", "003").returncode == 0
     line = assert_one_line_error(db.cli("leads", "list"), 2)
     assert "version 003" in line and "aicrm db migrate" in line
 
 
+@pytest.mark.slow
 def test_as_of_shows_the_updated_at_of_that_moment(crm_db: Database) -> None:
     made = _json(crm_db.cli("leads", "create", "--first-name", "Ada", "--json"))
     between = datetime.now(UTC).isoformat()
@@ -105,6 +109,7 @@ def test_as_of_shows_the_updated_at_of_that_moment(crm_db: Database) -> None:
     assert now["updated_at"] == changed["updated_at"]
 
 
+@pytest.mark.slow
 def test_history_shows_values_as_json(crm_db: Database) -> None:
     made = _json(crm_db.cli("leads", "create", "--first-name", "Ada", "--attr", "plan=pro",
                             "--json"))  # fmt: skip
@@ -115,6 +120,7 @@ def test_history_shows_values_as_json(crm_db: Database) -> None:
     assert '"plan": "enterprise"' in text and "None" not in text and "'" not in text, text
 
 
+@pytest.mark.slow
 def test_convert_many_by_filter_takes_open_leads_only(crm_db: Database) -> None:
     ids = {}
     for status in ("new", "qualified", "lost", "unqualified"):
@@ -133,6 +139,7 @@ def test_convert_many_by_filter_takes_open_leads_only(crm_db: Database) -> None:
     assert more["converted"] == 2
 
 
+@pytest.mark.slow
 def test_delete_clients_and_contacts_from_the_cli(crm_db: Database) -> None:
     lead = _json(crm_db.cli("leads", "create", "--email", "a@b.io", "--json"))
     done = _json(crm_db.cli("leads", "convert", lead["id"], "--json"))
@@ -159,6 +166,7 @@ def commands(cmd, path=()):
         yield from commands(sub, (*path, name))
 
 
+@pytest.mark.slow
 def test_every_help_reads_well_at_80_columns(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -70,6 +70,7 @@ def test_conversions_as_json_and_tab_separated(small: Database) -> None:
     assert lines[3].split("\t")[-1] == ""  # no conversion, no average
 
 
+@pytest.mark.slow
 def test_client_history_and_its_errors(small: Database) -> None:
     rows = ok_json(aicrm(small, "report", "client-history", str(ACME), "--json"))
     assert [r["lead_id"] for r in rows] == [str(L6), str(L1)]
@@ -102,6 +103,7 @@ def test_reports_need_the_views(db: Database) -> None:
     assert "aicrm db migrate" in line
 
 
+@pytest.mark.slow
 def test_sample_generate_refuses_a_crm_with_data_unless_forced(crm_db: Database) -> None:
     made = ok_json(
         aicrm(crm_db, "sample", "generate", "--leads", "400", "--seed", "3", "--now",

@@ -97,6 +97,7 @@ def test_bad_imports_exit_2_and_write_nothing(
     _nothing_written(crm_db)
 
 
+@pytest.mark.slow
 def test_missing_file_and_option_mistakes(crm_db: Database) -> None:
     source = _file(crm_db, "leads.csv", GOOD)
     line = assert_one_line_error(crm_db.cli("leads", "import", "nope.csv"), 2)
@@ -152,6 +153,7 @@ def test_allow_duplicates(crm_db: Database) -> None:
     assert done["imported"] == 2
 
 
+@pytest.mark.slow
 def test_contacts_import_and_export(crm_db: Database) -> None:
     lead = _json(crm_db.cli("leads", "create", "--email", "lead@x.io", "--json"))
     client = _json(crm_db.cli("clients", "create", "--name", "Corp", "--json"))
@@ -173,6 +175,7 @@ def test_contacts_import_and_export(crm_db: Database) -> None:
     assert [row[5] for row in csv.reader(io.StringIO(out.stdout))] == ["email", "pat@x.io"]
 
 
+@pytest.mark.slow
 def test_export_with_filters(crm_db: Database) -> None:
     crm_db.cli("leads", "create", "--email", "a@x.io", "--source", "web", "--attr", "plan=pro")
     crm_db.cli("leads", "create", "--email", "b@x.io", "--source", "fair", "--status", "lost")

@@ -135,7 +135,7 @@ def test_converted_lead_is_read_only_in_the_database_itself(crm_db: Database) ->
             "DELETE FROM leads WHERE id = %s",
         ):
             with pytest.raises(psycopg.Error):
-                raw.execute(statement.encode(), (lead.id,))
+                raw.execute(statement, (lead.id,))
             raw.rollback()
         raw.execute("UPDATE leads SET ai_score = 0.9, ai_summary = 'hot' WHERE id = %s", (lead.id,))
         raw.commit()

@@ -20,6 +20,7 @@ from psycopg.conninfo import make_conninfo
 from aicrm import config
 from aicrm.api import create_app
 from aicrm.db import target
+from aicrm.db.script import trusted
 from tests.api.conftest import start_server, stop_server
 from tests.conftest import Database
 from tests.mcp.test_server import data, run_client, text
@@ -81,6 +82,7 @@ def seeded(db: Database) -> Seeded:
         return seed(conn)
 
 
+@pytest.mark.slow
 def test_grant_is_idempotent_and_reports(crm_db: Database, roles: dict[str, str]) -> None:
     first = granted(crm_db, roles["write"], "write")
     # Everything granted but USAGE on the schema, which PUBLIC holds by default.
@@ -95,6 +97,7 @@ def test_grant_is_idempotent_and_reports(crm_db: Database, roles: dict[str, str]
     assert "0 privilege(s) granted" in text_out
 
 
+@pytest.mark.slow
 def test_read_scope(crm_db: Database, roles: dict[str, str]) -> None:
     crm = seeded(crm_db)
     granted(crm_db, roles["read"], "read")
@@ -132,6 +135,7 @@ def test_read_scope(crm_db: Database, roles: dict[str, str]) -> None:
     run_client(reader, crm.read_token, session)
 
 
+@pytest.mark.slow
 def test_write_scope(crm_db: Database, roles: dict[str, str]) -> None:
     crm = seeded(crm_db)
     granted(crm_db, roles["write"], "write")
@@ -167,6 +171,7 @@ def test_write_scope(crm_db: Database, roles: dict[str, str]) -> None:
     run_client(writer, crm.write_token, session)
 
 
+@pytest.mark.slow
 def test_admin_scope(crm_db: Database, roles: dict[str, str]) -> None:
     granted(crm_db, roles["admin"], "admin")
     admin = as_role(crm_db, roles["admin"])
@@ -179,6 +184,7 @@ def test_admin_scope(crm_db: Database, roles: dict[str, str]) -> None:
     assert made["status"] == "demo_scheduled"
 
 
+@pytest.mark.slow
 def test_refusals_and_their_advice(crm_db: Database, roles: dict[str, str]) -> None:
     ghost = f"aicrm_ghost_{uuid.uuid4().hex[:8]}"
     missing = crm_db.cli("db", "grant", ghost, "--scope", "read")
@@ -198,7 +204,7 @@ def test_refusals_and_their_advice(crm_db: Database, roles: dict[str, str]) -> N
     assert ok(reader, "leads", "list") is not None
     # The missing role's advice followed.
     with crm_db.connect(autocommit=True) as conn:
-        conn.execute(advice.encode())  # as the advice says (a test's role: no password)
+        conn.execute(trusted(advice))  # as aicrm's advice says (a test's role: no password)
     try:
         assert crm_db.cli("db", "grant", ghost, "--scope", "read").returncode == 0
     finally:

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+import pytest
 from mcp.client.client import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.types import CallToolResult, TextContent
@@ -66,6 +67,7 @@ def seeded(db: Database) -> Seeded:
         return seed(conn)
 
 
+@pytest.mark.slow
 def test_every_tool_over_stdio_under_a_write_key(crm_db: Database) -> None:
     crm = seeded(crm_db)
     lovelace, hopper = crm.leads["Lovelace"], crm.leads["Hopper"]
@@ -234,6 +236,7 @@ def test_a_key_revoked_while_serving_stops_working(crm_db: Database) -> None:
     run_client(crm_db, crm.read_token, session, flag=True)
 
 
+@pytest.mark.slow
 def test_the_server_refuses_to_start_without_a_valid_key(crm_db: Database) -> None:
     for key, message in [
         ("", "needs an API key: set AICRM_API_KEY"),
@@ -254,6 +257,7 @@ def test_the_server_refuses_to_start_without_a_valid_key(crm_db: Database) -> No
         assert done.stdout == ""  # stdout belongs to the protocol
 
 
+@pytest.mark.slow
 def test_deleting_a_client_or_a_contact_has_the_apis_refusals(crm_db: Database) -> None:
     crm = seeded(crm_db)
     converted = str(crm_db.scalar("SELECT converted_to_client_id FROM leads WHERE is_converted"))

@@ -8,6 +8,8 @@ import stat
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from aicrm.db import tools
 from tests.conftest import Database, create_database, drop_database, host_port_user
 from tests.support import copy_migrations, table_digests
@@ -47,6 +49,7 @@ def test_backup_is_complete_private_and_named_as_the_seed_says(db: Database, tmp
     assert "COPY public.leads" in text
 
 
+@pytest.mark.slow
 def test_seed_rollback_command_restores_the_backup(db: Database, tmp_path) -> None:
     folder = _legacy_with_data(db, tmp_path)
     before = table_digests(db)
@@ -79,6 +82,7 @@ def test_seed_rollback_command_restores_the_backup(db: Database, tmp_path) -> No
         drop_database(db.server, restored)
 
 
+@pytest.mark.slow
 def test_restore_into_a_new_database_and_refuse_a_non_empty_one(db: Database, tmp_path) -> None:
     folder = _legacy_with_data(db, tmp_path)
     before = table_digests(db)
@@ -99,6 +103,7 @@ def test_restore_into_a_new_database_and_refuse_a_non_empty_one(db: Database, tm
         drop_database(db.server, name)
 
 
+@pytest.mark.slow
 def test_restore_refuses_an_incomplete_backup(db: Database, tmp_path) -> None:
     folder = _legacy_with_data(db, tmp_path)
     path = _take_backup(db, folder)

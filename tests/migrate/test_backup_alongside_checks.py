@@ -68,6 +68,7 @@ def _files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
+@pytest.mark.slow
 def test_refusing_check_while_pg_dump_runs_leaves_no_backup_and_no_change(
     db: Database, tmp_path: Path
 ) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.conftest import Database
 from tests.support import copy_migrations
 
@@ -84,6 +86,7 @@ def test_unrecognised_database_is_refused_with_what_was_found(db: Database) -> N
     assert db.scalar("SELECT to_regclass('clients') IS NULL") is True
 
 
+@pytest.mark.slow
 def test_edited_applied_file_is_drift_and_blocks_until_allowed(db: Database, tmp_path) -> None:
     folder = copy_migrations(tmp_path / "m", (0,))
     assert db.cli("db", "migrate", "--migrations-dir", str(folder)).returncode == 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 
+import pytest
+
 from tests.conftest import Database
 from tests.support import MIGRATIONS, copy_migrations
 
@@ -58,6 +60,7 @@ def test_target_that_is_not_a_number_is_a_usage_error(db: Database) -> None:
     assert "is not a migration version" in result.stderr
 
 
+@pytest.mark.slow
 def test_status_names_the_database_and_pending_work(db: Database) -> None:
     before = db.cli("db", "status", "--json")
     assert before.returncode == 0, before.stderr
@@ -73,6 +76,7 @@ def test_status_names_the_database_and_pending_work(db: Database) -> None:
     assert after["applied"][0]["version"] == 0
 
 
+@pytest.mark.slow
 def test_verify_passes_after_migrate_and_fails_when_broken(db: Database) -> None:
     assert db.cli("db", "migrate", "--target", "000").returncode == 0
     ok = db.cli("db", "verify")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.conftest import Database
 from tests.support import copy_migrations, schema_dump, table_digests
 
@@ -50,6 +52,7 @@ def test_dry_run_leaves_schema_and_data_unchanged(db: Database, tmp_path) -> Non
     assert changes["contacts"]["deleted"] == 4
 
 
+@pytest.mark.slow
 def test_dry_run_reports_what_the_real_run_then_does(db: Database, tmp_path) -> None:
     folder = _database_at_000_with_data(db, tmp_path)
     dry = json.loads(

@@ -6,6 +6,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import Database
 from tests.support import copy_migrations, schema_dump, table_digests, wait_for
 
@@ -25,6 +27,7 @@ CREATE TABLE finished (id int);
 """
 
 
+@pytest.mark.slow
 def test_sigkill_mid_change_leaves_previous_version_and_rerun_succeeds(
     db: Database, tmp_path
 ) -> None:

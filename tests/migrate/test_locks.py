@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from aicrm.migrate.lock import CLASS_ID, OBJECT_ID
 from tests.conftest import Database
 from tests.support import copy_migrations, wait_for
@@ -25,6 +27,7 @@ def _version(db: Database) -> object:
     return db.scalar("SELECT max(version) FROM aicrm_schema_migrations")
 
 
+@pytest.mark.slow
 def test_second_runner_is_refused_naming_the_holder(db: Database, tmp_path) -> None:
     folder = _at_000_with_pending(db, tmp_path)
     with db.connect(autocommit=True) as holder:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import Database
 from tests.support import copy_migrations
 
@@ -157,6 +159,7 @@ def test_a_malformed_online_form_is_refused(db: Database, tmp_path) -> None:
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_statement_timeout_bounds_each_statement_and_raising_it_works(
     db: Database, tmp_path
 ) -> None:

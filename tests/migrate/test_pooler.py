@@ -116,6 +116,7 @@ def test_runner_lock_keeps_three_runners_apart_through_a_pooler(
     assert outcomes[-1] == "next ran"
 
 
+@pytest.mark.slow
 def test_nothing_the_engine_sets_leaks_to_other_clients_of_the_pool(
     db: Database, pgbouncer: str, tmp_path: Path
 ) -> None:

@@ -16,9 +16,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, LiteralString
 
 import psycopg
+from psycopg import sql
 
 from aicrm.db import tools
 from tests.conftest import Database
@@ -95,8 +96,12 @@ class Legacy:
     def close(self) -> None:
         self.conn.close()
 
-    def execute(self, query: str, params: tuple[object, ...] | None = None) -> None:
-        self.conn.execute(query.encode(), params)
+    def execute(
+        self,
+        query: LiteralString | sql.SQL | sql.Composed,
+        params: tuple[object, ...] | None = None,
+    ) -> None:
+        self.conn.execute(query, params)
 
     @contextmanager
     def unchecked(self) -> Iterator[None]:
@@ -341,15 +346,15 @@ def build_every_anomaly(db: Database, *, blocking: bool = True) -> Every:
         legacy.close()
 
 
+ROWS_AS_JSON = sql.SQL("SELECT to_jsonb(t)::text FROM {} AS t")
+
+
 def rows_as_json(
     db: Database, tables: tuple[str, ...] = ("leads", "clients", "contacts")
 ) -> dict[str, list[str]]:
     """Every row of each table as JSON (keys sorted: independent of column order)."""
     return {
-        table: sorted(
-            str(row[0])
-            for row in db.execute(f"SELECT to_jsonb(t)::text FROM {table} AS t")  # noqa: S608
-        )
+        table: sorted(str(row[0]) for row in db.execute(ROWS_AS_JSON.format(sql.Identifier(table))))
         for table in tables
     }
 

@@ -127,6 +127,7 @@ def test_blocking_anomaly_refuses_with_exit_3_and_changes_nothing(
 
 
 @pytest.mark.parametrize("category", BLOCKING)
+@pytest.mark.slow
 def test_archive_orphans_archives_and_clears(db: Database, category: str) -> None:
     case = build(db, category)
 

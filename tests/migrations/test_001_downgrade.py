@@ -4,6 +4,8 @@ circular-key warning of pg_dump goes away with 001 (and comes back without it)."
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import Database
 from tests.migrations.legacy import (
     build_every_anomaly,
@@ -23,6 +25,7 @@ WHERE relname LIKE 'migration\\_001\\_%' OR relname IN ('lead_conversion_summary
 """
 
 
+@pytest.mark.slow
 def test_round_trip_gives_back_every_reference_of_the_resolvable_anomalies(db: Database) -> None:
     build_every_anomaly(db, blocking=False)
     references, rows, keys = legacy_references(db), rows_as_json(db), foreign_keys(db)

@@ -47,6 +47,7 @@ def random_crm(db: Database, seed: int) -> None:
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.slow
 def test_random_legacy_database_round_trip(db: Database, seed: int) -> None:
     random_crm(db, seed)
     references, rows = legacy_references(db), rows_as_json(db)

@@ -77,6 +77,7 @@ def test_unrecognised_constraint_names_are_found_by_their_columns(db: Database) 
     assert legacy_references(db) == references
 
 
+@pytest.mark.slow
 def test_extra_columns_indexes_and_triggers_are_kept_and_not_fired(db: Database) -> None:
     build_every_anomaly(db, blocking=False)
     db.execute("ALTER TABLE leads ADD COLUMN region text DEFAULT 'emea'")
@@ -150,6 +151,7 @@ def owner(db: Database) -> Iterator[str]:
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
+@pytest.mark.slow
 def test_the_tables_owner_runs_it_without_superuser(db: Database, owner: str) -> None:
     build_every_anomaly(db, blocking=False)
     db.execute(TRIGGERS.split("CREATE TRIGGER clients_always")[0])  # leads' triggers
@@ -197,22 +199,29 @@ def test_a_view_on_a_dropped_column_stops_it_and_nothing_changes(db: Database) -
     assert schema_dump(db) == schema and table_digests(db) == digests
 
 
+DROP_CONSTRAINT = sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}")
+ADD_DEFERRED_KEY = sql.SQL(
+    "ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} (id) "
+    "DEFERRABLE INITIALLY DEFERRED NOT VALID"
+)
+
+
 def test_deferrable_keys_and_a_referencing_table(db: Database) -> None:
     every = build_every_anomaly(db)
-    for table, name, definition in (
-        ("leads", "leads_client_id_fkey", "(client_id) REFERENCES clients (id)"),
-        (
-            "clients",
-            "clients_converted_from_lead_id_fkey",
-            "(converted_from_lead_id) REFERENCES leads (id)",
-        ),
-        ("contacts", "contacts_lead_id_fkey", "(lead_id) REFERENCES leads (id)"),
-        ("contacts", "contacts_client_id_fkey", "(client_id) REFERENCES clients (id)"),
+    for table, name, column, referenced in (
+        ("leads", "leads_client_id_fkey", "client_id", "clients"),
+        ("clients", "clients_converted_from_lead_id_fkey", "converted_from_lead_id", "leads"),
+        ("contacts", "contacts_lead_id_fkey", "lead_id", "leads"),
+        ("contacts", "contacts_client_id_fkey", "client_id", "clients"),
     ):
-        db.execute(f"ALTER TABLE {table} DROP CONSTRAINT {name}")
+        db.execute(DROP_CONSTRAINT.format(sql.Identifier(table), sql.Identifier(name)))
         db.execute(
-            f"ALTER TABLE {table} ADD CONSTRAINT {name} FOREIGN KEY {definition} "
-            "DEFERRABLE INITIALLY DEFERRED NOT VALID"
+            ADD_DEFERRED_KEY.format(
+                sql.Identifier(table),
+                sql.Identifier(name),
+                sql.Identifier(column),
+                sql.Identifier(referenced),
+            )
         )
     db.execute(
         "CREATE TABLE notes (id serial PRIMARY KEY, contact_id uuid REFERENCES contacts "

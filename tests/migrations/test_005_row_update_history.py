@@ -3,11 +3,12 @@ leads only where it matters, leads' fillfactor."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, LiteralString
 
 import psycopg
 import pytest
 
+from aicrm.db.script import trusted
 from aicrm.migrate import loader
 from tests.conftest import Database
 
@@ -22,10 +23,10 @@ def _history(db: Database, row_id: str) -> list[tuple[str, str, dict[str, Any]]]
     return [(str(op), str(actor), changes) for op, actor, changes in rows]
 
 
-def _as(db: Database, actor: str, statement: str, params: tuple[Any, ...] = ()) -> int:
+def _as(db: Database, actor: str, statement: LiteralString, params: tuple[Any, ...] = ()) -> int:
     with db.connect() as conn:
         conn.execute("SELECT set_config('aicrm.actor', %s, true)", (actor,))
-        return conn.execute(statement.encode(), params).rowcount
+        return conn.execute(statement, params).rowcount
 
 
 def _lead(db: Database, lead_id: str = LEAD, email: str = "h@x.org") -> None:
@@ -160,7 +161,7 @@ def test_the_way_back_restores_the_statement_level_triggers(crm_db: Database) ->
     _lead(crm_db)
     with crm_db.connect() as conn:
         for step in migration.down_steps:
-            conn.execute(step.sql.encode())
+            conn.execute(trusted(step.sql))
         levels = conn.execute(
             "SELECT DISTINCT (g.tgtype & 1) = 1 FROM pg_trigger g "
             "WHERE g.tgname = 'aicrm_history_update'"

@@ -12,6 +12,7 @@ import psycopg
 
 from aicrm import config
 from aicrm.db import target
+from aicrm.db.script import trusted
 from aicrm.migrate import Options, downgrade, loader, migrate, verify
 from tests.conftest import Database, head_migrations
 
@@ -48,7 +49,7 @@ def _play(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
     for ai, statement, params in WORKLOAD:
         conn.execute("SELECT set_config('aicrm.history_ai', %s, true)", (ai,))
         conn.execute("SELECT set_config('aicrm.actor', 'alice', true)")
-        conn.execute(statement.encode(), params)
+        conn.execute(statement, params)
     rows = conn.execute(
         "SELECT table_name, operation, actor, changes - 'id' - 'created_at' - 'updated_at' "
         "- 'conversion_date' - 'converted_to_client_id' - 'client_id' "
@@ -69,7 +70,7 @@ def test_the_generated_triggers_record_what_005_and_002_recorded(crm_db: Databas
         ours = _play(conn)
         conn.rollback()
         for step in _down_steps():
-            conn.execute(step.encode())
+            conn.execute(trusted(step))
         theirs = _play(conn)
         conn.rollback()
     assert ours == theirs

@@ -34,22 +34,26 @@ def _compare(db: Database, *args: str) -> None:
         drop_twin(online)
 
 
+@pytest.mark.slow
 def test_every_anomaly_online_equals_transactional(db: Database) -> None:
     build_every_anomaly(db, blocking=False)
     _compare(db)
 
 
+@pytest.mark.slow
 def test_every_anomaly_with_orphans_archived(db: Database) -> None:
     build_every_anomaly(db, blocking=True)
     _compare(db, "--archive-orphans")
 
 
 @pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.slow
 def test_random_legacy_online_equals_transactional(db: Database, seed: int) -> None:
     random_crm(db, seed)
     _compare(db, "--archive-orphans")
 
 
+@pytest.mark.slow
 def test_online_then_downgrade_gives_back_every_row(db: Database) -> None:
     build_every_anomaly(db, blocking=True)
     references, rows = legacy_references(db), rows_as_json(db)
@@ -68,6 +72,7 @@ def test_orphans_refused_without_the_flag(db: Database) -> None:
     assert db.scalar("SELECT to_regclass('aicrm_online_migration')") is None
 
 
+@pytest.mark.slow
 def test_status_shows_the_phase_and_run_migration_sh_resumes(db: Database) -> None:
     build_every_anomaly(db, blocking=False)
     assert kill_at(db, "phase:backfill:clients", "--target", "001") == "backfill:clients"

@@ -53,6 +53,7 @@ def leave_invalid_index(db: Database) -> int:
     return int(db.scalar(INDEX_OID))
 
 
+@pytest.mark.slow
 def test_invalid_index_left_by_an_interrupted_run_is_rebuilt(db: Database) -> None:
     legacy(db)
     reference = twin(db, "tx")

@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from aicrm.migrate.lock import CLASS_ID
 from aicrm.migrate.online import PAUSE_ENV, PAUSE_OBJECT
 from tests.conftest import Database, create_database, drop_database
+from tests.migrations.legacy import ROWS_AS_JSON
 from tests.support import schema_dump, wait_for
 
 ARCHIVE = (
@@ -60,8 +62,7 @@ def end_state(db: Database) -> dict[str, Any]:
     rows: dict[str, Any] = {}
     for table in OWN_TABLES:
         rows[table] = sorted(
-            str(r[0])
-            for r in db.execute(f"SELECT to_jsonb(t)::text FROM {table} AS t")  # noqa: S608
+            str(r[0]) for r in db.execute(ROWS_AS_JSON.format(sql.Identifier(table)))
         )
     rows["archive"] = sorted(tuple(map(str, r)) for r in db.execute(ARCHIVE))
     rows["ledger"] = [

@@ -122,6 +122,7 @@ def test_kill_at_random_backfill_batches(db: Database, seed: int) -> None:
     "point",
     ["phase:backfill:leads", "batch:contacts:1", "phase:contract:indexes", "phase:contract:switch"],
 )
+@pytest.mark.slow
 def test_downgrade_from_any_phase(db: Database, point: str) -> None:
     legacy(db)
     references, rows = legacy_references(db), rows_as_json(db)

@@ -156,6 +156,7 @@ def run_with_writes(db: Database, at: list[tuple[str, Write]]) -> None:
         ("phase:contract:constraints", "phase:contract:switch"),
     ],
 )
+@pytest.mark.slow
 def test_writes_during_the_run_end_as_if_made_before(db: Database, points: tuple[str, ...]) -> None:
     every = build_every_anomaly(db, blocking=False)
     reference = twin(db, "tx")

@@ -10,7 +10,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, LiteralString
 
 import psycopg
 import pytest
@@ -41,9 +41,14 @@ class Roles:
         assert result.returncode == 0, (args, result.stderr)
         return json.loads(result.stdout)
 
-    def execute(self, role: str, query: str, params: tuple[Any, ...] | None = None) -> list[Any]:
+    def execute(
+        self,
+        role: str,
+        query: LiteralString | sql.SQL | sql.Composed,
+        params: tuple[Any, ...] | None = None,
+    ) -> list[Any]:
         with psycopg.connect(self.url(role), autocommit=True) as conn:
-            cur = conn.execute(query.encode(), params)
+            cur = conn.execute(query, params)
             return cur.fetchall() if cur.description else []
 
 
@@ -115,6 +120,7 @@ def migrate_as_owner(roles: Roles) -> None:
     assert rows == [(False,)]
 
 
+@pytest.mark.slow
 def test_app_role_keeps_every_crm_operation(roles: Roles) -> None:
     ids = legacy_as_owner(roles)
     migrate_as_owner(roles)

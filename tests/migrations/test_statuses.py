@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import Database
 from tests.migrations.legacy import Legacy, run_json
 
@@ -112,6 +114,7 @@ def test_map_status_on_the_way(db: Database) -> None:
     assert any("nurturing -> contacted (3 leads)" in s for s in steps), steps
 
 
+@pytest.mark.slow
 def test_refused_before_008_advice_works(db: Database) -> None:
     ids = custom_crm(db)
     result, report = run_json(db, "db", "migrate", "--target", "005")
@@ -128,6 +131,7 @@ def test_refused_before_008_advice_works(db: Database) -> None:
     assert {statuses(db)[i] for s in CUSTOM for i in ids[s]} == {"contacted"}
 
 
+@pytest.mark.slow
 def test_refused_before_008_other_advice_works(db: Database) -> None:
     custom_crm(db)
     result, _ = run_json(db, "db", "migrate", "--target", "003")
@@ -137,6 +141,7 @@ def test_refused_before_008_other_advice_works(db: Database) -> None:
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow
 def test_bad_mappings_refused_with_advice(db: Database) -> None:
     custom_crm(db)
     cases = {
@@ -156,6 +161,7 @@ def test_bad_mappings_refused_with_advice(db: Database) -> None:
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow
 def test_map_status_at_head_points_to_the_command(db: Database) -> None:
     custom_crm(db)
     assert db.cli("db", "migrate").returncode == 0
@@ -168,6 +174,7 @@ def test_map_status_at_head_points_to_the_command(db: Database) -> None:
     assert db.scalar("SELECT count(*) FROM lead_statuses WHERE name = 'nurturing'") == 0
 
 
+@pytest.mark.slow
 def test_downgrade_below_008_refused_until_custom_statuses_removed(db: Database) -> None:
     custom_crm(db)
     assert db.cli("db", "migrate").returncode == 0
@@ -182,6 +189,7 @@ def test_downgrade_below_008_refused_until_custom_statuses_removed(db: Database)
     assert db.scalar("SELECT to_regclass('lead_statuses')") is None
 
 
+@pytest.mark.slow
 def test_open_lead_with_status_converted_refused_then_mapped(db: Database) -> None:
     legacy = Legacy(db)
     try:

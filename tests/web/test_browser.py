@@ -5,10 +5,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
+
 from aicrm.crm import leads, session
 from tests.web.conftest import Crm
 
 
+@pytest.mark.slow
 def test_find_convert_and_see_the_lead_under_its_client(
     browser: Any, live_url: str, crm: Crm
 ) -> None:
@@ -114,6 +117,7 @@ def test_the_pages_work_under_their_content_security_policy(
         context.close()
 
 
+@pytest.mark.slow
 def test_api_docs_render_without_internet(browser: Any, live_url: str) -> None:
     context = offline_context(browser, live_url)
     try:

@@ -260,6 +260,11 @@ def _show_dry_run(report: Report) -> None:
     output.say(f"outcome: {report.outcome} in {report.seconds:.2f} s; nothing was kept")
 
 
+# The query the demo prints for the busiest client (printed for the reader, run by
+# reports.client_history); the id goes in as a quoted literal.
+SHOWN_HISTORY = sql.SQL("SELECT * FROM client_lead_history WHERE client_id = {};")
+
+
 def _example_queries(conn: Connection) -> None:
     converted = _count(conn, CONVERTED)
     output.say(f"{CONVERTED};\n  -> {converted:,} converted leads")
@@ -271,7 +276,7 @@ def _example_queries(conn: Connection) -> None:
     row = conn.execute(BUSIEST_CLIENT).fetchone()
     if row is not None:
         history = reports.client_history(conn, row[0])
-        shown = f"SELECT * FROM client_lead_history WHERE client_id = '{row[0]}';"  # noqa: S608
+        shown = SHOWN_HISTORY.format(sql.Literal(str(row[0]))).as_string(conn)
         output.say(shown)
         output.say(f"  -> client {history[0].client_name}: {len(history)} lead(s)")
         for entry in history:

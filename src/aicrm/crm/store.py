@@ -81,7 +81,7 @@ def get(conn: Connection, cls: type[R], record_id: str | uuid.UUID, *, lock: boo
     """The record with that id; :class:`NotFound` when there is none."""
     key = ids.parse(record_id, f"{cls.TABLE[:-1]} id")
     query = sql.SQL("SELECT {} FROM {} WHERE id = %s{}").format(
-        columns(cls), sql.Identifier(cls.TABLE), sql.SQL(" FOR UPDATE" if lock else "")
+        columns(cls), sql.Identifier(cls.TABLE), sql.SQL(" FOR UPDATE") if lock else sql.SQL("")
     )
     row = conn.execute(query, (key,)).fetchone()
     if row is None:

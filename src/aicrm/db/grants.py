@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from aicrm.db import script
 from aicrm.db.connection import Connection
 from aicrm.errors import PrerequisiteFailed, UsageError
 
@@ -148,11 +149,11 @@ def _grant_one(
     target = sql.Identifier(relation)
     if column is None:
         statement = sql.SQL("GRANT {} ON {} TO {}").format(
-            sql.SQL(privilege), target, sql.Identifier(role)
+            script.privilege(privilege), target, sql.Identifier(role)
         )
     else:
         statement = sql.SQL("GRANT {} ({}) ON {} TO {}").format(
-            sql.SQL(privilege), sql.Identifier(column), target, sql.Identifier(role)
+            script.privilege(privilege), sql.Identifier(column), target, sql.Identifier(role)
         )
     conn.execute(statement)
     return Grant(privilege, on, True)

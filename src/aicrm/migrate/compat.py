@@ -33,6 +33,7 @@ from typing import Any
 from psycopg import sql
 
 from aicrm.db import Connection, Target, connect
+from aicrm.db.script import catalog, trusted
 from aicrm.errors import DependentsFound, PrerequisiteFailed, UsageError
 from aicrm.migrate import dependents
 from aicrm.migrate import rebuild as recreate
@@ -84,6 +85,9 @@ WHERE p.pronamespace::regnamespace::text NOT LIKE %(schema)s::text || '%%'
        OR p.prosrc LIKE '%%' || %(schema)s::text || '%%')
 ORDER BY 1
 """
+
+# The routine kinds a dependent function can be, as the keyword ALTER takes.
+ROUTINE_KINDS = {"function": sql.SQL("FUNCTION"), "procedure": sql.SQL("PROCEDURE")}
 
 SERVER_MAJOR = "SELECT current_setting('server_version_num')::int / 10000"
 
@@ -194,7 +198,7 @@ class Window:
             (f"aicrm.compat_{self.migration.version - 1:03d}_columns", json.dumps(self.columns)),
         )
         for step in split_steps(_file(self.migration, "open").read_text("utf-8"), "open"):
-            conn.execute(sql.SQL(step.sql))  # shipped file
+            conn.execute(trusted(step.sql))  # shipped file
         schema = schema_for(self.migration)
         self.notes.append(
             f"compatibility window {schema} opened: old code connects with "
@@ -215,9 +219,9 @@ class Window:
         finally:
             recreate.set_search_path(conn, saved)
         for fn in self.functions:
-            path = f"{schema}, {fn.search_path or self.crm}"
-            statement = sql.SQL("ALTER {} {} SET search_path = {}").format(
-                sql.SQL(fn.kind.upper()), sql.SQL(fn.name), sql.SQL(path)
+            rest = catalog(fn.search_path) if fn.search_path else sql.Identifier(self.crm)
+            statement = sql.SQL("ALTER {} {} SET search_path = {}, {}").format(
+                ROUTINE_KINDS[fn.kind], catalog(fn.name), sql.Identifier(schema), rest
             )
             conn.execute(statement)
             self.notes.append(
@@ -250,7 +254,7 @@ def prepare(
         for view in reversed(rebuilt):
             conn.execute(
                 sql.SQL("DROP {} {}").format(
-                    sql.SQL("MATERIALIZED VIEW" if view.materialized else "VIEW"),
+                    sql.SQL("MATERIALIZED VIEW") if view.materialized else sql.SQL("VIEW"),
                     sql.Identifier(view.schema, view.name),
                 )
             )
@@ -307,7 +311,7 @@ def close(where: Target, schema: str | None = None) -> str:
         with conn.transaction():
             conn.execute("SET LOCAL lock_timeout = '5s'")
             for step in split_steps(path.read_text("utf-8"), path.name):
-                conn.execute(sql.SQL(step.sql))  # shipped file
+                conn.execute(trusted(step.sql))  # shipped file
         return str(window["schema"])
 
 

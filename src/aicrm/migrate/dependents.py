@@ -123,12 +123,14 @@ ORDER BY 5, 6
 
 # The definition of a publication's entry: its column list (prattrs, PostgreSQL 15+)
 # and its row filter; PostgreSQL 14 has neither.
-PUBLICATION_15 = """concat_ws(E'\\n', 'columns: ' || (
+PUBLICATION_15 = sql.SQL(
+    """concat_ws(E'\\n', 'columns: ' || (
                SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum)
                FROM pg_attribute AS a
                WHERE a.attrelid = pr.prrelid AND a.attnum = ANY (pr.prattrs)),
              'WHERE (' || pg_get_expr(pr.prqual, pr.prrelid) || ')')"""
-PUBLICATION_14 = "NULL::text"
+)
+PUBLICATION_14 = sql.SQL("NULL::text")
 
 # Functions and procedures whose body text names the column as a word, and the
 # table too (or that are trigger functions of the table). A textual search.
@@ -232,7 +234,7 @@ def find(conn: Connection, migrations: list[Migration]) -> list[Dependent]:
     Reads the catalogs only. Objects of aicrm itself are left out."""
     row = conn.execute("SELECT current_setting('server_version_num')::int / 10000").fetchone()
     publication = PUBLICATION_15 if row and int(row[0]) >= 15 else PUBLICATION_14
-    tracked_query = sql.SQL(TRACKED).format(publication=sql.SQL(publication))
+    tracked_query = sql.SQL(TRACKED).format(publication=publication)
     found: list[Dependent] = []
     for migration in migrations:
         for col in declared(migration):

@@ -32,6 +32,7 @@ import psycopg
 from psycopg import sql
 
 from aicrm.db import Connection, Target
+from aicrm.db.script import trusted
 from aicrm.errors import LockHeld, MigrationFailed, UsageError
 from aicrm.migrate import backfill, checks, ledger, loader, lock, online_state, preflight, snapshot
 from aicrm.migrate.loader import Migration, OnlineForm, Phase, Step
@@ -236,7 +237,7 @@ class _Phases:
 
     def executor(self, step: Step) -> Callable[[], None]:
         def body() -> None:
-            self.conn.execute(sql.SQL(step.sql))  # trusted text: the shipped online form
+            self.conn.execute(trusted(step.sql))  # trusted text: the shipped online form
 
         return body
 
@@ -265,7 +266,7 @@ class _Phases:
                     conn.execute(
                         sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(name))
                     )
-            conn.execute(sql.SQL(step.sql))
+            conn.execute(trusted(step.sql))
 
         try:
             lock.retrying(
@@ -288,7 +289,7 @@ class _Phases:
             lock.lock_tables(conn, migration.locks)
             for step in phase.steps:
                 self.options.say(f"switch: {step.description}")
-                conn.execute(sql.SQL(step.sql))
+                conn.execute(trusted(step.sql))
             duration = online_state.elapsed_ms(conn, migration.version)
             ledger.record(
                 conn, migration.version, migration.name, migration.checksum, duration, "applied"
@@ -424,7 +425,7 @@ def abort(
         for step in steps:
             started = time.monotonic()
             options.say(f"undo: {step.description}")
-            conn.execute(sql.SQL(step.sql))
+            conn.execute(trusted(step.sql))
             report.steps.append(
                 StepTiming(migration.label, step.description, time.monotonic() - started)
             )

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 from psycopg import sql
 
-from aicrm.db import Connection
+from aicrm.db import Connection, script
+from aicrm.db.script import catalog
 
 # Views built on a relation (the next level of a rebuild).
 VIEWS_ON = """
@@ -125,17 +126,17 @@ def _read(conn: Connection, oid: int) -> Rebuilt:
 
 def create(conn: Connection, view: Rebuilt) -> None:
     name = sql.Identifier(view.schema, view.name)
-    kind = sql.SQL("MATERIALIZED VIEW" if view.materialized else "VIEW")
-    options = sql.SQL(" WITH ({})").format(sql.SQL(view.options)) if view.options else sql.SQL("")
+    kind = sql.SQL("MATERIALIZED VIEW") if view.materialized else sql.SQL("VIEW")
+    options = sql.SQL(" WITH ({})").format(catalog(view.options)) if view.options else sql.SQL("")
     data = sql.SQL("")
     if view.materialized:
-        data = sql.SQL(" WITH DATA" if view.populated else " WITH NO DATA")
+        data = sql.SQL(" WITH DATA") if view.populated else sql.SQL(" WITH NO DATA")
     conn.execute(
         sql.SQL("CREATE {} {}{} AS {}{}").format(
             kind,
             name,
             options,
-            sql.SQL(view.definition),
+            catalog(view.definition),
             data,
         )
     )
@@ -146,10 +147,10 @@ def create(conn: Connection, view: Rebuilt) -> None:
     for privilege, grantee, grantable in view.grants:
         conn.execute(
             sql.SQL("GRANT {} ON {} TO {}{}").format(
-                sql.SQL(privilege),  # a catalog keyword
+                script.privilege(privilege),
                 name,
                 sql.Identifier(grantee) if grantee else sql.SQL("PUBLIC"),
-                sql.SQL(" WITH GRANT OPTION" if grantable else ""),
+                sql.SQL(" WITH GRANT OPTION") if grantable else sql.SQL(""),
             )
         )
     if view.comment is not None:
@@ -163,7 +164,7 @@ def create(conn: Connection, view: Rebuilt) -> None:
             )
         )
     for index in view.indexes:
-        conn.execute(sql.SQL(index))  # pg_get_indexdef's text
+        conn.execute(catalog(index))  # pg_get_indexdef's text
 
 
 def grant_definer_views(conn: Connection, schema: str, role: str) -> None:

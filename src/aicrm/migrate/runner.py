@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 
 from aicrm.db import Connection, Target, connect, target
+from aicrm.db.script import trusted
 from aicrm.errors import (
     AicrmError,
     DriftDetected,
@@ -305,7 +305,7 @@ def _run_steps(
         options.say(f"{migration.label} step {number}/{len(steps)}: {step.description}")
         started = time.monotonic()
         report.steps.append(StepTiming(migration.label, step.description, 0.0))
-        conn.execute(sql.SQL(step.sql))  # trusted text: the shipped migration file
+        conn.execute(trusted(step.sql))  # trusted text: the shipped migration file
         report.steps[-1] = StepTiming(migration.label, step.description, time.monotonic() - started)
 
 

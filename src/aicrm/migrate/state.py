@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from aicrm.db import Connection
+from aicrm.db.script import trusted
 from aicrm.errors import UnrecognisedDatabase
 from aicrm.migrate import ledger
 from aicrm.migrate.loader import Migration
@@ -79,5 +80,5 @@ def inspect(conn: Connection, migrations: list[Migration]) -> State:
 def _baseline_missing(conn: Connection, baseline: Migration) -> list[str]:
     missing: list[str] = []
     for check in baseline.checks_of("baseline"):
-        missing.extend(str(row[0]) for row in conn.execute(check.sql.encode()).fetchall())
+        missing.extend(str(row[0]) for row in conn.execute(trusted(check.sql)).fetchall())
     return missing

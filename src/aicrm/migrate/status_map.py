@@ -65,7 +65,7 @@ CREATE TEMP TABLE aicrm_status_carry ON COMMIT DROP AS
 SELECT id AS lead_id, status FROM leads WHERE NOT is_converted AND status <> ALL(%s::text[])
 """
 STAND_IN = "UPDATE leads l SET status = 'new' FROM aicrm_status_carry c WHERE l.id = c.lead_id"
-MODES = {"A": "ALWAYS", "R": "REPLICA", "O": ""}
+MODES = {"A": sql.SQL("ALWAYS"), "R": sql.SQL("REPLICA"), "O": sql.SQL("")}
 
 
 def parse(items: Sequence[str]) -> dict[str, str]:
@@ -213,7 +213,7 @@ class _quiet_user_triggers:
         for name, mode in self.triggers:
             self.conn.execute(
                 sql.SQL("ALTER TABLE leads ENABLE {} TRIGGER {}").format(
-                    sql.SQL(MODES.get(mode, "")), sql.Identifier(name)
+                    MODES.get(mode, sql.SQL("")), sql.Identifier(name)
                 )
             )
 

@@ -1,1 +1,13 @@
-"""The web dashboard: server-rendered pages for sales teams, served by the API app."""
+"""The web dashboard: server-rendered pages for sales teams, served by the API app.
+
+:data:`router` holds the pages (:mod:`aicrm.web.pages`), mounted by
+:func:`aicrm.api.create_app`; :func:`page` renders a template and :func:`error_page`
+turns any error into a friendly page (:mod:`aicrm.web.render`); :mod:`~aicrm.web.display`
+and :mod:`~aicrm.web.charts` format values and draw the summary's bars.
+"""
+
+from aicrm.web import charts, display
+from aicrm.web.pages import router
+from aicrm.web.render import PageRoute, error_page, page
+
+__all__ = ["PageRoute", "charts", "display", "error_page", "page", "router"]

@@ -1,1 +1,9 @@
-"""The API's routes, one module per resource."""
+"""The API's routes, one module per resource, each with its ``router``.
+
+:mod:`~aicrm.api.routes.common` holds what they share (responses, ETags, the
+read-by-id routes); :func:`aicrm.api.create_app` mounts them all.
+"""
+
+from aicrm.api.routes import ai, clients, common, contacts, leads, meta, reports, transfer
+
+__all__ = ["ai", "clients", "common", "contacts", "leads", "meta", "reports", "transfer"]

@@ -1,0 +1,224 @@
+"""The shape of the codebase, checked: what a reviewer would otherwise have to police.
+
+* every package re-exports its public names in a tested ``__all__``;
+* no import cycle between aicrm's modules;
+* SQL is never built by string formatting (ruff's S608 is the guard, so it is never
+  silenced, and never side-stepped by handing psycopg ``.encode()``d or formatted text);
+* modules stay small.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import pkgutil
+from pathlib import Path
+
+import pytest
+
+import aicrm
+
+REPO = Path(__file__).resolve().parent.parent
+SRC = REPO / "src" / "aicrm"
+PYTHON_TREES = (REPO / "src", REPO / "tests", REPO / "bench")
+
+# The one place where text that is not a literal becomes SQL: the statements of the
+# migration files and their checks, which ship inside the package as trusted code.
+TRUSTED_SQL_TEXT = {SRC / "db" / "script.py"}
+
+# Modules allowed past the size limit, each with its reason.
+LONG_MODULES: dict[str, str] = {}
+MAX_LINES = 500
+
+QUERY_METHODS = {"execute", "executemany", "copy", "stream"}
+
+
+def _packages() -> list[str]:
+    found = ["aicrm"]
+    for info in pkgutil.walk_packages(aicrm.__path__, "aicrm."):
+        if info.ispkg:
+            found.append(info.name)
+    return found
+
+
+def _modules() -> list[Path]:
+    return sorted(p for p in SRC.rglob("*.py"))
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+@pytest.mark.parametrize("package", _packages())
+def test_every_package_declares_its_public_names(package: str) -> None:
+    module = importlib.import_module(package)
+    exported = getattr(module, "__all__", None)
+    assert isinstance(exported, list | tuple), f"{package} has no __all__"
+    assert exported, f"{package}.__all__ is empty"
+    missing = [name for name in exported if not hasattr(module, name)]
+    assert not missing, f"{package}.__all__ names what it does not define: {missing}"
+    assert module.__doc__, f"{package} has no docstring saying what it is for"
+
+
+def _imports(path: Path) -> set[str]:
+    """The aicrm modules that ``path`` imports at module level (not inside functions)."""
+    tree = ast.parse(path.read_text(), str(path))
+    found: set[str] = set()
+    this = _module_name(path)
+    package = this if path.name == "__init__.py" else this.rpartition(".")[0]
+    for node in tree.body:
+        if isinstance(node, ast.If):  # `if TYPE_CHECKING:` imports do not run
+            continue
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("aicrm"))
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
+            if not base.startswith("aicrm"):
+                continue
+            for alias in node.names:
+                candidate = f"{base}.{alias.name}"
+                found.add(candidate if _exists(candidate) else base)
+    return found
+
+
+def _exists(module: str) -> bool:
+    relative = Path(*module.split(".")[1:])
+    return (SRC / relative).with_suffix(".py").exists() or (SRC / relative / "__init__.py").exists()
+
+
+def test_no_import_cycle_between_modules() -> None:
+    graph = {_module_name(p): _imports(p) for p in _modules()}
+    cycles: list[list[str]] = []
+    state: dict[str, int] = {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for target in sorted(graph.get(node, ())):
+            # A package's __init__ importing its own modules is re-exporting, not a cycle.
+            if target.startswith(node + "."):
+                continue
+            if state.get(target) == 1:
+                cycles.append([*path[path.index(target) :], target])
+            elif target in graph and target not in state:
+                visit(target, [*path, target])
+        state[node] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    real = [c for c in cycles if not all(c[0].startswith(m) for m in c)]
+    assert not real, "import cycles:\n" + "\n".join(" -> ".join(c) for c in real)
+
+
+def _python_files() -> list[Path]:
+    return sorted(p for tree in PYTHON_TREES for p in tree.rglob("*.py"))
+
+
+def _string_constants(tree: ast.Module) -> set[str]:
+    """Names a module binds to plain text (``QUERY = "SELECT …"``)."""
+    return {
+        target.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant | ast.JoinedStr)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
+
+
+def _is_formatted(node: ast.expr, text_names: frozenset[str] = frozenset()) -> str | None:
+    """Why ``node``, passed as a query, is text built at run time; None when it is not.
+
+    ``sql.SQL(…).format(…)`` is psycopg's composition and fine; ``.format`` on plain text
+    (a literal, or a name the module binds to one) is not.
+    """
+    if isinstance(node, ast.JoinedStr) and any(
+        isinstance(v, ast.FormattedValue) for v in node.values
+    ):
+        return "an f-string"
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod | ast.Add):
+        sides = (node.left, node.right)
+        if any(isinstance(s, ast.Constant) and isinstance(s.value, str) for s in sides):
+            return "text joined or %-formatted"
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        receiver = node.func.value
+        if node.func.attr == "encode":
+            return ".encode()d text (side-steps the type check)"
+        if node.func.attr == "format" and (
+            isinstance(receiver, ast.Constant | ast.JoinedStr)
+            or (isinstance(receiver, ast.Name) and receiver.id in text_names)
+        ):
+            return "str.format"
+    return None
+
+
+def _named_constant(node: ast.expr) -> bool:
+    name = node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", "")
+    return bool(name) and name.isupper()
+
+
+def test_sql_is_never_built_by_string_formatting() -> None:
+    problems: list[str] = []
+    marker = "noqa" + ":"
+    for path in _python_files():
+        text = path.read_text()
+        for number, line in enumerate(text.splitlines(), 1):
+            if marker in line and "S608" in line.split(marker, 1)[1]:
+                problems.append(f"{path.relative_to(REPO)}:{number}: S608 silenced")
+        tree = ast.parse(text, str(path))
+        text_names = frozenset(_string_constants(tree))
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call) or not node.args:
+                continue
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            query = node.args[0]
+            if name in QUERY_METHODS:
+                why = _is_formatted(query, text_names)
+            elif name == "SQL" and path not in TRUSTED_SQL_TEXT:
+                why = _is_formatted(query, text_names) or (
+                    None
+                    if isinstance(query, ast.Constant) or _named_constant(query)
+                    else "sql.SQL of text that is not a literal or a named constant"
+                )
+            else:
+                continue
+            if why:
+                problems.append(f"{path.relative_to(REPO)}:{node.lineno}: query is {why}")
+    assert not problems, "SQL built by string formatting:\n" + "\n".join(sorted(problems))
+
+
+def test_the_formatting_check_catches_what_it_should() -> None:
+    bad = [
+        'conn.execute(f"SELECT * FROM {t}")',
+        'conn.execute("SELECT * FROM %s" % t)',
+        'conn.execute("SELECT * FROM {}".format(t))',
+        "conn.execute(QUERY.format(t))",
+        "conn.execute(step.sql.encode())",
+    ]
+    good = [
+        'conn.execute("SELECT * FROM t WHERE id = %s", (i,))',
+        "conn.execute(QUERY)",
+        'conn.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(t)))',
+    ]
+    for source in bad:
+        call = ast.parse(source).body[0].value  # type: ignore[attr-defined]
+        assert _is_formatted(call.args[0], frozenset({"QUERY"})), source
+    for source in good:
+        call = ast.parse(source).body[0].value  # type: ignore[attr-defined]
+        assert not _is_formatted(call.args[0], frozenset({"QUERY"})), source
+
+
+def test_modules_stay_small() -> None:
+    long = {
+        str(p.relative_to(SRC)): n
+        for p in _modules()
+        if (n := len(p.read_text().splitlines())) > MAX_LINES
+        and str(p.relative_to(SRC)) not in LONG_MODULES
+    }
+    assert not long, f"modules over {MAX_LINES} lines (split them, or say why): {long}"
