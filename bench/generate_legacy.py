@@ -25,7 +25,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from aicrm import config
-from aicrm.db import Target, embedded, target
+from aicrm.db import Target, embedded, script, target
 from aicrm.errors import AicrmError
 from aicrm.migrate import Options, loader, migrate
 from aicrm.sample import generate_legacy
@@ -82,7 +82,7 @@ def create_000(conninfo: str, with_ledger: bool) -> None:
     original = loader.load()[0]
     with psycopg.connect(conninfo) as conn:
         for step in original.steps:
-            conn.execute(step.sql.encode())
+            conn.execute(script.trusted(step.sql))
 
 
 def main(argv: list[str] | None = None) -> int:
