@@ -3,7 +3,9 @@
 :func:`score` reads the features of every open lead (or the given ones) with one
 binary COPY received in frames by a thread while this one predicts and explains the
 frames already there; :mod:`aicrm.ai.writeback` then writes every score in one
-COPY and one UPDATE, all in one transaction on the caller's connection.
+COPY and one UPDATE, all in one transaction on the caller's connection. The features
+may be read on another connection (``read``: a read replica, docs/deployment.md);
+the active model, the moment and the write-back stay on the caller's (the primary).
 """
 
 from __future__ import annotations
@@ -66,14 +68,20 @@ def score(
     top: int = TOP_FACTORS,
     actor: str | None = None,
     progress: Progress = quiet,
+    read: Connection | None = None,
 ) -> ScoreResult:
     """Score open leads (or the given ones, converted included) with the active model
-    and write ``ai_score`` and the ``lead_scoring`` annotation back, set-based."""
+    and write ``ai_score`` and the ``lead_scoring`` annotation back, set-based.
+
+    ``read``: where the leads' features are read (e.g. :func:`aicrm.db.connect_read`'s
+    replica); default ``conn``. The model, the moment and the write-back always use
+    ``conn``, so the active model is the one just activated, and a lead the replica
+    does not have yet is simply not scored this time."""
     if not 1 <= top <= 10:
         raise InvalidInput("The number of factors to keep must be between 1 and 10.")
     keys = [str(ids.parse(i, "lead id")) for i in lead_ids] if lead_ids is not None else None
     with session.transaction(conn, actor):
-        return _score(conn, keys, include_converted, as_of, top, actor, progress)
+        return _score(conn, read or conn, keys, include_converted, as_of, top, actor, progress)
 
 
 CHUNK = 65_536  # leads per frame: predicted while PostgreSQL computes the next ones
@@ -81,6 +89,7 @@ CHUNK = 65_536  # leads per frame: predicted while PostgreSQL computes the next 
 
 def _score(
     conn: Connection,
+    read: Connection,
     keys: list[str] | None,
     include_converted: bool,
     as_of: datetime | None,
@@ -95,11 +104,11 @@ def _score(
     frames: Iterator[Frame]
     if keys is None:
         frames = scoring_frames(
-            conn, stored.features, as_of=moment, include_converted=include_converted,
+            read, stored.features, as_of=moment, include_converted=include_converted,
             rows=CHUNK,
         )  # fmt: skip
     else:
-        frames = iter([scoring_frame(conn, stored.features, as_of=moment, lead_ids=keys,
+        frames = iter([scoring_frame(read, stored.features, as_of=moment, lead_ids=keys,
                                        include_converted=True)])  # fmt: skip
     terms = make_terms(stored)
     head = entry_head(stored, as_of)

@@ -6,6 +6,7 @@ Thin commands: the work is in :mod:`aicrm.ai`, imported inside each command so
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,7 +14,8 @@ import typer
 from rich.table import Table
 
 from aicrm.cli import output
-from aicrm.cli.common import JsonOpt, actor, database, moment
+from aicrm.cli.common import JsonOpt, actor, database, moment, replica_read
+from aicrm.db import Connection
 from aicrm.errors import InvalidInput
 
 ai_app = typer.Typer(
@@ -151,10 +153,15 @@ def score(
     """Score open leads with the active model; writes ai_score and the annotation."""
     from aicrm.ai import scoring
 
-    with database() as conn, output.progress(not as_json) as step:
+    # All leads: their features are read on the replica when there is one fresh
+    # enough; leads named by id are read on the primary (the caller may just have
+    # written them). The model and the write-back are always the primary's.
+    reading: AbstractContextManager[Connection | None]
+    reading = replica_read() if lead is None else nullcontext(None)
+    with database() as conn, reading as read, output.progress(not as_json) as step:
         result = scoring.score(
             conn, lead_ids=lead, include_converted=include_converted, top=top,
-            as_of=moment(as_of), actor=actor(), progress=step,
+            as_of=moment(as_of), actor=actor(), progress=step, read=read,
         )  # fmt: skip
     if as_json:
         output.emit_json(result.to_dict())

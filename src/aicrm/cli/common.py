@@ -100,6 +100,21 @@ def database(read_only: bool = False) -> Iterator[Connection]:
         yield conn
 
 
+@contextmanager
+def replica_read() -> Iterator[Connection | None]:
+    """For a command that writes on the primary (:func:`database`) but may read its
+    input a little behind: a second connection for that read, to the replica
+    (``AICRM_READ_URL``) while it lags at most ``AICRM_READ_MAX_LAG``, else to the
+    primary (saying why on stderr); None without ``AICRM_READ_URL``."""
+    where = target()
+    if where.read is None:
+        yield None
+        return
+    with connect_read(where, application_name="aicrm read") as conn:
+        require_schema(conn)
+        yield conn
+
+
 def attributes(pairs: Sequence[str] | None) -> dict[str, Any]:
     """``KEY=VALUE`` options as a dict; a VALUE that parses as JSON is used as JSON."""
     found: dict[str, Any] = {}
