@@ -34,10 +34,12 @@ SearchOpt = Annotated[str | None, typer.Option(help="Full-text search; words mat
 # Whether the migration ledger exists, and the newest version it records.
 # Whether the ledger exists, and whether this login may read it: an application role
 # holding only its grants on the CRM's tables may not (docs/least-privilege.md).
+# CASE, not AND: SQL does not promise to evaluate AND's left side first, and the
+# privilege check of a table that does not exist is an error.
 HAS_LEDGER = """
 SELECT to_regclass('aicrm_schema_migrations') IS NOT NULL,
-       to_regclass('aicrm_schema_migrations') IS NOT NULL
-       AND has_table_privilege('aicrm_schema_migrations', 'SELECT')
+       CASE WHEN to_regclass('aicrm_schema_migrations') IS NULL THEN false
+            ELSE has_table_privilege('aicrm_schema_migrations', 'SELECT') END
 """
 SCHEMA_VERSION = "SELECT max(version) FROM aicrm_schema_migrations"
 
