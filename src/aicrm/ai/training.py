@@ -251,10 +251,11 @@ def _rounded(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in metrics.items()}
 
 
-def _train_prior(
-    conn: Connection, window: Window, progress: Progress
-) -> tuple[StoredModel, list[dict[str, Any]], int]:
-    progress("computing the smoothed conversion rates")
+def _prior_frame(
+    conn: Connection, window: Window
+) -> tuple[str | None, list[Feature], Frame, npt.NDArray[np.int8]]:
+    """The prior's segment key, its features, its frame of every labelled lead at
+    creation, and their labels."""
     key = segment_key(conn, window)
     features = prior_features(key)
     for feature in features:
@@ -268,8 +269,16 @@ def _train_prior(
         landmarks=[0],
     )
     assert frame.labels is not None
+    return key, features, frame, frame.labels
+
+
+def _train_prior(
+    conn: Connection, window: Window, progress: Progress
+) -> tuple[StoredModel, list[dict[str, Any]], int]:
+    progress("computing the smoothed conversion rates")
+    key, features, frame, labels = _prior_frame(conn, window)
     sources, segments = prior_inputs(features, frame)
-    y = frame.labels
+    y = labels
     prior = Prior.fit(sources, segments, y.tolist(), key)
     p, _contributions, _confidence = prior.predict(sources, segments)
     table = learn.calibration_table(y, p)
@@ -443,19 +452,7 @@ def _prior_on_holdout(
     conn: Connection, window: Window, held_ids: list[str], judged_ids: npt.NDArray[np.uint8]
 ) -> npt.NDArray[np.float64]:
     """The prior fit on the older leads, scoring the holdout leads at creation."""
-    key = segment_key(conn, window)
-    features = prior_features(key)
-    for feature in features:
-        feature.categories = all_values(conn, feature, window)
-    frame = training_frame(
-        conn,
-        features,
-        horizon=window.horizon,
-        as_of=window.as_of,
-        since=window.since,
-        landmarks=[0],
-    )
-    assert frame.labels is not None
+    key, features, frame, labels = _prior_frame(conn, window)
     held = rows_of(frame, held_ids)
     if not np.array_equal(frame.ids[held], judged_ids):
         raise RuntimeError("the prior's holdout rows are not the model's")
@@ -464,7 +461,7 @@ def _prior_on_holdout(
     prior = Prior.fit(
         [sources[i] for i in pick],
         [segments[i] for i in pick],
-        frame.labels[~held].tolist(),
+        labels[~held].tolist(),
         key,
     )
     chosen = np.flatnonzero(held).tolist()
