@@ -13,28 +13,37 @@ and for the CRM's own commands::
     4  the record does not exist
     5  a conflict: a duplicate, an already converted lead, a read-only record
 
-The hierarchy::
+The hierarchy, with each error's exit code and the HTTP status the API and the
+dashboard answer it with (``http_status``; 500 when none is given)::
 
-    AicrmError                      exit 1
-    ├── MigrationFailed             exit 1  a change failed; the transaction was rolled back
-    ├── VerificationFailed          exit 1  a verification check failed; rolled back
-    ├── UsageError                  exit 2  the request itself is wrong (bad flag, unknown version)
-    ├── ConnectionFailed            exit 2  the server could not be reached or refused the login
-    ├── PrerequisiteFailed          exit 2  a tool, privilege or disk space is missing
-    ├── LockHeld                    exit 2  another runner holds the migration lock
-    ├── DriftDetected               exit 2  an applied migration's file changed since
-    ├── UnrecognisedDatabase        exit 2  the database is neither empty nor a known schema
-    ├── BackupFailed                exit 2  pg_dump failed or wrote an incomplete file
-    ├── InvalidInput                exit 2  a value the CRM cannot accept; nothing was written
-    ├── Unauthorized                exit 2  no valid API key (HTTP 401)
-    ├── Forbidden                   exit 2  the API key's scope is too narrow (HTTP 403)
-    ├── IntegrityRefused            exit 3  blocking anomalies were found; nothing was changed
-    │   └── DependentsFound                 objects use what the migration drops (or a window)
-    ├── NotFound                    exit 4  no record with that id
-    └── Conflict                    exit 5  the change conflicts with data that exists
-        ├── DuplicateFound                  the email matches other leads or contacts
-        ├── AlreadyConverted                the lead converted to another client
-        └── ReadOnly                        a converted lead changes only its ai_* fields
+    AicrmError                      exit 1  500
+    ├── MigrationFailed             exit 1  500  a change failed; the transaction was rolled back
+    ├── VerificationFailed          exit 1  500  a verification check failed; rolled back
+    ├── UsageError                  exit 2  409  the request itself is wrong (bad flag, unknown
+    │                                            version), or not possible in the database's state
+    ├── ConnectionFailed            exit 2  503  the server could not be reached or refused
+    │                                            the login
+    ├── PrerequisiteFailed          exit 2  500  a tool, privilege or disk space is missing
+    ├── LockHeld                    exit 2  503  another runner holds the migration lock, or a
+    │                                            lock could not be taken in time
+    ├── DriftDetected               exit 2  500  an applied migration's file changed since
+    ├── UnrecognisedDatabase        exit 2  500  the database is neither empty nor a known schema
+    ├── BackupFailed                exit 2  500  pg_dump failed or wrote an incomplete file
+    ├── InvalidInput                exit 2  422  a value the CRM cannot accept; nothing was written
+    ├── Unauthorized                exit 2  401  no valid API key
+    ├── Forbidden                   exit 2  403  the API key's scope is too narrow
+    ├── IntegrityRefused            exit 3  500  blocking anomalies were found; nothing was changed
+    │   └── DependentsFound                      objects use what the migration drops (or a window)
+    ├── NotFound                    exit 4  404  no record with that id
+    └── Conflict                    exit 5  409  the change conflicts with data that exists
+        ├── DuplicateFound                       the email matches other leads or contacts
+        ├── AlreadyConverted                     the lead converted to another client
+        ├── ReadOnly                             a converted lead changes only its ai_* fields
+        └── Stale                           412  the record changed since the caller read it
+
+``problem`` names the error's kind in the API's problem documents
+(``https://aicrm.dev/problems/<problem>``). Database errors become these errors at
+one boundary, :func:`aicrm.db.errors.translated`.
 
 Messages are full sentences: what happened, why, and what to do next. They never
 contain a password: connection errors are scrubbed by :func:`aicrm.db.redact`.
@@ -49,6 +58,8 @@ class AicrmError(Exception):
     """Base of every expected aicrm failure; ``exit_code`` is what the CLI returns."""
 
     exit_code = 1
+    http_status = 500
+    problem = "internal"
 
     def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
@@ -68,12 +79,16 @@ class UsageError(AicrmError):
     """The request cannot be carried out as asked (unknown version, bad option)."""
 
     exit_code = 2
+    http_status = 409
+    problem = "not-possible"
 
 
 class ConnectionFailed(AicrmError):
     """The database server could not be reached, or refused the login."""
 
     exit_code = 2
+    http_status = 503
+    problem = "database-unavailable"
 
 
 class PrerequisiteFailed(AicrmError):
@@ -86,6 +101,8 @@ class LockHeld(AicrmError):
     """Another migration runner holds the per-database lock."""
 
     exit_code = 2
+    http_status = 503
+    problem = "busy"
 
 
 class DriftDetected(AicrmError):
@@ -116,18 +133,24 @@ class InvalidInput(AicrmError):
     """A value the CRM cannot accept (malformed id, email or status; a bad CSV)."""
 
     exit_code = 2
+    http_status = 422
+    problem = "invalid-input"
 
 
 class Unauthorized(AicrmError):
     """No valid API key was given."""
 
     exit_code = 2
+    http_status = 401
+    problem = "unauthorized"
 
 
 class Forbidden(AicrmError):
     """The API key's scope does not allow the request."""
 
     exit_code = 2
+    http_status = 403
+    problem = "forbidden"
 
 
 class DependentsFound(IntegrityRefused):
@@ -139,12 +162,16 @@ class NotFound(AicrmError):
     """No record has that id."""
 
     exit_code = 4
+    http_status = 404
+    problem = "not-found"
 
 
 class Conflict(AicrmError):
     """The change conflicts with data that exists; ``details['conflicting']`` names it."""
 
     exit_code = 5
+    http_status = 409
+    problem = "conflict"
 
 
 class DuplicateFound(Conflict):
@@ -157,3 +184,11 @@ class AlreadyConverted(Conflict):
 
 class ReadOnly(Conflict):
     """A converted lead is read-only except for its ai_* fields, and cannot be deleted."""
+
+
+class Stale(Conflict):
+    """The record changed since the version the caller last read (optimistic
+    locking); ``details['conflicting']`` holds the current record."""
+
+    http_status = 412
+    problem = "stale-update"

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from aicrm.crm import clients, contacts, leads, session
-from aicrm.crm.store import Query, Stale
-from aicrm.errors import DuplicateFound, InvalidInput, NotFound
+from aicrm.crm.store import Query
+from aicrm.errors import DuplicateFound, InvalidInput, NotFound, Stale
 from tests.conftest import Database
 
 

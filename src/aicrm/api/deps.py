@@ -38,9 +38,9 @@ from aicrm.api import batch
 from aicrm.apikeys import ApiKey
 from aicrm.crm import store
 from aicrm.crm.records import Record, jsonable
-from aicrm.crm.store import Stale
 from aicrm.db import Connection, Router
-from aicrm.errors import ConnectionFailed, NotFound, Unauthorized
+from aicrm.db.errors import translated
+from aicrm.errors import ConnectionFailed, NotFound, Stale, Unauthorized
 
 POOL_TIMEOUT = 10.0  # seconds a request waits for a free connection (then 503)
 TOUCH_EVERY = timedelta(minutes=1)
@@ -68,13 +68,16 @@ def get_pool(request: Request) -> ConnectionPool[Connection]:
 
 
 def get_conn(request: Request) -> Iterator[Connection]:
-    """A connection from the pool for one request; returned (rolled back if needed) after."""
+    """A connection from the pool for one request; returned (rolled back if needed) after.
+    The request's boundary: a database error its route (or :func:`get_read_conn`)
+    raises leaves as an :class:`aicrm.AicrmError` (:func:`aicrm.db.errors.translated`)."""
     try:
         conn = get_pool(request).getconn(timeout=POOL_TIMEOUT)
     except PoolTimeout:
         raise busy() from None
     try:
-        yield conn
+        with translated():
+            yield conn
     finally:
         get_pool(request).putconn(conn)
 
@@ -306,12 +309,14 @@ async def read_record(
     token, prefix = credentials(token_of(request))
     width = len(KEY_COLUMNS)
     try:
-        row = await batcher(request, cls).read(record_id, prefix)
+        with translated():
+            row = await batcher(request, cls).read(record_id, prefix)
         key = live_key(row, token)
         apikeys.require(key, scope)
         if needs_touch(key):
-            async with get_async_pool(request).connection(timeout=POOL_TIMEOUT) as conn:
-                await conn.execute(TOUCH, (key.id,))
+            with translated():
+                async with get_async_pool(request).connection(timeout=POOL_TIMEOUT) as conn:
+                    await conn.execute(TOUCH, (key.id,))
     except PoolTimeout:
         raise busy() from None
     request.state.api_key = key
@@ -339,13 +344,14 @@ async def check_key(request: Request, scope: str = "read") -> ApiKey:
     """The caller's key, checked (401, 403) on an async connection: one round trip."""
     token, prefix = credentials(token_of(request))
     try:
-        async with get_async_pool(request).connection(timeout=POOL_TIMEOUT) as conn:
-            cursor = conn.cursor(binary=True)
-            await cursor.execute(apikeys.BY_PREFIX, (prefix,))
-            key = live_key(await cursor.fetchone(), token)
-            apikeys.require(key, scope)
-            if needs_touch(key):
-                await conn.execute(TOUCH, (key.id,))
+        with translated():
+            async with get_async_pool(request).connection(timeout=POOL_TIMEOUT) as conn:
+                cursor = conn.cursor(binary=True)
+                await cursor.execute(apikeys.BY_PREFIX, (prefix,))
+                key = live_key(await cursor.fetchone(), token)
+                apikeys.require(key, scope)
+                if needs_touch(key):
+                    await conn.execute(TOUCH, (key.id,))
     except PoolTimeout:
         raise busy() from None
     request.state.api_key = key

@@ -15,7 +15,6 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
@@ -23,38 +22,28 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aicrm.api import security
 from aicrm.api.deps import etag_of
-from aicrm.crm.store import Stale
-from aicrm.db.errors import translate
-from aicrm.errors import (
-    AicrmError,
-    Conflict,
-    ConnectionFailed,
-    Forbidden,
-    InvalidInput,
-    LockHeld,
-    NotFound,
-    Unauthorized,
-    UsageError,
-)
+from aicrm.errors import AicrmError, Stale
 
 MEDIA_TYPE = "application/problem+json"
 TYPE_BASE = "https://aicrm.dev/problems/"
 LOG = logging.getLogger("aicrm.api")
 
-# Most specific first: Stale is a Conflict, but answers 412.
-STATUS: list[tuple[type[AicrmError], int, str, str]] = [
-    (Stale, 412, "stale-update", "Stale update"),
-    (Conflict, 409, "conflict", "Conflict"),
-    (NotFound, 404, "not-found", "Not found"),
-    (InvalidInput, 422, "invalid-input", "Invalid input"),
-    (Unauthorized, 401, "unauthorized", "Unauthorized"),
-    (Forbidden, 403, "forbidden", "Forbidden"),
-    (ConnectionFailed, 503, "database-unavailable", "Database unavailable"),
-    (LockHeld, 503, "busy", "Busy"),
+# The title of each kind of problem; the kind and the status are the error class's
+# own (``AicrmError.problem``, ``AicrmError.http_status``: the one map, in errors.py).
+TITLES = {
+    "stale-update": "Stale update",
+    "conflict": "Conflict",
+    "not-found": "Not found",
+    "invalid-input": "Invalid input",
+    "unauthorized": "Unauthorized",
+    "forbidden": "Forbidden",
+    "database-unavailable": "Database unavailable",
+    "busy": "Busy",
     # The request cannot be carried out in the database's present state (e.g. the AI
     # schema or a model is missing): nothing the client can fix by changing it.
-    (UsageError, 409, "not-possible", "Not possible now"),
-]
+    "not-possible": "Not possible now",
+    "internal": "Internal error",
+}
 
 HTTP_KINDS = {
     400: ("bad-request", "Bad request"),
@@ -94,12 +83,6 @@ def problem(
     return Response(content, status_code=status, media_type=MEDIA_TYPE, headers=all_headers)
 
 
-def _program_limit(exc: BaseException) -> bool:
-    """A value too large or too deep for the database (SQLSTATE class 54)."""
-    cause = exc if isinstance(exc, psycopg.Error) else exc.__cause__
-    return isinstance(cause, psycopg.Error) and (cause.sqlstate or "").startswith("54")
-
-
 def from_error(exc: AicrmError, method: str = "GET") -> Response:
     extra = {key: value for key, value in exc.details.items() if key != "conflicting"}
     if "errors" in extra:  # an import's rejected rows (line, reason), not field errors
@@ -108,21 +91,17 @@ def from_error(exc: AicrmError, method: str = "GET") -> Response:
     if field:  # the library named the invalid field (e.g. a status not in lead_statuses)
         where = "query" if method in ("GET", "HEAD") else "body"
         extra["errors"] = [{"field": field, "in": where, "message": exc.message}]
+    if exc.http_status == 500:  # an error no request should meet (engine, prerequisite)
+        LOG.error("unexpected aicrm error: %s", exc.message, exc_info=exc)
+        return problem(500, "internal", TITLES["internal"], exc.message)
     conflicting = exc.details.get("conflicting")
-    for cls, status, kind, title in STATUS:
-        if isinstance(exc, cls):
-            headers = {}
-            if isinstance(exc, Stale) and isinstance(conflicting, dict):
-                current = etag_of(conflicting)
-                if current:
-                    headers["ETag"] = current
-            return problem(status, kind, title, exc.message, headers=headers,
-                           conflicting=conflicting, **extra)  # fmt: skip
-    if _program_limit(exc):
-        return problem(422, "invalid-input", "Invalid input",
-                       f"A value is too large for the database: {exc.message}")  # fmt: skip
-    LOG.error("unexpected aicrm error: %s", exc.message, exc_info=exc)
-    return problem(500, "internal", "Internal error", exc.message)
+    headers = {}
+    if isinstance(exc, Stale) and isinstance(conflicting, dict):
+        current = etag_of(conflicting)
+        if current:
+            headers["ETag"] = current
+    return problem(exc.http_status, exc.problem, TITLES.get(exc.problem, "Error"), exc.message,
+                   headers=headers, conflicting=conflicting, **extra)  # fmt: skip
 
 
 def field_errors(exc: RequestValidationError) -> list[dict[str, str]]:
@@ -148,13 +127,6 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(AicrmError)
     async def _aicrm(request: Request, exc: AicrmError) -> Response:
         return from_error(exc, request.method)
-
-    @app.exception_handler(psycopg.Error)
-    async def _database(_: Request, exc: psycopg.Error) -> Response:
-        # Raised outside a session.transaction (reads): same translation.
-        translated = translate(exc)
-        translated.__cause__ = exc
-        return from_error(translated)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> Response:

@@ -19,6 +19,7 @@ from aicrm.cli import output
 from aicrm.crm.pagination import Page
 from aicrm.crm.records import Record
 from aicrm.db import Connection, connect, connect_read, target
+from aicrm.db.errors import translated
 from aicrm.errors import InvalidInput, UsageError
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
@@ -88,6 +89,8 @@ def database(read_only: bool = False) -> Iterator[Connection]:
     """A connection to the configured database, named on stderr for a person at a
     terminal (never the password); scripts get clean stderr: errors only. Refuses
     (exit 2, :func:`require_schema`) a database that is not at the newest schema.
+    A database error raised inside leaves as an :class:`aicrm.AicrmError`
+    (:func:`aicrm.db.errors.translated`).
 
     ``read_only``: a command that only reads and may read a little behind (lists,
     export, reports, analysis) reads the replica (``AICRM_READ_URL``) while it lags
@@ -97,7 +100,7 @@ def database(read_only: bool = False) -> Iterator[Connection]:
     if output.stderr.is_terminal:
         output.stderr.print(f"[dim]database: {where.describe()}[/]", highlight=False)
     opened = connect_read(where, autocommit=False) if read_only else connect(where)
-    with opened as conn:
+    with translated(), opened as conn:  # the boundary: aicrm errors only leave here
         require_schema(conn)
         yield conn
 
@@ -112,7 +115,7 @@ def replica_read() -> Iterator[Connection | None]:
     if where.read is None:
         yield None
         return
-    with connect_read(where, application_name="aicrm read") as conn:
+    with translated(), connect_read(where, application_name="aicrm read") as conn:
         require_schema(conn)
         yield conn
 

@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import LiteralString
 
-import psycopg
 from psycopg import sql
 from rich.text import Text
 
@@ -30,7 +29,7 @@ from aicrm.crm import conversion, reports
 from aicrm.crm.records import STATUSES
 from aicrm.crm.store import Query
 from aicrm.db import Connection, Target, connect, target, tools
-from aicrm.db.errors import translate
+from aicrm.db.errors import translated
 from aicrm.errors import AicrmError, PrerequisiteFailed, UsageError
 from aicrm.migrate import Options, Report, runner
 from aicrm.migrate.backup import client_env
@@ -166,13 +165,11 @@ def _heading(text: str) -> None:
 def _step(what: str) -> Iterator[None]:
     """Any failure inside becomes one line naming the step, with its exit code."""
     try:
-        yield
+        with translated():
+            yield
     except AicrmError as exc:
         failed = type(exc)(f"The demo failed while {what}: {exc.message}", details=exc.details)
         raise failed from exc
-    except psycopg.Error as exc:
-        translated = translate(exc)
-        raise type(translated)(f"The demo failed while {what}: {translated.message}") from exc
 
 
 def _migrate(where: Target, options: Options) -> Report:

@@ -7,7 +7,6 @@ import sys
 import traceback
 from typing import Any
 
-import psycopg
 import typer
 
 from aicrm import __version__
@@ -26,8 +25,6 @@ from aicrm.cli import (
     transfer,
 )
 from aicrm.cli import mcp as mcp_cli
-from aicrm.db import redact
-from aicrm.db.errors import translate
 from aicrm.errors import AicrmError
 
 app = typer.Typer(
@@ -132,12 +129,6 @@ def _dispatch(argv: list[str] | None) -> int:
             traceback.print_exc()
         output.error(exc.message)
         return exc.exit_code
-    except psycopg.Error as exc:
-        if debug:
-            traceback.print_exc()
-        translated = translate(exc)
-        output.error(redact(translated.message, ()))
-        return translated.exit_code
     except KeyboardInterrupt:
         output.error("Interrupted; any open transaction was rolled back.")
         return 130
@@ -145,8 +136,8 @@ def _dispatch(argv: list[str] | None) -> int:
         if debug:
             traceback.print_exc()
         output.error(
-            f"Internal error: {type(exc).__name__}: {exc}. This is a bug in aicrm; "
-            "rerun with AICRM_DEBUG=1 to see the traceback and report it."
+            f"Internal error: {type(exc).__name__}: {' '.join(str(exc).split())}. This is "
+            "a bug in aicrm; rerun with AICRM_DEBUG=1 to see the traceback and report it."
         )
         return 1
     return result if isinstance(result, int) else 0

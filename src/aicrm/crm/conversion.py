@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import psycopg
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
@@ -34,7 +33,7 @@ from aicrm.crm import ids, session, store
 from aicrm.crm.records import Lead
 from aicrm.crm.store import Query
 from aicrm.db import Connection
-from aicrm.db.errors import translate
+from aicrm.db.errors import translated
 from aicrm.errors import AlreadyConverted, Conflict, DuplicateFound, NotFound
 
 # The new client's name: the company, else the person, else the email (the bulk
@@ -98,15 +97,14 @@ def convert_lead(
     target = ids.parse(client_id, "client id") if client_id is not None else None
     params = (lead_key, target, overwrite, allow_duplicate, actor or session.default_actor())
     try:
-        row = _call(conn, params)
-    except psycopg.Error as exc:
-        error = translate(exc)
-        if isinstance(error, AlreadyConverted):
-            # The lead as aicrm reads it (its columns, its value types): converted, so
-            # what the message says about it can no longer change.
-            with session.transaction(conn, actor):
-                error.details = {"conflicting": store.get(conn, Lead, lead_key).to_dict()}
-        raise error from exc
+        with translated():
+            row = _call(conn, params)
+    except AlreadyConverted as error:
+        # The lead as aicrm reads it (its columns, its value types): converted, so
+        # what the message says about it can no longer change.
+        with session.transaction(conn, actor):
+            error.details = {"conflicting": store.get(conn, Lead, lead_key).to_dict()}
+        raise
     assert row is not None
     return Conversion(lead_key, row[0], row[1], row[2], row[3], row[4])
 

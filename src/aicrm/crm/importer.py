@@ -58,6 +58,7 @@ from aicrm.crm.import_checks import ERRORS, LOCK_LIMIT, STAGING, Checks
 from aicrm.crm.import_mapping import Mapping
 from aicrm.crm.import_spec import CONTACTS, LEADS, TYPES, Column, Parent, Spec
 from aicrm.db import Connection
+from aicrm.db.errors import primary_message, translated
 from aicrm.errors import InvalidInput
 
 __all__ = [
@@ -368,8 +369,13 @@ def _upload(conn: Connection, path: Path, header: Header, progress: Progress | N
     )
     checker = _Utf8Check(path)
     done = header.skip
+
+    def refused(exc: psycopg.Error) -> InvalidInput | None:
+        """Ragged rows, an unclosed quote: the line and what is wrong with it."""
+        return _copy_refusal(path, exc, header) if isinstance(exc, psycopg.DataError) else None
+
     try:
-        with path.open("rb") as handle, conn.cursor() as cur:
+        with translated(refused), path.open("rb") as handle, conn.cursor() as cur:
             handle.seek(header.skip)
             with cur.copy(copy_sql) as copy:
                 for chunk in _chunks(handle):
@@ -382,8 +388,6 @@ def _upload(conn: Connection, path: Path, header: Header, progress: Progress | N
             rows = cur.rowcount
     except OSError as exc:
         raise InvalidInput(f"Cannot read {path}: {exc.strerror or exc}.") from None
-    except psycopg.DataError as exc:  # ragged rows, an unclosed quote
-        raise _copy_refusal(path, exc, header) from None
     if progress is not None:
         progress(header.size, header.size)
     return rows
@@ -443,9 +447,8 @@ COPY_LINE = re.compile(r"\bline (\d+)")
 
 
 def _copy_refusal(path: Path, exc: psycopg.Error, header: Header) -> InvalidInput:
-    diag = exc.diag
-    primary = (diag.message_primary or str(exc).splitlines()[0]).rstrip(".")
-    match = COPY_LINE.search(diag.context or "")
+    primary = primary_message(exc).rstrip(".")
+    match = COPY_LINE.search(exc.diag.context or "")
     where = f"line {match.group(1)}" if match else "a line"
     expected = len(header.staged)
     if primary.startswith("extra data after last expected column"):

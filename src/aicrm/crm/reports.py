@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -20,6 +19,7 @@ import psycopg
 
 from aicrm.crm import ids, statuses
 from aicrm.db import Connection
+from aicrm.db.errors import translated
 from aicrm.errors import NotFound, UsageError
 
 FUNNEL = ("new", "contacted", "qualified", "converted")
@@ -137,16 +137,18 @@ class FunnelStage(Report):
     median_days: float | None
 
 
-@contextmanager
-def _needs(view: str, migration: str) -> Iterator[None]:
+def _needs(view: str, migration: str) -> AbstractContextManager[None]:
     """A missing view becomes :class:`UsageError`: the database is not migrated yet."""
-    try:
-        yield
-    except psycopg.errors.UndefinedTable:
-        raise UsageError(
+
+    def missing(exc: psycopg.Error) -> UsageError | None:
+        if not isinstance(exc, psycopg.errors.UndefinedTable):
+            return None
+        return UsageError(
             f"The database has no {view} view (migration {migration}); run 'aicrm db migrate' "
             "first."
-        ) from None
+        )
+
+    return translated(missing)
 
 
 def conversion_summary(conn: Connection) -> list[SourceConversion]:

@@ -6,10 +6,8 @@ import getpass
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import psycopg
-
 from aicrm.db import Connection
-from aicrm.db.errors import translate
+from aicrm.db.errors import translated
 
 
 def default_actor() -> str:
@@ -25,11 +23,9 @@ def transaction(conn: Connection, actor: str | None = None) -> Iterator[Connecti
     """One transaction whose changes the history records as made by ``actor``.
 
     Database errors raised inside become :class:`aicrm.AicrmError` subclasses
-    (read-only lead, conflict, invalid value); the transaction is rolled back.
+    (read-only lead, conflict, invalid value) at :func:`aicrm.db.errors.translated`;
+    the transaction is rolled back.
     """
-    try:
-        with conn.transaction():
-            conn.execute("SELECT set_config('aicrm.actor', %s, true)", (actor or default_actor(),))
-            yield conn
-    except psycopg.Error as exc:
-        raise translate(exc) from exc
+    with translated(), conn.transaction():
+        conn.execute("SELECT set_config('aicrm.actor', %s, true)", (actor or default_actor(),))
+        yield conn

@@ -19,7 +19,7 @@ from aicrm.crm import ids, pagination
 from aicrm.crm.pagination import Page
 from aicrm.crm.records import Record
 from aicrm.db import Connection
-from aicrm.errors import Conflict, InvalidInput, NotFound
+from aicrm.errors import InvalidInput, NotFound, Stale
 
 R = TypeVar("R", bound=Record)
 
@@ -35,10 +35,6 @@ DOCUMENTS: dict[str, sql.Composable] = {
     "contacts": sql.SQL("aicrm_person_document(first_name, last_name, email, NULL)"),
     "clients": sql.SQL("aicrm_client_document(name, industry)"),
 }
-
-
-class Stale(Conflict):
-    """The record changed since the version the caller last read (optimistic locking)."""
 
 
 @dataclass

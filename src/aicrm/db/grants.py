@@ -29,6 +29,7 @@ from psycopg import sql
 
 from aicrm.db import script
 from aicrm.db.connection import Connection
+from aicrm.db.errors import translated
 from aicrm.errors import PrerequisiteFailed, UsageError
 
 SCOPES = ("read", "write", "admin")
@@ -84,6 +85,7 @@ def wanted(scope: str) -> tuple[tuple[str, str, str | None], ...]:
     return READ + extra
 
 
+@translated()
 def grant(conn: Connection, role: str, scope: str) -> list[Grant]:
     """Grant ``role`` what aicrm needs at ``scope``, in one transaction; returns each
     privilege, granted or held already. Raises :class:`UsageError` for an unknown

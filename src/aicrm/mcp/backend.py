@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from aicrm import apikeys
 from aicrm.apikeys import ApiKey
 from aicrm.db import Connection, Router, Target, connect
+from aicrm.db.errors import translated
 from aicrm.errors import ConnectionFailed, Unauthorized
 
 
@@ -48,8 +49,10 @@ class Backend:
     @contextmanager
     def call(self, scope: str, lagging_ok: bool = False) -> Iterator[tuple[Connection, ApiKey]]:
         """The connection and the caller's key, checked for ``scope``, for one tool call.
-        ``lagging_ok``: the call only reads, and may read the replica."""
-        with self._lock:
+        ``lagging_ok``: the call only reads, and may read the replica. A database error
+        raised inside leaves as an :class:`aicrm.AicrmError` (the boundary,
+        :func:`aicrm.db.errors.translated`)."""
+        with self._lock, translated():
             conn = self._connection()
             try:
                 with conn.transaction():

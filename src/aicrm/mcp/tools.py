@@ -14,7 +14,6 @@ import logging
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, ParamSpec, TypeVar
 
-import psycopg
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
@@ -24,7 +23,6 @@ from aicrm.ai import scoring
 from aicrm.ai.annotations import annotate as write_annotation
 from aicrm.crm import clients, contacts, conversion, history, leads, merge, reports, session, store
 from aicrm.crm.pagination import Page
-from aicrm.db.errors import translate
 from aicrm.errors import AicrmError
 from aicrm.mcp.backend import Backend
 
@@ -60,8 +58,6 @@ def _tool_errors(fn: Callable[P, T]) -> Callable[P, T]:
             return fn(*args, **kwargs)
         except AicrmError as exc:
             raise ToolError(_one_line(exc.message)) from None
-        except psycopg.Error as exc:
-            raise ToolError(_one_line(translate(exc).message)) from None
         except Exception as exc:
             log.debug("tool %s failed", fn.__name__, exc_info=exc)
             raise ToolError(

@@ -32,6 +32,7 @@ import psycopg
 from psycopg import sql
 
 from aicrm.db import Connection, Target
+from aicrm.db.errors import primary_message, translated
 from aicrm.db.script import trusted
 from aicrm.errors import LockHeld, MigrationFailed, UsageError
 from aicrm.migrate import backfill, checks, ledger, loader, lock, online_state, preflight, snapshot
@@ -269,15 +270,14 @@ class _Phases:
             conn.execute(trusted(step.sql))
 
         try:
-            lock.retrying(
-                conn,
-                body,
-                self.retry(),
-                self.on_timeout(step.description, self.settings.ddl_wait),
-                transaction=False,
-            )
-        except psycopg.Error as exc:
-            raise self.failed(step.description, exc) from None
+            with translated(lambda exc: self.failed(step.description, exc)):
+                lock.retrying(
+                    conn,
+                    body,
+                    self.retry(),
+                    self.on_timeout(step.description, self.settings.ddl_wait),
+                    transaction=False,
+                )
         finally:
             conn.close()
 
@@ -357,17 +357,14 @@ class _Phases:
             )
             return body()
 
-        try:
+        with translated(lambda exc: self.failed(what, exc)):
             return lock.retrying(
                 self.conn, transaction, self.retry(), self.on_timeout(what, timeout)
             )
-        except psycopg.Error as exc:
-            raise self.failed(what, exc) from None
 
     def failed(self, what: str, exc: psycopg.Error) -> MigrationFailed:
-        primary = exc.diag.message_primary or str(exc).splitlines()[0]
         return MigrationFailed(
-            f"Online {self.migration.label}, {what} failed: {primary}. That "
+            f"Online {self.migration.label}, {what} failed: {primary_message(exc)}. That "
             "transaction was rolled back; the run is recorded at its last completed "
             "step: fix the cause and run 'aicrm db migrate' again to resume, or "
             "'aicrm db downgrade 000' to undo it."

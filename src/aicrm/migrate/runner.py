@@ -24,6 +24,7 @@ from pathlib import Path
 import psycopg
 
 from aicrm.db import Connection, Target, connect, target
+from aicrm.db.errors import primary_message, translated
 from aicrm.db.script import trusted
 from aicrm.errors import (
     AicrmError,
@@ -228,27 +229,23 @@ def _transaction(
             ) from exc
         options.say(f"lock not available ({holders}); retry {number} of {options.lock_retries}")
 
-    try:
-        lock.retrying(conn, attempt, lock.Retry(options.lock_retries, 0.5, 8.0, False), timed_out)
-    except psycopg.errors.QueryCanceled as exc:
+    def failed(exc: psycopg.Error) -> MigrationFailed:
         step = report.steps[-1].step if report.steps else "start"
-        raise MigrationFailed(
-            f"Step '{step}' ran longer than the statement timeout "
-            f"({options.statement_timeout:g} s): {_pg_message(exc)}. The transaction was rolled "
-            f"back; the database is unchanged at version {_v(state.version)}. Raise "
-            "--statement-timeout (0: no bound), or run when the database is quieter."
-        ) from None
-    except psycopg.Error as exc:
-        step = report.steps[-1].step if report.steps else "start"
-        raise MigrationFailed(
-            f"Step '{step}' failed: {_pg_message(exc)}. The transaction was rolled back; "
+        message = primary_message(exc, detail=True)
+        if isinstance(exc, psycopg.errors.QueryCanceled):
+            return MigrationFailed(
+                f"Step '{step}' ran longer than the statement timeout "
+                f"({options.statement_timeout:g} s): {message}. The transaction was rolled "
+                f"back; the database is unchanged at version {_v(state.version)}. Raise "
+                "--statement-timeout (0: no bound), or run when the database is quieter."
+            )
+        return MigrationFailed(
+            f"Step '{step}' failed: {message}. The transaction was rolled back; "
             f"the database is unchanged at version {_v(state.version)}."
-        ) from None
+        )
 
-
-def _pg_message(exc: psycopg.Error) -> str:
-    primary = exc.diag.message_primary or str(exc).splitlines()[0]
-    return primary + (f" ({exc.diag.message_detail})" if exc.diag.message_detail else "")
+    with translated(failed):
+        lock.retrying(conn, attempt, lock.Retry(options.lock_retries, 0.5, 8.0, False), timed_out)
 
 
 def _v(version: int) -> str:

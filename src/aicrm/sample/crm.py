@@ -55,7 +55,8 @@ import psycopg
 from psycopg import sql
 
 from aicrm.crm.conversion import CLIENT_NAME
-from aicrm.errors import UsageError
+from aicrm.db.errors import translated
+from aicrm.errors import PrerequisiteFailed, UsageError
 
 ACTOR = "generator"
 MAX_LEADS = 10_000_000
@@ -712,9 +713,9 @@ def _quiet_history(
     row = conn.execute(REPLICATION_ROLE).fetchone()
     previous = str(row[0]) if row else "origin"
     try:
-        with conn.transaction():
+        with translated(), conn.transaction():
             conn.execute(SET_REPLICATION_ROLE, ("replica",))
-    except psycopg.errors.InsufficientPrivilege:
+    except PrerequisiteFailed:  # the database's "permission denied", translated
         if forced == "replica":
             raise UsageError(
                 "This role may not set session_replication_role (superusers may); "

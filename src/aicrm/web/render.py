@@ -1,9 +1,10 @@
 """Rendering pages, and every error as a friendly page (never a traceback).
 
 :class:`PageRoute` is the router's route class: whatever a page raises — an aicrm
-error, a database error, a bad parameter, a bug — becomes an HTML page with the
-right status and a one-line explanation. A missing or expired key on a page
-someone opens sends them to the login page instead.
+error (database errors arrive translated, :func:`aicrm.db.errors.translated`), a bad
+parameter, a bug — becomes an HTML page with the right status (the error's
+``http_status``, as the API answers it) and a one-line explanation. A missing or
+expired key on a page someone opens sends them to the login page instead.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import quote
 
-import psycopg
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -21,16 +21,7 @@ from fastapi.routing import APIRoute
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from aicrm.api.throttle import FAILED_SIGN_IN
-from aicrm.db.errors import translate
-from aicrm.errors import (
-    AicrmError,
-    Conflict,
-    ConnectionFailed,
-    Forbidden,
-    InvalidInput,
-    NotFound,
-    Unauthorized,
-)
+from aicrm.errors import AicrmError, InvalidInput, Unauthorized
 from aicrm.web import display
 
 log = logging.getLogger("aicrm.web")
@@ -52,15 +43,19 @@ templates.filters.update(
     updates=display.updates,
 )
 
-# What each error is called on its page; the first match wins.
-KINDS: list[tuple[type[AicrmError], int, str]] = [
-    (Conflict, 409, "That change conflicts with existing data"),
-    (NotFound, 404, "Not found"),
-    (InvalidInput, 422, "That request is not valid"),
-    (Unauthorized, 401, "Please sign in"),
-    (Forbidden, 403, "Your key does not allow this"),
-    (ConnectionFailed, 503, "The database is not available"),
-]
+# What each kind of error is called on its page (``AicrmError.problem``); its status
+# is the class's ``http_status``, the one map in errors.py, which the API uses too.
+TITLES = {
+    "conflict": "That change conflicts with existing data",
+    "stale-update": "That record changed since you read it",
+    "not-found": "Not found",
+    "invalid-input": "That request is not valid",
+    "unauthorized": "Please sign in",
+    "forbidden": "Your key does not allow this",
+    "database-unavailable": "The database is not available",
+    "busy": "The database is busy",
+    "not-possible": "That cannot be done now",
+}
 
 
 def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -72,8 +67,6 @@ def page(request: Request, name: str, status: int = 200, **context: Any) -> HTML
 
 def error_page(request: Request, exc: BaseException) -> Response:
     """The page for an error raised while serving ``request``."""
-    if isinstance(exc, psycopg.Error):
-        exc = translate(exc)
     if isinstance(exc, RequestValidationError):
         fields = ", ".join(
             str(err.get("loc", ("?",))[-1]) for err in exc.errors() if isinstance(err, dict)
@@ -94,11 +87,8 @@ def error_page(request: Request, exc: BaseException) -> Response:
             message="The page could not be shown because of an internal error; it has been "
             "logged. Try again, or go back to the leads.",
         )
-    status, title = next(
-        ((code, text) for cls, code, text in KINDS if isinstance(exc, cls)),
-        (500, "Something went wrong"),
-    )
-    return page(request, "error.html", status, title=title, message=exc.message)
+    title = TITLES.get(exc.problem, "Something went wrong")
+    return page(request, "error.html", exc.http_status, title=title, message=exc.message)
 
 
 class PageRoute(APIRoute):
