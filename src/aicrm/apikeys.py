@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from aicrm.db import Connection
+from aicrm.db.errors import translated
 from aicrm.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 
 SCOPES = ("read", "write", "admin")
@@ -69,6 +70,7 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+@translated()
 def create_key(conn: Connection, name: str, scope: str) -> tuple[ApiKey, str]:
     """Create a key; returns it with its token, which is never shown again.
 
@@ -92,6 +94,7 @@ def create_key(conn: Connection, name: str, scope: str) -> tuple[ApiKey, str]:
     return ApiKey(*row), token
 
 
+@translated()
 def authenticate(conn: Connection, token: str | None) -> ApiKey:
     """The live key a token belongs to. Raises :class:`Unauthorized` for a missing,
     malformed, unknown or revoked token (one message for all, to tell nothing)."""
@@ -115,11 +118,13 @@ def require(key: ApiKey, scope: str) -> None:
         )
 
 
+@translated()
 def list_keys(conn: Connection) -> list[ApiKey]:
     """Every key, revoked ones included (without their secrets, which are not kept)."""
     return [ApiKey(*row) for row in conn.execute(LIST).fetchall()]
 
 
+@translated()
 def revoke_key(conn: Connection, name: str) -> ApiKey:
     """Revoke a key by name; :class:`NotFound` when there is no live key of that name."""
     row = conn.execute(REVOKE, (name,)).fetchone()

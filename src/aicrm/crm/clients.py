@@ -10,6 +10,7 @@ from aicrm.crm.pagination import Page
 from aicrm.crm.records import Client
 from aicrm.crm.store import Query
 from aicrm.db import Connection
+from aicrm.db.errors import translated
 from aicrm.errors import Conflict, InvalidInput
 
 # What keeps a client from being deleted: leads converted into it, its contacts.
@@ -33,21 +34,25 @@ def _checked(values: dict[str, Any], creating: bool) -> dict[str, Any]:
     return dict(values)
 
 
+@translated()
 def create_client(conn: Connection, **values: Any) -> Client:
     """Insert a client (a name is required)."""
     return store.insert(conn, Client, _checked(values, creating=True))
 
 
+@translated()
 def get_client(conn: Connection, client_id: str | uuid.UUID) -> Client:
     """The client; :class:`NotFound` when there is none."""
     return store.get(conn, Client, client_id)
 
 
+@translated()
 def update_client(conn: Connection, client_id: str | uuid.UUID, changes: dict[str, Any]) -> Client:
     """Change a client's fields."""
     return store.update(conn, Client, client_id, _checked(changes, creating=False))
 
 
+@translated()
 def list_clients(
     conn: Connection, *, industry: str | None = None, query: Query | None = None
 ) -> Page[Client]:
@@ -58,6 +63,7 @@ def list_clients(
     return store.list_records(conn, Client, query)
 
 
+@translated()
 def delete_client(conn: Connection, client_id: str | uuid.UUID) -> Client:
     """Delete a client that nothing refers to; the deleted client. A client that
     converted leads point to, or that has contacts, is kept (:class:`Conflict`, with

@@ -10,6 +10,7 @@ from aicrm.crm.pagination import Page
 from aicrm.crm.records import Client, Contact, Lead
 from aicrm.crm.store import Query
 from aicrm.db import Connection
+from aicrm.db.errors import translated
 from aicrm.errors import InvalidInput
 
 DELETE = "DELETE FROM contacts WHERE id = %s"
@@ -34,6 +35,7 @@ def _checked(conn: Connection, values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+@translated()
 def create_contact(conn: Connection, *, allow_duplicate: bool = False, **values: Any) -> Contact:
     """Insert a contact linked to exactly one lead or one client."""
     checked = _checked(conn, values)
@@ -45,11 +47,13 @@ def create_contact(conn: Connection, *, allow_duplicate: bool = False, **values:
     return store.insert(conn, Contact, checked)
 
 
+@translated()
 def get_contact(conn: Connection, contact_id: str | uuid.UUID) -> Contact:
     """The contact; :class:`NotFound` when there is none."""
     return store.get(conn, Contact, contact_id)
 
 
+@translated()
 def update_contact(
     conn: Connection, contact_id: str | uuid.UUID, changes: dict[str, Any]
 ) -> Contact:
@@ -62,6 +66,7 @@ def update_contact(
     return store.update(conn, Contact, contact_id, checked)
 
 
+@translated()
 def list_contacts(
     conn: Connection,
     *,
@@ -78,6 +83,7 @@ def list_contacts(
     return store.list_records(conn, Contact, query)
 
 
+@translated()
 def delete_contact(conn: Connection, contact_id: str | uuid.UUID) -> Contact:
     """Delete a contact; the deleted contact. :class:`NotFound` when there is none.
     Call inside a transaction (the row is locked first)."""

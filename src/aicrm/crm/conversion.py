@@ -72,6 +72,7 @@ class Conversion:
         }
 
 
+@translated()
 def convert_lead(
     conn: Connection,
     lead_id: str | uuid.UUID,
@@ -200,6 +201,7 @@ class BulkResult:
         }
 
 
+@translated()
 def convert_leads(
     conn: Connection,
     lead_ids: Sequence[str | uuid.UUID] | None = None,

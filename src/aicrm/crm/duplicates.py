@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass
 
 from aicrm.db import Connection
+from aicrm.db.errors import translated
 from aicrm.errors import DuplicateFound
 
 # Both lookups use the lower(email) indexes of migration 002.
@@ -36,6 +37,7 @@ class Match:
         return {"kind": self.kind, "id": str(self.id), "email": self.email, "name": self.name}
 
 
+@translated()
 def find(
     conn: Connection, email: str | None, exclude: list[uuid.UUID] | None = None
 ) -> list[Match]:
@@ -47,6 +49,7 @@ def find(
     return [Match(*row) for row in rows]
 
 
+@translated()
 def refuse(conn: Connection, email: str | None, exclude: list[uuid.UUID] | None = None) -> None:
     """Take the email's lock, then raise :class:`DuplicateFound` naming the matches."""
     if not email:

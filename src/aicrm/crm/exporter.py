@@ -36,6 +36,7 @@ from aicrm.crm import store
 from aicrm.crm.records import Record
 from aicrm.crm.store import Query
 from aicrm.db import Connection
+from aicrm.db.errors import translated
 from aicrm.errors import InvalidInput
 
 # Called with the bytes written so far.
@@ -63,6 +64,7 @@ def neutralised(row: bytes) -> bytes:
     return out.getvalue().removesuffix("\r\n").encode("utf-8") + b"\n"
 
 
+@translated()
 def export_csv(
     conn: Connection,
     cls: type[Record],
@@ -106,6 +108,7 @@ def export_csv(
     return max(rows, 0)
 
 
+@translated()
 def export_to_path(
     conn: Connection,
     cls: type[Record],

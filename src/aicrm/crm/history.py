@@ -17,6 +17,7 @@ from psycopg import sql
 from aicrm.crm import ids, store
 from aicrm.crm.records import Record
 from aicrm.db import Connection
+from aicrm.db.errors import translated
 from aicrm.errors import NotFound
 
 R = TypeVar("R", bound=Record)
@@ -48,6 +49,7 @@ class Entry:
         }
 
 
+@translated()
 def timeline(conn: Connection, table: str, record_id: str | uuid.UUID) -> list[Entry]:
     """Every recorded change of one record, oldest first (may be empty for records
     older than the history)."""
@@ -55,6 +57,7 @@ def timeline(conn: Connection, table: str, record_id: str | uuid.UUID) -> list[E
     return [Entry(*row) for row in conn.execute(TIMELINE, (table, key)).fetchall()]
 
 
+@translated()
 def as_of(conn: Connection, cls: type[R], record_id: str | uuid.UUID, moment: datetime) -> R:
     """The record as it was at ``moment``, rebuilt from its current values (or its
     deleted values) by undoing the changes recorded after ``moment``.

@@ -132,6 +132,7 @@ class ImportResult:
         }
 
 
+@translated()
 def import_leads(
     conn: Connection,
     path: str | os.PathLike[str],
@@ -163,6 +164,7 @@ def import_leads(
     )
 
 
+@translated()
 def import_contacts(
     conn: Connection,
     path: str | os.PathLike[str],
@@ -189,6 +191,7 @@ def import_contacts(
     )
 
 
+@translated()
 def import_csv(
     conn: Connection,
     spec: Spec,

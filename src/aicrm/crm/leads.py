@@ -11,6 +11,7 @@ from aicrm.crm.pagination import Page
 from aicrm.crm.records import Lead
 from aicrm.crm.store import Query
 from aicrm.db import Connection
+from aicrm.db.errors import translated
 from aicrm.errors import InvalidInput
 
 EDITABLE = (
@@ -37,6 +38,7 @@ def _checked(conn: Connection, values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+@translated()
 def create_lead(conn: Connection, *, allow_duplicate: bool = False, **values: Any) -> Lead:
     """Insert a lead. Refuses (:class:`DuplicateFound`) an email that a lead or contact
     already has, ignoring case, unless ``allow_duplicate``. Call inside a transaction."""
@@ -46,11 +48,13 @@ def create_lead(conn: Connection, *, allow_duplicate: bool = False, **values: An
     return store.insert(conn, Lead, checked)
 
 
+@translated()
 def get_lead(conn: Connection, lead_id: str | uuid.UUID) -> Lead:
     """The lead; :class:`NotFound` when there is none."""
     return store.get(conn, Lead, lead_id)
 
 
+@translated()
 def update_lead(
     conn: Connection,
     lead_id: str | uuid.UUID,
@@ -67,6 +71,7 @@ def update_lead(
     return store.update(conn, Lead, lead_id, checked, expected_updated_at=expected_updated_at)
 
 
+@translated()
 def delete_lead(conn: Connection, lead_id: str | uuid.UUID) -> None:
     """Delete a lead that has not converted, with its contacts; converted leads are
     permanent (:class:`ReadOnly`)."""
@@ -75,6 +80,7 @@ def delete_lead(conn: Connection, lead_id: str | uuid.UUID) -> None:
     conn.execute("DELETE FROM leads WHERE id = %s", (lead.id,))
 
 
+@translated()
 def list_leads(
     conn: Connection,
     *,

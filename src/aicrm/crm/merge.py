@@ -12,6 +12,7 @@ from psycopg.types.json import Jsonb
 from aicrm.crm import ids, session, store
 from aicrm.crm.records import Lead
 from aicrm.db import Connection
+from aicrm.db.errors import translated
 from aicrm.errors import Conflict, InvalidInput
 
 FILLABLE = ("first_name", "last_name", "email", "company_name", "source", "ai_score", "ai_summary")
@@ -37,6 +38,7 @@ class Merge:
     contacts_moved: int
 
 
+@translated()
 def merge_leads(
     conn: Connection,
     keep: str | uuid.UUID,

@@ -151,6 +151,7 @@ def _needs(view: str, migration: str) -> AbstractContextManager[None]:
     return translated(missing)
 
 
+@translated()
 def conversion_summary(conn: Connection) -> list[SourceConversion]:
     """Leads and conversions per source, the largest source first. Raises
     :class:`UsageError` when the database is not migrated to 001 yet."""
@@ -162,6 +163,7 @@ def conversion_summary(conn: Connection) -> list[SourceConversion]:
     ]
 
 
+@translated()
 def client_history(conn: Connection, client_id: str | uuid.UUID) -> list[ClientLead]:
     """The leads that converted to a client, in conversion order (empty for a client
     that never was a lead). Raises :class:`NotFound` for an unknown client and
@@ -174,6 +176,7 @@ def client_history(conn: Connection, client_id: str | uuid.UUID) -> list[ClientL
     return [ClientLead(r[0], r[1], r[2], r[3], r[4], r[5], r[6], _float(r[7])) for r in rows]
 
 
+@translated()
 def status_funnel(conn: Connection) -> list[FunnelStage]:
     """Every status, the funnel stages first (the open and converted statuses of
     lead_statuses by position: new, contacted, qualified, any custom open ones,

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 from aicrm.db import Connection
+from aicrm.db.errors import translated
 from aicrm.errors import Conflict, InvalidInput, NotFound, UsageError
 
 DEFAULTS: tuple[tuple[str, str], ...] = (
@@ -68,12 +69,14 @@ class Status:
         }
 
 
+@translated()
 def has_table(conn: Connection) -> bool:
     """Whether the database keeps statuses as data (migration 008 applied)."""
     row = conn.execute(HAS_TABLE).fetchone()
     return bool(row and row[0])
 
 
+@translated()
 def list_statuses(conn: Connection, *, count: bool = False) -> list[Status]:
     """Every status in the funnel's order (the six defaults before 008); with
     ``count``, how many leads have each."""
@@ -85,11 +88,13 @@ def list_statuses(conn: Connection, *, count: bool = False) -> list[Status]:
     ]
 
 
+@translated()
 def names(conn: Connection, *categories: str) -> list[str]:
     """The statuses of the given categories (all when none), in the funnel's order."""
     return [s.name for s in list_statuses(conn) if not categories or s.category in categories]
 
 
+@translated()
 def check_settable(conn: Connection, status: str) -> None:
     """Refuse a status a lead cannot be given directly: unknown ones, and
     ``converted`` (conversion sets it). Raises :class:`InvalidInput`."""
@@ -108,6 +113,7 @@ def check_settable(conn: Connection, status: str) -> None:
         )
 
 
+@translated()
 def check_known(conn: Connection, status: str) -> None:
     """Refuse an unknown status (for filters). Raises :class:`InvalidInput`."""
     known = names(conn)
@@ -132,6 +138,7 @@ def _get(conn: Connection, name: str) -> Status:
     return Status(str(row[0]), str(row[1]), int(row[2]))
 
 
+@translated()
 def add_status(
     conn: Connection, name: str, category: str = "open", after: str | None = None
 ) -> Status:
@@ -163,6 +170,7 @@ def add_status(
     return _get(conn, name)
 
 
+@translated()
 def remove_status(conn: Connection, name: str, into: str) -> int:
     """Move the leads of status ``name`` to ``into`` and remove ``name``; returns how
     many leads moved (the history records each). aicrm's six statuses stay. Call

@@ -19,6 +19,7 @@ from aicrm.crm import ids, pagination
 from aicrm.crm.pagination import Page
 from aicrm.crm.records import Record
 from aicrm.db import Connection
+from aicrm.db.errors import translated
 from aicrm.errors import InvalidInput, NotFound, Stale
 
 R = TypeVar("R", bound=Record)
@@ -73,6 +74,7 @@ def check_email(email: str | None) -> str | None:
     return email
 
 
+@translated()
 def get(conn: Connection, cls: type[R], record_id: str | uuid.UUID, *, lock: bool = False) -> R:
     """The record with that id; :class:`NotFound` when there is none."""
     key = ids.parse(record_id, f"{cls.TABLE[:-1]} id")
@@ -86,6 +88,7 @@ def get(conn: Connection, cls: type[R], record_id: str | uuid.UUID, *, lock: boo
     return record
 
 
+@translated()
 def insert(conn: Connection, cls: type[R], values: dict[str, Any]) -> R:
     """Insert one record from column values (unknown columns are refused)."""
     _known(cls, values)
@@ -102,6 +105,7 @@ def insert(conn: Connection, cls: type[R], values: dict[str, Any]) -> R:
     return record
 
 
+@translated()
 def update(
     conn: Connection,
     cls: type[R],
@@ -191,6 +195,7 @@ def where_sql(parts: list[sql.Composable]) -> sql.Composable:
     return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(parts) if parts else sql.SQL("")
 
 
+@translated()
 def list_records(conn: Connection, cls: type[R], query: Query) -> Page[R]:
     """A page of records, newest first, with a cursor for the next page."""
     if not 1 <= query.limit <= MAX_PAGE:
