@@ -24,9 +24,9 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from aicrm import apikeys
-from aicrm.crm import clients, leads
+from aicrm.crm import clients, leads, store
 from aicrm.db import errors as db_errors
-from aicrm.errors import AicrmError, InvalidInput, PrerequisiteFailed
+from aicrm.errors import AicrmError, Conflict, InvalidInput, NotFound, PrerequisiteFailed, Stale
 from aicrm.mcp.backend import Backend
 from aicrm.mcp.server import build_server
 from tests.conftest import Database
@@ -183,6 +183,20 @@ def test_translated_words_errors_and_chains_the_cause(crm_db: Database) -> None:
         conn.rollback()
         with pytest.raises(AicrmError, match="does not exist"), db_errors.translated(own):
             conn.execute("SELECT * FROM no_such_table")
+
+
+def test_each_error_class_has_its_status_in_one_map() -> None:
+    """The API and the dashboard answer with the class's own ``http_status``."""
+    assert (Stale.http_status, Stale.exit_code, Stale.problem) == (412, 5, "stale-update")
+    assert issubclass(Stale, Conflict) and store.Stale is Stale
+    assert (Conflict.http_status, NotFound.http_status, InvalidInput.http_status) == (409, 404, 422)
+    assert (AicrmError.http_status, PrerequisiteFailed.http_status) == (500, 500)
+    too_large = psycopg.errors.ProgramLimitExceeded("index row size 2720 exceeds maximum 2704")
+    translated = db_errors.translate(too_large)
+    assert isinstance(translated, InvalidInput) and translated.http_status == 422
+    assert translated.message == (
+        "A value is too large for the database: index row size 2720 exceeds maximum 2704."
+    )
 
 
 def test_primary_message_is_the_servers_or_the_first_line(crm_db: Database) -> None:

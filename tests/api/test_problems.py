@@ -73,3 +73,19 @@ def test_every_error_has_the_problem_shape(live: Live, api: httpx.Client) -> Non
                 assert error["field"] and error["in"] and error["message"], error
         if status in (409, 412):
             assert body.get("conflicting"), body
+
+
+def test_a_read_the_database_refuses_is_a_problem_document(live: Live, api: httpx.Client) -> None:
+    """A read outside any transaction that the database refuses: translated at the one
+    boundary (aicrm.db.errors.translated), answered like every other error."""
+    live.db.execute("ALTER TABLE clients RENAME TO clients_gone")
+    try:
+        listed = api.get("/api/clients")
+    finally:
+        live.db.execute("ALTER TABLE clients_gone RENAME TO clients")
+    body = assert_problem(listed, 500)
+    assert body["type"].endswith("/internal"), body
+    assert body["detail"] == (
+        'The database reported an error: relation "clients" does not exist.'
+    ), body
+    assert api.get("/api/clients").status_code == 200
