@@ -5,7 +5,7 @@ few allowed below, each with its reason), and the interfaces (cli, api, web, mcp
 not even name them; the library's public functions pass through the boundary. Then
 the behaviour: a library read that the database refuses raises an
 :class:`AicrmError`, and the CLI and the MCP tools answer it in one line (the API's
-problem document: tests/api/test_problems.py).
+problem document: tests/api/test_problems.py), the dashboard with its error page.
 """
 
 from __future__ import annotations
@@ -19,17 +19,21 @@ from pathlib import Path
 import anyio
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 from mcp.server.mcpserver.exceptions import ToolError
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from aicrm import apikeys
+from aicrm.api import create_app
 from aicrm.crm import clients, leads, store
 from aicrm.db import errors as db_errors
 from aicrm.errors import AicrmError, Conflict, InvalidInput, NotFound, PrerequisiteFailed, Stale
 from aicrm.mcp.backend import Backend
 from aicrm.mcp.server import build_server
 from tests.conftest import Database
+from tests.web.conftest import sign_in
+from tests.web.seed import seed
 
 PACKAGE = Path(__file__).resolve().parent.parent / "src" / "aicrm"
 INTERFACES = ("cli", "api", "web", "mcp")
@@ -119,7 +123,7 @@ def test_only_db_and_the_allowed_places_catch_psycopg_errors() -> None:
         aliases = _aliases(tree)
         for node in ast.walk(tree):
             for error in _caught(node, aliases):
-                catching.setdefault(name, []).append(f"line {node.lineno}: {error}")
+                catching.setdefault(name, []).append(f"line {getattr(node, 'lineno', 0)}: {error}")
     unexpected = {name: where for name, where in catching.items() if name not in ALLOWED}
     assert not unexpected, (
         "Only db/ translates database errors; use aicrm.db.errors.translated (with "
@@ -274,3 +278,15 @@ def test_an_mcp_tool_answers_a_refused_read_in_one_line(crm_db: Database) -> Non
     message = str(refused.value)
     assert 'relation "clients" does not exist' in message and "\n" not in message
     assert "Internal error" not in message
+
+
+def test_a_dashboard_page_answers_a_refused_read_with_its_message(crm_db: Database) -> None:
+    with crm_db.connect() as conn:
+        crm = seed(conn)
+    crm_db.execute("ALTER TABLE clients RENAME TO clients_gone")
+    with TestClient(create_app(crm_db.target(), pool_size=2), follow_redirects=False) as client:
+        sign_in(client, crm.read_token)
+        answer = client.get("/clients")
+    assert answer.status_code == 500, answer.text
+    assert "relation &#34;clients&#34; does not exist" in answer.text, answer.text
+    assert "Traceback" not in answer.text

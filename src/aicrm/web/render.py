@@ -21,6 +21,7 @@ from fastapi.routing import APIRoute
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from aicrm.api.throttle import FAILED_SIGN_IN
+from aicrm.db.errors import translated
 from aicrm.errors import AicrmError, InvalidInput, Unauthorized
 from aicrm.web import display
 
@@ -99,7 +100,10 @@ class PageRoute(APIRoute):
 
         async def guarded(request: Request) -> Response:
             try:
-                return await handler(request)
+                # The boundary here too: a page's own errors reach this handler before
+                # the connection's dependency (deps.get_conn) sees them.
+                with translated():
+                    return await handler(request)
             except Exception as exc:  # every failure becomes a page
                 return error_page(request, exc)
 
