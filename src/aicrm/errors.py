@@ -98,7 +98,8 @@ class PrerequisiteFailed(AicrmError):
 
 
 class LockHeld(AicrmError):
-    """Another migration runner holds the per-database lock."""
+    """Another migration runner holds the per-database lock, or a lock could not be
+    taken in time."""
 
     exit_code = 2
     http_status = 503

@@ -33,6 +33,7 @@ from typing import Any
 from psycopg import sql
 
 from aicrm.db import Connection, Target, connect
+from aicrm.db.errors import translated
 from aicrm.db.script import catalog, trusted
 from aicrm.errors import DependentsFound, PrerequisiteFailed, UsageError
 from aicrm.migrate import dependents
@@ -282,6 +283,7 @@ def refuse_downgrade(conn: Connection, version: int) -> None:
             )
 
 
+@translated()
 def close(where: Target, schema: str | None = None) -> str:
     """End the compatibility window (the only one open, or ``schema``).
 

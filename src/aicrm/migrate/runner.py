@@ -66,6 +66,7 @@ def _runner(where: Target, options: Options) -> Iterator[Connection]:
         conn.close()
 
 
+@translated()
 def migrate(options: Options | None = None, where: Target | None = None) -> Report:
     """Bring the database to ``options.target_version`` (default: the newest).
 
@@ -311,6 +312,7 @@ def verify_checks(conn: Connection, migration: Migration) -> list[CheckResult]:
     return checks.verify_checks(conn, migration)
 
 
+@translated()
 def downgrade(version: int, options: Options | None = None, where: Target | None = None) -> Report:
     """Take the database back to ``version`` with the migrations' down files.
 
@@ -407,6 +409,7 @@ class Status:
         return dataclasses.asdict(self)
 
 
+@translated()
 def status(where: Target | None = None, migrations_dir: Path | None = None) -> Status:
     """The database's version, applied and pending migrations, and drift (read-only)."""
     migrations = loader.load(migrations_dir)
@@ -428,6 +431,7 @@ def status(where: Target | None = None, migrations_dir: Path | None = None) -> S
         )
 
 
+@translated()
 def verify(where: Target | None = None, migrations_dir: Path | None = None) -> list[CheckResult]:
     """Re-run the verification checks of every applied migration (read-only)."""
     migrations = loader.load(migrations_dir)
