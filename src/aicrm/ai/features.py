@@ -474,10 +474,16 @@ GROUP BY 1, 2 ORDER BY 1, 2
 TOP_VALUES = """
 SELECT v, count(*) AS n FROM (
     SELECT ({expr})::text AS v FROM leads l WHERE {labelled}
-) AS x WHERE v IS NOT NULL GROUP BY v ORDER BY n DESC, v LIMIT 60
+) AS x WHERE v IS NOT NULL GROUP BY v ORDER BY n DESC, v LIMIT %(top_limit)s
 """
 
-MAX_CATEGORIES = 15
+# A category keeps every level seen on at least MIN_LEVEL_LEADS labelled leads (up to
+# MAX_LEVELS of them): a rare level with a strong effect keeps its own column, and the
+# models shrink what few leads show (the logistic model penalises 0/1 columns on their
+# own scale, so a level seen on 12 leads moves its odds only as far as 12 leads prove;
+# the trees need min_samples_leaf leads to split one off). Rarer levels are "(other)".
+MIN_LEVEL_LEADS = 10
+MAX_LEVELS = 100
 MAX_ATTRIBUTES = 40
 
 
@@ -497,7 +503,7 @@ def discover(
             elif name == "email_kind":
                 feature.categories = ["free", "company", "disposable"]
             else:
-                feature.categories = _top(conn, feature, window, n_leads)
+                feature.categories = _top(conn, feature, window)
         features.append(feature)
     types: dict[str, dict[str, int]] = {}
     for key, kind, count in conn.execute(
@@ -515,27 +521,27 @@ def discover(
             attrs.append(Feature(f"attr:{key}", "numeric", key=key))
         elif by_type.get("string", 0) >= 0.8 * present:
             feature = Feature(f"attr:{key}", "category", key=key)
-            feature.categories = _top(conn, feature, window, present)
+            feature.categories = _top(conn, feature, window)
             if feature.categories:
                 attrs.append(feature)
     return features + attrs
 
 
-def _top(conn: Connection, feature: Feature, window: dict[str, Any], n: int) -> list[str]:
+def _top(conn: Connection, feature: Feature, window: dict[str, Any]) -> list[str]:
     expr: sql.Composable
     if feature.key is not None:
         expr, params = attribute_expr(feature), {param_name(feature): feature.key}
     else:
         expr, params = builtin_expr(feature.name), common_params()
     query = sql.SQL(TOP_VALUES).format(expr=expr, labelled=LABELLED)
-    rows = conn.execute(query, params | window).fetchall()
+    rows = conn.execute(query, params | window | {"top_limit": MAX_LEVELS + 1}).fetchall()
     if not rows:
         return []
     total = sum(int(r[1]) for r in rows)
-    chosen = [str(v) for v, c in rows[:MAX_CATEGORIES] if int(c) >= max(5, 0.005 * n)]
+    chosen = [str(v) for v, c in rows[:MAX_LEVELS] if int(c) >= MIN_LEVEL_LEADS]
     covered = sum(int(c) for v, c in rows if str(v) in chosen)
     if feature.key is not None and (
-        not chosen or covered < 0.5 * total or (len(rows) >= 60 and covered < 0.8 * total)
+        not chosen or covered < 0.5 * total or (len(rows) > MAX_LEVELS and covered < 0.8 * total)
     ):
         return []  # an identifier or free text, not a category
     return chosen

@@ -167,7 +167,12 @@ def fit_linear(x: FloatArray, y: npt.NDArray[np.int8], c: float) -> Linear:
     z = model.expand(x)
     model.mean = z.mean(axis=0)
     std = z.std(axis=0)
-    model.scale = np.where(std > 1e-12, std, 1.0)
+    # Numbers are standardised; 0/1 columns (category levels, bins, missing indicators)
+    # keep their own scale, so the L2 penalty shrinks a rare level's effect toward the
+    # average as much as its few leads leave unproven (standardising would divide a
+    # level seen on 0.1 % of rows by 0.03 and all but lift the penalty off it).
+    binary = np.all((z == 0) | (z == 1), axis=0)
+    model.scale = np.where(binary | (std <= 1e-12), 1.0, std)
     zs = (z - model.mean) / model.scale
     fit = LogisticRegression(C=c, max_iter=500)
     fit.fit(zs, y)
