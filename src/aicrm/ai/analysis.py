@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from aicrm.db import Connection
 from aicrm.errors import NotFound, UsageError
@@ -37,6 +38,7 @@ from aicrm.errors import NotFound, UsageError
 Z95 = 1.959963984540054
 FDR = 0.05
 STAGES = ("new", "contacted", "qualified", "converted")
+FloatArray = npt.NDArray[np.float64]
 
 
 def wilson(converted: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -405,26 +407,7 @@ def _drivers(
                     f"on average), '{bottom[0]}' lowers them most (×{math.exp(bottom[1]):.2f})."
                 )
         else:
-            finite = ~np.isnan(raw)
-            if finite.sum() >= 20 and np.ptp(raw[finite]) > 0:
-                lo, hi = np.quantile(raw[finite], [0.1, 0.9])
-                low_c = float(np.mean(contrib[finite & (raw <= lo)]))
-                high_c = float(np.mean(contrib[finite & (raw >= hi)]))
-                change = high_c - low_c
-                entry["effect_p10_to_p90"] = round(change, 4)
-                if abs(change) > 0.05:
-                    direction = "raises" if change > 0 else "lowers"
-                    entry["sentence"] = (
-                        f"More {feature.label.lower()} {direction} the odds: "
-                        f"×{math.exp(change):.2f} from {_short(lo)} to {_short(hi)}."
-                    )
-            two_valued = finite.any() and set(np.unique(raw[finite]).tolist()) <= {0.0, 1.0}
-            if two_valued and "sentence" in entry:
-                direction = "raises" if entry["effect_p10_to_p90"] > 0 else "lowers"
-                entry["sentence"] = (
-                    f"{feature.label}: yes {direction} the odds "
-                    f"(×{math.exp(entry['effect_p10_to_p90']):.2f} vs no)."
-                )
+            entry.update(numeric_effect(feature.label, raw, contrib))
         factors.append(entry)
     factors.sort(key=lambda f: -f["importance"])
     sentences = [f["sentence"] for f in factors if "sentence" in f][:8]
@@ -433,6 +416,81 @@ def _drivers(
         "sentences": sentences or ["The model finds no factor that moves the odds much."],
         "factors": factors,
     }
+
+
+SHAPE_BINS = 5
+
+
+def numeric_effect(label: str, raw: FloatArray, contrib: FloatArray) -> dict[str, Any]:
+    """How a numeric (or yes/no) factor moves the odds, in words: its mean contribution
+    in quantile bins of its value, read as a shape. A rise or fall says which way and
+    how far from the 10th to the 90th percentile; when a middle bin is the highest or
+    the lowest, beyond both ends by more than noise (a quarter of the profile's range,
+    and 0.1 log-odds), the effect is called what it is, U-shaped or peaked, with the
+    range of values where the odds are lowest or highest. Empty when too few leads
+    have a value."""
+    finite = ~np.isnan(raw)
+    if finite.sum() < 20 or np.ptp(raw[finite]) <= 0:
+        return {}
+    values, effect = raw[finite], contrib[finite]
+    lo, hi = np.quantile(values, [0.1, 0.9])
+    change = float(np.mean(effect[values >= hi]) - np.mean(effect[values <= lo]))
+    out: dict[str, Any] = {"effect_p10_to_p90": round(change, 4)}
+    if set(np.unique(values).tolist()) <= {0.0, 1.0}:
+        if abs(change) > 0.05:
+            direction = "raises" if change > 0 else "lowers"
+            out["sentence"] = f"{label}: yes {direction} the odds (×{math.exp(change):.2f} vs no)."
+        return out
+    profile = _profile(values, effect)
+    means = np.array([m for _a, _b, m in profile])
+    if len(profile) >= 3:
+        ends = (means[0], means[-1])
+        noise = max(0.1, 0.25 * float(np.ptp(means)))
+        top, bottom = int(np.argmax(means)), int(np.argmin(means))
+        out["profile"] = [
+            {"from": round(a, 4), "to": round(b, 4), "log_odds": round(m, 4)} for a, b, m in profile
+        ]
+        if 0 < bottom < len(profile) - 1 and min(ends) - means[bottom] > noise:
+            a, b, m = profile[bottom]
+            out["shape"] = "u-shaped"
+            out["sentence"] = (
+                f"{label} has a U-shaped effect, not a steady one: the odds are lowest from "
+                f"{_short(a)} to {_short(b)} (×{math.exp(m - min(ends)):.2f} against the "
+                "nearer end) and higher both below and above."
+            )
+            return out
+        if 0 < top < len(profile) - 1 and means[top] - max(ends) > noise:
+            a, b, m = profile[top]
+            out["shape"] = "peaked"
+            out["sentence"] = (
+                f"{label} has a peaked effect, not a steady one: the odds are highest from "
+                f"{_short(a)} to {_short(b)} (×{math.exp(m - max(ends)):.2f} against the "
+                "nearer end) and lower both below and above."
+            )
+            return out
+    if abs(change) > 0.05:
+        out["shape"] = "rising" if change > 0 else "falling"
+        direction = "raises" if change > 0 else "lowers"
+        out["sentence"] = (
+            f"More {label.lower()} {direction} the odds: "
+            f"×{math.exp(change):.2f} from {_short(lo)} to {_short(hi)}."
+        )
+    return out
+
+
+def _profile(values: FloatArray, effect: FloatArray) -> list[tuple[float, float, float]]:
+    """(lowest value, highest value, mean contribution) per quantile bin of ``values``
+    (bins merged where values repeat)."""
+    edges = np.unique(np.quantile(values, np.linspace(0, 1, SHAPE_BINS + 1)[1:-1]))
+    which = np.searchsorted(edges, values, side="right")
+    out = []
+    for k in range(len(edges) + 1):
+        mask = which == k
+        if mask.sum() >= 5:
+            out.append(
+                (float(values[mask].min()), float(values[mask].max()), float(effect[mask].mean()))
+            )
+    return out
 
 
 def _short(value: float) -> str:
