@@ -55,7 +55,9 @@ DECISION_MAKER = (
     r"\m(chief|ceo|cto|cfo|coo|cio|cmo|vp|vice president|head|director|founder|owner|"
     r"president|partner|managing)\M"
 )
-OPEN_STATUSES = ("new", "contacted", "qualified", "unqualified", "lost")
+# The statuses a lead can be in before it converts, in funnel order (migration 008's
+# table: aicrm's defaults and every custom status).
+STATUSES = "SELECT name FROM lead_statuses WHERE category <> 'converted' ORDER BY position, name"
 
 # Built-in features: name -> (kind, SQL over l (lead), o (observation), se (status
 # as of t_obs), ct (contacts as of t_obs), lead columns it reads).
@@ -237,19 +239,43 @@ ev AS (
     GROUP BY h.row_id
 )"""
 
+# The stage each status stands for, from ``lead_statuses`` (migration 008), so that
+# custom statuses count as what their category and place in the funnel say:
+# *contacted* is any open status after 'new' (after the first open status when 'new'
+# was removed),
+# *qualified* any open status from 'qualified' on (from the last open status when
+# 'qualified' was removed), *lost* any status of category lost.
+STATUS_STAGES = """
+stage AS (
+    SELECT s.name,
+           s.category = 'open' AND s.position > b.entry AS contacted,
+           s.category = 'open' AND s.position >= coalesce(b.qualified, b.last_open) AS qualified,
+           s.category = 'lost' AS lost
+    FROM lead_statuses s
+    CROSS JOIN (
+        SELECT coalesce(min(position) FILTER (WHERE name = 'new'),
+                        min(position) FILTER (WHERE category = 'open')) AS entry,
+               max(position) FILTER (WHERE category = 'open') AS last_open,
+               min(position) FILTER (WHERE name = 'qualified') AS qualified
+        FROM lead_statuses
+    ) AS b
+)"""
+
 FEATURE_ROWS = """
 SELECT o.lead_id, o.label, o.landmark, {columns}
 FROM obs o
 JOIN leads l ON l.id = o.lead_id
 LEFT JOIN ev ON ev.lead_id = o.lead_id
+LEFT JOIN stage gi ON gi.name = ev.inserted
 CROSS JOIN LATERAL (
     SELECT count(*) FILTER (WHERE u.s <> 'converted') AS n_changes,
            max(u.a) FILTER (WHERE u.s <> 'converted') AS last_at,
            (array_agg(u.s ORDER BY u.i DESC) FILTER (WHERE u.s <> 'converted'))[1] AS last_status,
-           coalesce(bool_or(u.s IN ('contacted', 'qualified')), false) AS contacted,
-           coalesce(bool_or(u.s = 'qualified'), false) AS qualified,
-           coalesce(bool_or(u.s IN ('unqualified', 'lost')), false) AS disqualified
+           coalesce(bool_or(g.contacted), false) AS contacted,
+           coalesce(bool_or(g.qualified), false) AS qualified,
+           coalesce(bool_or(g.lost), false) AS disqualified
     FROM unnest(ev.at, ev.st) WITH ORDINALITY AS u (a, s, i)
+    LEFT JOIN stage g ON g.name = u.s
     WHERE u.a <= o.t_obs
 ) s1
 CROSS JOIN LATERAL (
@@ -261,12 +287,12 @@ CROSS JOIN LATERAL (
            CASE WHEN kn.known THEN s1.n_changes END AS n_changes,
            CASE WHEN kn.known THEN coalesce(s1.last_at, l.created_at) END AS last_at,
            CASE WHEN kn.known
-                THEN s1.contacted OR coalesce(ev.inserted IN ('contacted', 'qualified'), false)
+                THEN s1.contacted OR coalesce(gi.contacted, false)
            END AS contacted,
            CASE WHEN kn.known
-                THEN s1.qualified OR coalesce(ev.inserted = 'qualified', false) END AS qualified,
+                THEN s1.qualified OR coalesce(gi.qualified, false) END AS qualified,
            CASE WHEN kn.known
-                THEN s1.disqualified OR coalesce(ev.inserted IN ('unqualified', 'lost'), false)
+                THEN s1.disqualified OR coalesce(gi.lost, false)
            END AS disqualified
 ) se
 CROSS JOIN LATERAL (
@@ -339,7 +365,7 @@ def common_params() -> dict[str, Any]:
 POSITION = "((l.ctid::text::point)[0] * 65536 + (l.ctid::text::point)[1])::float8"
 
 
-FEATURE_QUERY = "WITH {obs},\n{events}\n{rows}"
+FEATURE_QUERY = "WITH {obs},\n{events},\n{stages}\n{rows}"
 ORDERED = " ORDER BY o.lead_id, o.landmark"
 
 
@@ -362,7 +388,12 @@ def feature_sql(
         exprs.append(sql.SQL(POSITION))
     columns = sql.SQL(",\n       ").join(exprs) if exprs else sql.SQL("0::float8")
     rows = sql.SQL(FEATURE_ROWS).format(columns=columns)
-    query = sql.SQL(FEATURE_QUERY).format(obs=obs, events=sql.SQL(STATUS_EVENTS.strip()), rows=rows)
+    query = sql.SQL(FEATURE_QUERY).format(
+        obs=obs,
+        events=sql.SQL(STATUS_EVENTS.strip()),
+        stages=sql.SQL(STATUS_STAGES.strip()),
+        rows=rows,
+    )
     return (query + sql.SQL(ORDERED) if ordered else query), params
 
 
@@ -499,7 +530,7 @@ def discover(
         feature = Feature(name, kind)
         if kind == "category":
             if name == "status":
-                feature.categories = list(OPEN_STATUSES)
+                feature.categories = [str(r[0]) for r in conn.execute(STATUSES).fetchall()]
             elif name == "email_kind":
                 feature.categories = ["free", "company", "disposable"]
             else:
