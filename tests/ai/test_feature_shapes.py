@@ -42,14 +42,14 @@ def test_a_rare_category_with_a_strong_effect_keeps_its_column_and_ranks_first(
     crm_db: Database,
 ) -> None:
     leads = _leads()
-    window = {"horizon": 90, "as_of": AS_OF, "since": AS_OF.replace(year=2000)}
+    since = AS_OF.replace(year=2000)
     with crm_db.connect() as conn:
         insert(conn, leads)
-        features = discover(conn, **window, n_leads=len(leads))
+        features = discover(conn, horizon=90, as_of=AS_OF, since=since, n_leads=len(leads))
         industry = next(f for f in features if f.name == "attr:industry")
         assert "biotech" in industry.categories
         assert len(industry.categories) == len(COMMON) + 1
-        frame = training_frame(conn, features, **window, landmarks=[0])
+        frame = training_frame(conn, features, horizon=90, as_of=AS_OF, since=since, landmarks=[0])
     assert frame.labels is not None
     encoding = fit_encoding(features, frame.values)
     assert any(c.feature == "attr:industry" and c.value == "biotech" for c in encoding.columns)

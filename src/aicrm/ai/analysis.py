@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from psycopg import sql
 
 from aicrm.db import Connection
 from aicrm.errors import NotFound, UsageError
@@ -146,12 +147,15 @@ FROM rated r LEFT JOIN timing t ON t.segment IS NOT DISTINCT FROM r.segment
 ORDER BY {order}
 """
 
+# Segments (the same expression over judged rows and over leads l), and their orders.
 SOURCE = "coalesce(nullif(btrim(source), ''), '(none)')"
 SOURCE_L = "coalesce(nullif(btrim(l.source), ''), '(none)')"
 INDUSTRY = "coalesce(nullif(btrim(attributes ->> 'industry'), ''), '(unknown)')"
 INDUSTRY_L = "coalesce(nullif(btrim(l.attributes ->> 'industry'), ''), '(unknown)')"
 COHORT = "to_char(date_trunc('month', created_at AT TIME ZONE 'UTC'), 'YYYY-MM')"
 COHORT_L = "to_char(date_trunc('month', l.created_at AT TIME ZONE 'UTC'), 'YYYY-MM')"
+BY_SIZE = "r.n DESC, r.segment"
+BY_SEGMENT = "r.segment"
 
 FUNNEL = """
 WITH {judged},
@@ -191,6 +195,16 @@ SELECT {segment} AS segment,
 FROM judged GROUP BY 1 ORDER BY 1
 """
 
+NOW = "SELECT now()"
+LEAD_COUNTS = """
+SELECT count(*), count(*) FILTER (WHERE created_at + %(horizon)s * interval '1 day' <= %(as_of)s)
+FROM leads
+"""
+# A fixed sample of leads (by a hash of the id) that the drivers are measured on.
+DRIVER_SAMPLE = """
+SELECT array_agg(id::text) FROM (SELECT id FROM leads ORDER BY md5(id::text) LIMIT 20000) AS s
+"""
+
 
 def analyze(
     conn: Connection,
@@ -208,16 +222,12 @@ def analyze(
 
 def _analyze(conn: Connection, horizon: int, recent_days: int, as_of: datetime | None) -> Report:
     if as_of is None:
-        row = conn.execute("SELECT now()").fetchone()
+        row = conn.execute(NOW).fetchone()
         assert row is not None
         as_of = row[0]
     assert as_of is not None
     params: dict[str, Any] = {"horizon": horizon, "as_of": as_of, "stages": list(STAGES)}
-    counts = conn.execute(
-        "SELECT count(*), count(*) FILTER (WHERE created_at + %(horizon)s * interval '1 day' "
-        "<= %(as_of)s) FROM leads",
-        params,
-    ).fetchone()
+    counts = conn.execute(LEAD_COUNTS, params).fetchone()
     assert counts is not None
     leads, labelled = int(counts[0]), int(counts[1])
     if leads == 0:
@@ -230,9 +240,9 @@ def _analyze(conn: Connection, horizon: int, recent_days: int, as_of: datetime |
     converted = conn.execute(OVERALL, params).fetchone()
     x = int(converted[0]) if converted else 0
     overall = _rate_row("all leads", labelled, x, None, None)
-    by_source = _segments(conn, SOURCE, SOURCE_L, params, "r.n DESC, r.segment")
-    by_industry = _segments(conn, INDUSTRY, INDUSTRY_L, params, "r.n DESC, r.segment")
-    by_cohort = _segments(conn, COHORT, COHORT_L, params, "r.segment")
+    by_source = _segments(conn, sql.SQL(SOURCE), sql.SQL(SOURCE_L), params, sql.SQL(BY_SIZE))
+    by_industry = _segments(conn, sql.SQL(INDUSTRY), sql.SQL(INDUSTRY_L), params, sql.SQL(BY_SIZE))
+    by_cohort = _segments(conn, sql.SQL(COHORT), sql.SQL(COHORT_L), params, sql.SQL(BY_SEGMENT))
     return Report(
         as_of, horizon, recent_days, leads, labelled, overall, by_source, by_industry,
         by_cohort, _funnel(conn, params), _drivers(conn, horizon, by_source, overall),
@@ -254,23 +264,17 @@ def _rate_row(
 
 
 def _segments(
-    conn: Connection, segment: str, segment_l: str, params: dict[str, Any], order: str
+    conn: Connection, segment: sql.SQL, segment_l: sql.SQL, params: dict[str, Any], order: sql.SQL
 ) -> list[dict[str, Any]]:
-    from psycopg import sql
-
-    query = SEGMENT_RATES.format(judged=JUDGED.strip(), segment=segment, segment_l=segment_l,
-                                 order=order)  # fmt: skip
-    rows = conn.execute(sql.SQL(query), params).fetchall()
+    query = sql.SQL(SEGMENT_RATES).format(
+        judged=sql.SQL(JUDGED), segment=segment, segment_l=segment_l, order=order
+    )
+    rows = conn.execute(query, params).fetchall()
     return [_rate_row(str(r[0]), int(r[1]), int(r[2]), r[3], r[4]) for r in rows]
 
 
 def _funnel(conn: Connection, params: dict[str, Any]) -> list[dict[str, Any]]:
-    from psycopg import sql
-
-    rows = conn.execute(
-        sql.SQL(FUNNEL.format(judged=JUDGED.strip())),
-        params,
-    ).fetchall()
+    rows = conn.execute(sql.SQL(FUNNEL).format(judged=sql.SQL(JUDGED)), params).fetchall()
     reached = {int(k): int(n) for k, n in rows}
     times = {str(s): (float(m), int(n)) for s, m, n in conn.execute(STAGE_TIMES, params)}
     out = []
@@ -293,16 +297,11 @@ def _funnel(conn: Connection, params: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _changes(conn: Connection, params: dict[str, Any], recent_days: int) -> dict[str, Any]:
-    from psycopg import sql
-
     split = params["as_of"] - timedelta(days=params["horizon"] + recent_days)
     found = []
-    for dimension, segment in (("source", SOURCE), ("industry", INDUSTRY)):
-        query = CHANGES.format(judged=JUDGED.strip(), segment=segment)
-        rows = conn.execute(
-            sql.SQL(query),
-            params | {"split": split},
-        ).fetchall()
+    for dimension, segment in (("source", sql.SQL(SOURCE)), ("industry", sql.SQL(INDUSTRY))):
+        query = sql.SQL(CHANGES).format(judged=sql.SQL(JUDGED), segment=segment)
+        rows = conn.execute(query, params | {"split": split}).fetchall()
         for seg, n_past, x_past, n_recent, x_recent in rows:
             if n_past < 10 or n_recent < 10:
                 continue
@@ -374,10 +373,7 @@ def _drivers(
             or ["No source converts differently from the average beyond chance."],
             "factors": [],
         }
-    ids_row = conn.execute(
-        "SELECT array_agg(id::text) FROM (SELECT id FROM leads ORDER BY md5(id::text) "
-        "LIMIT 20000) AS s"
-    ).fetchone()
+    ids_row = conn.execute(DRIVER_SAMPLE).fetchone()
     sample = list(ids_row[0] or []) if ids_row else []
     frame = creation_frame(conn, stored.features, horizon=horizon, lead_ids=sample)
     pred = scoring.predict(stored, frame)
