@@ -9,8 +9,9 @@ trained on it; a second CRM of ``--test-leads`` leads (seed 2) is scored, each
 lead as of its creation, and the AUC and Brier score of the model's probabilities
 against the leads' real outcomes (converted within 90 days) are reported next to
 the oracle's: the true probabilities in ``sample_truth``, which no model can beat
-on average. The ratio model AUC / oracle AUC is the curve; the target is ≥ 0.95
-at 50k leads.
+on average. The ratio model AUC / oracle AUC is the curve; the target is ≥ 0.97
+at 50k leads, and never below a plain one-hot logistic regression fit on the same
+rows (measured in the same run).
 
 Speed: training time is measured on the largest size; scoring on a CRM of
 ``--score-leads`` leads (seed 3), every lead, converted ones included, with the
@@ -111,6 +112,7 @@ class Point:
     oracle_auc: float
     oracle_brier: float
     cv_auc: float
+    baseline_auc: float  # a plain one-hot logistic regression on the same rows
 
     @property
     def ratio(self) -> float:
@@ -139,6 +141,15 @@ def evaluate(train_url: str, test_url: str, test_cache: dict[str, Any]) -> Point
     predicted = scoring.predict(stored, frame).scores
     ids = frame.lead_ids
     created_ok = _judged(test_url, ids)
+    with psycopg.connect(train_url) as conn:
+        train = F.creation_frame(conn, stored.features, horizon=90)
+    train_ok = _judged(train_url, train.lead_ids)
+    plain = one_hot_logistic(
+        [f.kind for f in stored.features],
+        train.values[train_ok],
+        train.labels[train_ok],  # type: ignore[index]
+        frame.values,
+    )
     y = frame.labels[created_ok]  # type: ignore[index]
     p = predicted[created_ok]
     oracle = np.array([test_cache["truth"][i] for i in ids])[created_ok]
@@ -146,7 +157,40 @@ def evaluate(train_url: str, test_url: str, test_cache: dict[str, Any]) -> Point
         result.model.n_leads, result.model.n_positive, result.model.method,
         result.model.algorithm, seconds, M.auc(y, p), M.brier(y, p), M.auc(y, oracle),
         M.brier(y, oracle), float(result.model.metrics.get("auc") or float("nan")),
+        M.auc(y, plain[created_ok]),
     )  # fmt: skip
+
+
+def one_hot_logistic(
+    kinds: list[str], x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray
+) -> np.ndarray:
+    """The baseline: scikit-learn's LogisticRegression (defaults) on the same raw features,
+    categories one-hot (every level seen in training), numbers as they are with missing
+    values set to the training median, all standardised. Its probabilities on x_test."""
+    from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
+
+    def design(x: np.ndarray, levels: list[np.ndarray | None], medians: list[float]) -> np.ndarray:
+        cols: list[np.ndarray] = []
+        for j, kind in enumerate(kinds):
+            lv = levels[j]
+            if kind == "category" and lv is not None:
+                cols.extend((x[:, j] == v).astype(float) for v in lv)
+            else:
+                cols.append(np.where(np.isnan(x[:, j]), medians[j], x[:, j]))
+        return np.column_stack(cols)
+
+    levels = [np.unique(x_train[:, j]) if k == "category" else None for j, k in enumerate(kinds)]
+    medians = [
+        float(np.nanmedian(x_train[:, j])) if np.isfinite(x_train[:, j]).any() else 0.0
+        for j in range(len(kinds))
+    ]
+    a = design(x_train, levels, medians)
+    b = design(x_test, levels, medians)
+    mean, std = a.mean(axis=0), a.std(axis=0)
+    std[std == 0] = 1.0
+    fit = LogisticRegression(max_iter=2000).fit((a - mean) / std, y_train)
+    out: np.ndarray = fit.predict_proba((b - mean) / std)[:, 1]
+    return out
 
 
 def _judged(url: str, ids: list[str]) -> np.ndarray:
@@ -470,7 +514,8 @@ def main() -> int:
             points.append(point)
             print(
                 f"{n:>7} leads: {point.method}/{point.algorithm} AUC {point.auc:.4f} vs oracle "
-                f"{point.oracle_auc:.4f} (ratio {point.ratio:.3f}); Brier {point.brier:.4f} vs "
+                f"{point.oracle_auc:.4f} (ratio {point.ratio:.3f}), one-hot logistic "
+                f"{point.baseline_auc:.4f}; Brier {point.brier:.4f} vs "
                 f"{point.oracle_brier:.4f}; trained in {point.train_seconds:.1f} s",
                 flush=True,
             )
@@ -490,21 +535,32 @@ def main() -> int:
         f"Each model is trained on a generated CRM of N leads (seed 1) and scores a second "
         f"CRM of {args.test_leads:,} leads (seed 2), each lead as of its creation; AUC and "
         "Brier are against the real 90-day outcomes of the leads judged (older than 90 "
-        "days). The oracle scores with the true probabilities (`sample_truth`).", "",
-        "| leads | labelled (conversions) | method | AUC | oracle AUC | ratio | Brier | "
-        "oracle Brier | CV AUC | train s |",
-        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "days). The oracle scores with the true probabilities (`sample_truth`). The baseline "
+        "is a plain one-hot logistic regression (scikit-learn's defaults) on the same rows "
+        "and raw features, each training lead at its creation.", "",
+        "| leads | labelled (conversions) | method | AUC | oracle AUC | ratio | one-hot "
+        "logistic AUC | Brier | oracle Brier | CV AUC | train s |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]  # fmt: skip
     for n, p in zip(sizes, points, strict=True):
         lines.append(
             f"| {n:,} | {p.leads:,} ({p.conversions:,}) | {p.method}/{p.algorithm} | "
-            f"{p.auc:.4f} | {p.oracle_auc:.4f} | **{p.ratio:.3f}** | {p.brier:.4f} | "
+            f"{p.auc:.4f} | {p.oracle_auc:.4f} | **{p.ratio:.3f}** | {p.baseline_auc:.4f} | "
+            f"{p.brier:.4f} | "
             f"{p.oracle_brier:.4f} | {p.cv_auc:.4f} | {p.train_seconds:.1f} |"
         )
     at_50k = next((p for n, p in zip(sizes, points, strict=True) if n == 50000), None)
     if at_50k is not None:
-        verdict = "met" if at_50k.ratio >= 0.95 else "NOT met"
-        lines += ["", f"Target AUC ≥ 0.95 × oracle at 50k leads: {verdict} ({at_50k.ratio:.3f})."]
+        ratio_ok = at_50k.ratio >= 0.97
+        beats = at_50k.auc >= at_50k.baseline_auc
+        lines += [
+            "",
+            f"Target at 50k leads, AUC ≥ 0.97 × oracle: {'met' if ratio_ok else 'NOT met'} "
+            f"({at_50k.ratio:.3f}"
+            + ("" if ratio_ok else f", short by {0.97 - at_50k.ratio:.3f}")
+            + f"); never below the one-hot logistic regression: {'met' if beats else 'NOT met'} "
+            f"({at_50k.auc:.4f} vs {at_50k.baseline_auc:.4f}).",
+        ]
     if not args.speed_only:
         write_section(args.results, QUALITY, "\n".join(lines))
     if scored is not None:

@@ -1,4 +1,4 @@
-"""The models' plain parameters: same predictions as scikit-learn, additive explanations."""
+"""The models' plain parameters: same predictions as LightGBM, additive explanations."""
 
 from __future__ import annotations
 
@@ -17,21 +17,31 @@ def _data(n: int = 3000, seed: int = 0):
     return x, y
 
 
-def test_trees_reproduce_sklearn_and_their_contributions_add_up() -> None:
+def test_trees_reproduce_lightgbm_and_their_contributions_add_up() -> None:
+    from aicrm.ai import trees as T
+
     x, y = _data()
-    fitted = M.boosting_estimator()
-    fitted.fit(x, y)
-    trees = M.Trees.from_sklearn(fitted)
-    np.testing.assert_allclose(trees.raw(x), fitted.decision_function(x), atol=1e-9)
+    x[:200, 4] = np.nan  # missing values in a column, scored as LightGBM scores them
+    booster = T.boosting_fit(x, y)
+    trees = T.Trees.from_booster(booster)
+    expected = booster.predict(x, raw_score=True, num_iteration=booster.best_iteration or None)
+    np.testing.assert_allclose(trees.raw(x), expected, atol=1e-9)
+    unseen = x.copy()
+    unseen[::3, 0] = np.nan  # NaN where training had none: LightGBM reads it as 0
+    np.testing.assert_allclose(
+        trees.raw(unseen),
+        booster.predict(unseen, raw_score=True, num_iteration=booster.best_iteration or None),
+        atol=1e-9,
+    )
     contrib, bias = trees.contributions(x, x.shape[1], chunk=700)
-    np.testing.assert_allclose(contrib.sum(axis=1) + bias, fitted.decision_function(x), atol=1e-9)
+    np.testing.assert_allclose(contrib.sum(axis=1) + bias, expected, atol=1e-9)
     assert abs(contrib[:, 4]).max() < abs(contrib[:, 0]).max()  # x4 is noise
 
 
-def test_the_compiled_and_numpy_tree_walks_agree_and_combine_sums_columns() -> None:
+def test_the_tree_walk_is_the_same_in_chunks_and_combine_sums_columns() -> None:
     x, y = _data(seed=3)
     trees = M.fit_trees(x, y)
-    np.testing.assert_array_equal(trees.leaves(x), trees._leaves_numpy(x, chunk=500))
+    np.testing.assert_array_equal(trees.leaves(x), trees.leaves(x, chunk=500))
     per_column, bias = trees.contributions(x, x.shape[1], chunk=900)
     combine = np.zeros((5, 2))
     combine[[0, 1, 2], 0] = 1.0  # columns 0-2 -> output 0, 3-4 -> output 1

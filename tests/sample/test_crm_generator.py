@@ -132,7 +132,8 @@ def test_leads_look_real(generated: tuple[Database, crm.GeneratedCRM]) -> None:
         "SELECT array_agg(DISTINCT k ORDER BY k) FROM leads, jsonb_object_keys(attributes) k"
     )
     assert set(keys) >= {"industry", "employees", "company_size", "region", "country",
-                         "budget", "channel_touches", "demo_requested"}  # fmt: skip
+                         "budget", "channel_touches", "demo_requested",
+                         "monthly_visits"}  # fmt: skip
     assert set(dict(db.execute("SELECT source, count(*) FROM leads GROUP BY 1"))) == {
         name for name, *_ in crm.SOURCES
     }
@@ -155,6 +156,33 @@ def test_leads_look_real(generated: tuple[Database, crm.GeneratedCRM]) -> None:
         "SELECT count(*) FROM leads WHERE created_at > %s AND status <> 'new'",
         (NOW - timedelta(hours=3),),
     ) == 0  # fmt: skip
+
+
+def test_the_varied_signals_are_there(generated: tuple[Database, crm.GeneratedCRM]) -> None:
+    """Numbers written as text, rare industries, an interaction, and drift over time."""
+    db, _ = generated
+    as_text, as_number, with_comma = db.execute(
+        """SELECT count(*) FILTER (WHERE jsonb_typeof(attributes -> 'monthly_visits') = 'string'),
+                  count(*) FILTER (WHERE jsonb_typeof(attributes -> 'monthly_visits') = 'number'),
+                  count(*) FILTER (WHERE attributes ->> 'monthly_visits' LIKE '%,%')
+           FROM leads"""
+    )[0]
+    assert as_text + as_number == LEADS and 0.4 < as_text / LEADS < 0.6 and with_comma > 50
+    rare = dict(db.execute(
+        """SELECT l.attributes ->> 'industry', avg(t.p_convert_90d) FROM leads l
+           JOIN sample_truth t ON t.lead_id = l.id
+           WHERE l.attributes ->> 'industry' IN ('biotech', 'defense', 'software') GROUP BY 1"""
+    ))  # fmt: skip
+    assert rare["biotech"] > rare["software"] > rare["defense"]
+    # Drift: the newest ads leads' truth is above the oldest's, other sources' not.
+    drift = dict(db.execute(
+        """SELECT l.source = 'ads',
+                  avg(t.p_convert_90d) FILTER (WHERE l.created_at > %s - interval '180 days')
+                  / avg(t.p_convert_90d) FILTER (WHERE l.created_at < %s - interval '540 days')
+           FROM leads l JOIN sample_truth t ON t.lead_id = l.id GROUP BY 1""",
+        (NOW, NOW),
+    ))  # fmt: skip
+    assert drift[True] > 1.3 and 0.8 < drift[False] < 1.2
 
 
 def test_history_tells_each_leads_path(generated: tuple[Database, crm.GeneratedCRM]) -> None:

@@ -6,7 +6,7 @@
 * :mod:`aicrm.ai.analysis` — conversion rates, funnel, drivers and changes
   (``aicrm analyze conversions``), rendered by :mod:`aicrm.ai.report_html`.
 
-numpy is imported with this package; scikit-learn, scipy and matplotlib lazily, by the
+numpy is imported with this package; scikit-learn, LightGBM, scipy and matplotlib lazily, by the
 functions that need them (the CLI imports this package only inside its commands).
 """
 

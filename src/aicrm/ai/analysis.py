@@ -30,6 +30,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+from psycopg import sql
 
 from aicrm.db import Connection
 from aicrm.errors import NotFound, UsageError
@@ -37,6 +39,7 @@ from aicrm.errors import NotFound, UsageError
 Z95 = 1.959963984540054
 FDR = 0.05
 STAGES = ("new", "contacted", "qualified", "converted")
+FloatArray = npt.NDArray[np.float64]
 
 
 def wilson(converted: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -144,12 +147,15 @@ FROM rated r LEFT JOIN timing t ON t.segment IS NOT DISTINCT FROM r.segment
 ORDER BY {order}
 """
 
+# Segments (the same expression over judged rows and over leads l), and their orders.
 SOURCE = "coalesce(nullif(btrim(source), ''), '(none)')"
 SOURCE_L = "coalesce(nullif(btrim(l.source), ''), '(none)')"
 INDUSTRY = "coalesce(nullif(btrim(attributes ->> 'industry'), ''), '(unknown)')"
 INDUSTRY_L = "coalesce(nullif(btrim(l.attributes ->> 'industry'), ''), '(unknown)')"
 COHORT = "to_char(date_trunc('month', created_at AT TIME ZONE 'UTC'), 'YYYY-MM')"
 COHORT_L = "to_char(date_trunc('month', l.created_at AT TIME ZONE 'UTC'), 'YYYY-MM')"
+BY_SIZE = "r.n DESC, r.segment"
+BY_SEGMENT = "r.segment"
 
 FUNNEL = """
 WITH {judged},
@@ -189,6 +195,16 @@ SELECT {segment} AS segment,
 FROM judged GROUP BY 1 ORDER BY 1
 """
 
+NOW = "SELECT now()"
+LEAD_COUNTS = """
+SELECT count(*), count(*) FILTER (WHERE created_at + %(horizon)s * interval '1 day' <= %(as_of)s)
+FROM leads
+"""
+# A fixed sample of leads (by a hash of the id) that the drivers are measured on.
+DRIVER_SAMPLE = """
+SELECT array_agg(id::text) FROM (SELECT id FROM leads ORDER BY md5(id::text) LIMIT 20000) AS s
+"""
+
 
 def analyze(
     conn: Connection,
@@ -206,16 +222,12 @@ def analyze(
 
 def _analyze(conn: Connection, horizon: int, recent_days: int, as_of: datetime | None) -> Report:
     if as_of is None:
-        row = conn.execute("SELECT now()").fetchone()
+        row = conn.execute(NOW).fetchone()
         assert row is not None
         as_of = row[0]
     assert as_of is not None
     params: dict[str, Any] = {"horizon": horizon, "as_of": as_of, "stages": list(STAGES)}
-    counts = conn.execute(
-        "SELECT count(*), count(*) FILTER (WHERE created_at + %(horizon)s * interval '1 day' "
-        "<= %(as_of)s) FROM leads",
-        params,
-    ).fetchone()
+    counts = conn.execute(LEAD_COUNTS, params).fetchone()
     assert counts is not None
     leads, labelled = int(counts[0]), int(counts[1])
     if leads == 0:
@@ -228,9 +240,9 @@ def _analyze(conn: Connection, horizon: int, recent_days: int, as_of: datetime |
     converted = conn.execute(OVERALL, params).fetchone()
     x = int(converted[0]) if converted else 0
     overall = _rate_row("all leads", labelled, x, None, None)
-    by_source = _segments(conn, SOURCE, SOURCE_L, params, "r.n DESC, r.segment")
-    by_industry = _segments(conn, INDUSTRY, INDUSTRY_L, params, "r.n DESC, r.segment")
-    by_cohort = _segments(conn, COHORT, COHORT_L, params, "r.segment")
+    by_source = _segments(conn, sql.SQL(SOURCE), sql.SQL(SOURCE_L), params, sql.SQL(BY_SIZE))
+    by_industry = _segments(conn, sql.SQL(INDUSTRY), sql.SQL(INDUSTRY_L), params, sql.SQL(BY_SIZE))
+    by_cohort = _segments(conn, sql.SQL(COHORT), sql.SQL(COHORT_L), params, sql.SQL(BY_SEGMENT))
     return Report(
         as_of, horizon, recent_days, leads, labelled, overall, by_source, by_industry,
         by_cohort, _funnel(conn, params), _drivers(conn, horizon, by_source, overall),
@@ -252,23 +264,17 @@ def _rate_row(
 
 
 def _segments(
-    conn: Connection, segment: str, segment_l: str, params: dict[str, Any], order: str
+    conn: Connection, segment: sql.SQL, segment_l: sql.SQL, params: dict[str, Any], order: sql.SQL
 ) -> list[dict[str, Any]]:
-    from psycopg import sql
-
-    query = SEGMENT_RATES.format(judged=JUDGED.strip(), segment=segment, segment_l=segment_l,
-                                 order=order)  # fmt: skip
-    rows = conn.execute(sql.SQL(query), params).fetchall()
+    query = sql.SQL(SEGMENT_RATES).format(
+        judged=sql.SQL(JUDGED), segment=segment, segment_l=segment_l, order=order
+    )
+    rows = conn.execute(query, params).fetchall()
     return [_rate_row(str(r[0]), int(r[1]), int(r[2]), r[3], r[4]) for r in rows]
 
 
 def _funnel(conn: Connection, params: dict[str, Any]) -> list[dict[str, Any]]:
-    from psycopg import sql
-
-    rows = conn.execute(
-        sql.SQL(FUNNEL.format(judged=JUDGED.strip())),
-        params,
-    ).fetchall()
+    rows = conn.execute(sql.SQL(FUNNEL).format(judged=sql.SQL(JUDGED)), params).fetchall()
     reached = {int(k): int(n) for k, n in rows}
     times = {str(s): (float(m), int(n)) for s, m, n in conn.execute(STAGE_TIMES, params)}
     out = []
@@ -291,16 +297,11 @@ def _funnel(conn: Connection, params: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _changes(conn: Connection, params: dict[str, Any], recent_days: int) -> dict[str, Any]:
-    from psycopg import sql
-
     split = params["as_of"] - timedelta(days=params["horizon"] + recent_days)
     found = []
-    for dimension, segment in (("source", SOURCE), ("industry", INDUSTRY)):
-        query = CHANGES.format(judged=JUDGED.strip(), segment=segment)
-        rows = conn.execute(
-            sql.SQL(query),
-            params | {"split": split},
-        ).fetchall()
+    for dimension, segment in (("source", sql.SQL(SOURCE)), ("industry", sql.SQL(INDUSTRY))):
+        query = sql.SQL(CHANGES).format(judged=sql.SQL(JUDGED), segment=segment)
+        rows = conn.execute(query, params | {"split": split}).fetchall()
         for seg, n_past, x_past, n_recent, x_recent in rows:
             if n_past < 10 or n_recent < 10:
                 continue
@@ -372,10 +373,7 @@ def _drivers(
             or ["No source converts differently from the average beyond chance."],
             "factors": [],
         }
-    ids_row = conn.execute(
-        "SELECT array_agg(id::text) FROM (SELECT id FROM leads ORDER BY md5(id::text) "
-        "LIMIT 20000) AS s"
-    ).fetchone()
+    ids_row = conn.execute(DRIVER_SAMPLE).fetchone()
     sample = list(ids_row[0] or []) if ids_row else []
     frame = creation_frame(conn, stored.features, horizon=horizon, lead_ids=sample)
     pred = scoring.predict(stored, frame)
@@ -405,26 +403,7 @@ def _drivers(
                     f"on average), '{bottom[0]}' lowers them most (×{math.exp(bottom[1]):.2f})."
                 )
         else:
-            finite = ~np.isnan(raw)
-            if finite.sum() >= 20 and np.ptp(raw[finite]) > 0:
-                lo, hi = np.quantile(raw[finite], [0.1, 0.9])
-                low_c = float(np.mean(contrib[finite & (raw <= lo)]))
-                high_c = float(np.mean(contrib[finite & (raw >= hi)]))
-                change = high_c - low_c
-                entry["effect_p10_to_p90"] = round(change, 4)
-                if abs(change) > 0.05:
-                    direction = "raises" if change > 0 else "lowers"
-                    entry["sentence"] = (
-                        f"More {feature.label.lower()} {direction} the odds: "
-                        f"×{math.exp(change):.2f} from {_short(lo)} to {_short(hi)}."
-                    )
-            two_valued = finite.any() and set(np.unique(raw[finite]).tolist()) <= {0.0, 1.0}
-            if two_valued and "sentence" in entry:
-                direction = "raises" if entry["effect_p10_to_p90"] > 0 else "lowers"
-                entry["sentence"] = (
-                    f"{feature.label}: yes {direction} the odds "
-                    f"(×{math.exp(entry['effect_p10_to_p90']):.2f} vs no)."
-                )
+            entry.update(numeric_effect(feature.label, raw, contrib))
         factors.append(entry)
     factors.sort(key=lambda f: -f["importance"])
     sentences = [f["sentence"] for f in factors if "sentence" in f][:8]
@@ -433,6 +412,81 @@ def _drivers(
         "sentences": sentences or ["The model finds no factor that moves the odds much."],
         "factors": factors,
     }
+
+
+SHAPE_BINS = 5
+
+
+def numeric_effect(label: str, raw: FloatArray, contrib: FloatArray) -> dict[str, Any]:
+    """How a numeric (or yes/no) factor moves the odds, in words: its mean contribution
+    in quantile bins of its value, read as a shape. A rise or fall says which way and
+    how far from the 10th to the 90th percentile; when a middle bin is the highest or
+    the lowest, beyond both ends by more than noise (a quarter of the profile's range,
+    and 0.1 log-odds), the effect is called what it is, U-shaped or peaked, with the
+    range of values where the odds are lowest or highest. Empty when too few leads
+    have a value."""
+    finite = ~np.isnan(raw)
+    if finite.sum() < 20 or np.ptp(raw[finite]) <= 0:
+        return {}
+    values, effect = raw[finite], contrib[finite]
+    lo, hi = np.quantile(values, [0.1, 0.9])
+    change = float(np.mean(effect[values >= hi]) - np.mean(effect[values <= lo]))
+    out: dict[str, Any] = {"effect_p10_to_p90": round(change, 4)}
+    if set(np.unique(values).tolist()) <= {0.0, 1.0}:
+        if abs(change) > 0.05:
+            direction = "raises" if change > 0 else "lowers"
+            out["sentence"] = f"{label}: yes {direction} the odds (×{math.exp(change):.2f} vs no)."
+        return out
+    profile = _profile(values, effect)
+    means = np.array([m for _a, _b, m in profile])
+    if len(profile) >= 3:
+        ends = (means[0], means[-1])
+        noise = max(0.1, 0.25 * float(np.ptp(means)))
+        top, bottom = int(np.argmax(means)), int(np.argmin(means))
+        out["profile"] = [
+            {"from": round(a, 4), "to": round(b, 4), "log_odds": round(m, 4)} for a, b, m in profile
+        ]
+        if 0 < bottom < len(profile) - 1 and min(ends) - means[bottom] > noise:
+            a, b, m = profile[bottom]
+            out["shape"] = "u-shaped"
+            out["sentence"] = (
+                f"{label} has a U-shaped effect, not a steady one: the odds are lowest from "
+                f"{_short(a)} to {_short(b)} (×{math.exp(m - min(ends)):.2f} against the "
+                "nearer end) and higher both below and above."
+            )
+            return out
+        if 0 < top < len(profile) - 1 and means[top] - max(ends) > noise:
+            a, b, m = profile[top]
+            out["shape"] = "peaked"
+            out["sentence"] = (
+                f"{label} has a peaked effect, not a steady one: the odds are highest from "
+                f"{_short(a)} to {_short(b)} (×{math.exp(m - max(ends)):.2f} against the "
+                "nearer end) and lower both below and above."
+            )
+            return out
+    if abs(change) > 0.05:
+        out["shape"] = "rising" if change > 0 else "falling"
+        direction = "raises" if change > 0 else "lowers"
+        out["sentence"] = (
+            f"More {label.lower()} {direction} the odds: "
+            f"×{math.exp(change):.2f} from {_short(lo)} to {_short(hi)}."
+        )
+    return out
+
+
+def _profile(values: FloatArray, effect: FloatArray) -> list[tuple[float, float, float]]:
+    """(lowest value, highest value, mean contribution) per quantile bin of ``values``
+    (bins merged where values repeat)."""
+    edges = np.unique(np.quantile(values, np.linspace(0, 1, SHAPE_BINS + 1)[1:-1]))
+    which = np.searchsorted(edges, values, side="right")
+    out = []
+    for k in range(len(edges) + 1):
+        mask = which == k
+        if mask.sum() >= 5:
+            out.append(
+                (float(values[mask].min()), float(values[mask].max()), float(effect[mask].mean()))
+            )
+    return out
 
 
 def _short(value: float) -> str:

@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
-    from aicrm.ai.features import Feature
+    from aicrm.ai.feature_spec import Feature
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -29,7 +29,8 @@ from aicrm.errors import NotFound
 LEAD_HEADLINE = """
 SELECT coalesce(nullif(btrim(concat_ws(' ', first_name, last_name)), ''), company_name,
                 email, id::text) AS name,
-       status, is_converted, ai_annotations -> %(annotator)s AS entry
+       status, is_converted, ai_annotations -> %(annotator)s AS entry,
+       (SELECT s.category FROM lead_statuses s WHERE s.name = leads.status) AS category
 FROM leads WHERE id = %(id)s
 """
 
@@ -42,6 +43,7 @@ class Headline:
     status: str
     is_converted: bool
     entry: Any
+    category: str | None  # the status's category (lead_statuses): open, converted, lost
 
 
 def stored_factors(values: Any) -> list[dict[str, Any]]:
@@ -207,7 +209,7 @@ def _closed(row: Headline) -> list[str]:
             "This lead has converted: the score is what the model gives its features, not a "
             "chance to convert."
         ]
-    if row.status in ("lost", "unqualified"):
+    if row.category == "lost":
         return [
             f"This lead is {row.status}: the score is the chance that leads like it convert, "
             "not a forecast for a closed lead."

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from psycopg import sql
 
 from aicrm.ai.features import Feature, Frame
 from aicrm.ai.model import auc, brier, log_loss
@@ -49,7 +50,9 @@ Mask = npt.NDArray[np.bool_]
 def holdout_ids(conn: Connection, window: Window) -> list[str]:
     """The ids of the newest fifth of the window's labelled leads."""
     params = window.params() | {"share": HOLDOUT_SHARE}
-    return [str(r[0]) for r in conn.execute(labelled_query(HOLDOUT_LEADS), params).fetchall()]
+    return [
+        str(r[0]) for r in conn.execute(labelled_query(sql.SQL(HOLDOUT_LEADS)), params).fetchall()
+    ]
 
 
 def rows_of(frame: Frame, lead_ids: list[str]) -> Mask:

@@ -1,13 +1,14 @@
-"""The scoring models as plain parameters: fit with scikit-learn, kept as arrays.
+"""Choosing and calibrating the scoring model; the fitted model as plain parameters.
 
 Two candidate families are fit and compared by grouped cross-validation (all
 observations of a lead fall in the same fold):
 
-* ``logistic``: L2-regularised logistic regression on standardised columns, with
+* ``logistic`` (:mod:`aicrm.ai.linear`): L2-regularised logistic regression with
   missing-value indicators and quantile-bin indicators for numeric features (an
-  additive model that bends);
-* ``boosting``: scikit-learn's HistGradientBoostingClassifier (small trees, early
-  stopping), a candidate from :data:`BOOSTING_MIN_POSITIVES` conversions up.
+  additive model that bends), fit by scikit-learn's public ``LogisticRegression``;
+* ``boosting`` (:mod:`aicrm.ai.trees`): gradient-boosted trees fit by LightGBM
+  (small trees, early stopping), read from its public JSON dump; a candidate from
+  :data:`BOOSTING_MIN_POSITIVES` conversions up.
 
 The winner (lowest cross-validated log loss) is refit on everything and
 calibrated by Platt scaling fit on its out-of-fold scores: ``p = σ(a·z + b)``
@@ -26,14 +27,27 @@ Models are stored as an ``.npz`` of plain numeric arrays and loaded with
 from __future__ import annotations
 
 import io
-import itertools
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+# Re-exported: the families and the measures are read through this module.
+from aicrm.ai.linear import Linear as Linear
+from aicrm.ai.linear import fit_linear as fit_linear
+from aicrm.ai.metrics import auc as auc
+from aicrm.ai.metrics import brier as brier
+from aicrm.ai.metrics import calibration_error as calibration_error
+from aicrm.ai.metrics import calibration_table as calibration_table
+from aicrm.ai.metrics import log_loss as log_loss
+from aicrm.ai.metrics import logit as logit
+from aicrm.ai.metrics import sigmoid as sigmoid
+from aicrm.ai.trees import Trees as Trees
+from aicrm.ai.trees import available as trees_available
+from aicrm.ai.trees import fit_trees as fit_trees
+from aicrm.ai.trees import threads
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -41,383 +55,6 @@ IntArray = npt.NDArray[np.int64]
 BOOSTING_MIN_POSITIVES = 100
 FOLDS = 3
 LOGISTIC_C = (0.1, 1.0)
-BINS = 5
-
-
-def sigmoid(z: FloatArray) -> FloatArray:
-    out: FloatArray = 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
-    return out
-
-
-def logit(p: FloatArray) -> FloatArray:
-    q = np.clip(p, 1e-9, 1 - 1e-9)
-    out: FloatArray = np.log(q / (1 - q))
-    return out
-
-
-# --- the logistic family -----------------------------------------------------------
-
-
-@dataclass
-class Linear:
-    """Logistic regression over an expanded design: ``source[k]`` is the design
-    column each expanded column comes from; ``kind`` 0 value, 1 missing indicator,
-    2 quantile bin ``[lo, hi)``."""
-
-    source: IntArray
-    kind: IntArray
-    lo: FloatArray
-    hi: FloatArray
-    fill: FloatArray  # per expanded column: the value that replaces NaN (kind 0)
-    mean: FloatArray
-    scale: FloatArray
-    coef: FloatArray
-    intercept: float
-
-    @classmethod
-    def layout(cls, x: FloatArray) -> Linear:
-        source: list[int] = []
-        kind: list[int] = []
-        lo: list[float] = []
-        hi: list[float] = []
-        fill: list[float] = []
-        for j in range(x.shape[1]):
-            col = x[:, j]
-            finite = col[~np.isnan(col)]
-            median = float(np.median(finite)) if finite.size else 0.0
-            source.append(j)
-            kind.append(0)
-            lo.append(0.0)
-            hi.append(0.0)
-            fill.append(median)
-            if finite.size < col.size:
-                source.append(j)
-                kind.append(1)
-                lo.append(0.0)
-                hi.append(0.0)
-                fill.append(0.0)
-            distinct = np.unique(finite)
-            if distinct.size > 2 * BINS:
-                edges = np.unique(np.quantile(finite, np.linspace(0, 1, BINS + 1)[1:-1]))
-                bounds = [-math.inf, *edges.tolist(), math.inf]
-                for a, b in itertools.pairwise(bounds):
-                    source.append(j)
-                    kind.append(2)
-                    lo.append(a)
-                    hi.append(b)
-                    fill.append(0.0)
-        n = len(source)
-        return cls(
-            np.array(source, dtype=np.int64), np.array(kind, dtype=np.int64),
-            np.array(lo), np.array(hi), np.array(fill), np.zeros(n), np.ones(n), np.zeros(n), 0.0,
-        )  # fmt: skip
-
-    def expand(self, x: FloatArray) -> FloatArray:
-        cols = x[:, self.source]
-        missing = np.isnan(cols)
-        out = np.where(missing, self.fill, cols)
-        ind = self.kind == 1
-        out[:, ind] = missing[:, ind]
-        bins = self.kind == 2
-        if bins.any():
-            v = cols[:, bins]
-            out[:, bins] = (v >= self.lo[bins]) & (v < self.hi[bins]) & ~missing[:, bins]
-        return out
-
-    def standardise(self, x: FloatArray) -> FloatArray:
-        out: FloatArray = (self.expand(x) - self.mean) / self.scale
-        return out
-
-    def raw(self, x: FloatArray) -> FloatArray:
-        out: FloatArray = self.standardise(x) @ self.coef + self.intercept
-        return out
-
-    def contributions(
-        self, x: FloatArray, n_columns: int, combine: FloatArray | None = None
-    ) -> tuple[FloatArray, float]:
-        """Per design column (raw log-odds), or per output of ``combine`` (design
-        columns × outputs), and the bias (the intercept)."""
-        parts = self.standardise(x) * self.coef
-        weights = np.zeros((parts.shape[1], n_columns))
-        weights[np.arange(parts.shape[1]), self.source] = 1.0
-        if combine is not None:
-            weights = weights @ combine
-        out: FloatArray = parts @ weights
-        return out, self.intercept
-
-    def arrays(self) -> dict[str, npt.NDArray[Any]]:
-        return {
-            "source": self.source, "kind": self.kind, "lo": self.lo, "hi": self.hi,
-            "fill": self.fill, "mean": self.mean, "scale": self.scale, "coef": self.coef,
-            "intercept": np.array([self.intercept]),
-        }  # fmt: skip
-
-    @classmethod
-    def from_arrays(cls, a: dict[str, npt.NDArray[Any]]) -> Linear:
-        return cls(
-            a["source"].astype(np.int64), a["kind"].astype(np.int64), a["lo"], a["hi"],
-            a["fill"], a["mean"], a["scale"], a["coef"], float(a["intercept"][0]),
-        )  # fmt: skip
-
-
-def fit_linear(x: FloatArray, y: npt.NDArray[np.int8], c: float) -> Linear:
-    from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
-
-    model = Linear.layout(x)
-    z = model.expand(x)
-    model.mean = z.mean(axis=0)
-    std = z.std(axis=0)
-    model.scale = np.where(std > 1e-12, std, 1.0)
-    zs = (z - model.mean) / model.scale
-    fit = LogisticRegression(C=c, max_iter=500)
-    fit.fit(zs, y)
-    model.coef = fit.coef_[0].astype(np.float64)
-    model.intercept = float(fit.intercept_[0])
-    return model
-
-
-# --- the boosting family -----------------------------------------------------------
-
-
-@dataclass
-class Trees:
-    """Every tree's nodes in flat arrays; ``value`` holds each node's expected raw
-    prediction (leaves: their value; inner nodes: the training-count-weighted mean of
-    their leaves), so a path's value changes sum to the leaf's value."""
-
-    roots: IntArray
-    feature: IntArray
-    threshold: FloatArray
-    missing_left: npt.NDArray[np.bool_]
-    left: IntArray
-    right: IntArray
-    leaf: npt.NDArray[np.bool_]
-    value: FloatArray
-    baseline: float
-    depth: int
-
-    @classmethod
-    def from_sklearn(cls, fitted: Any) -> Trees:
-        roots: list[int] = []
-        parts: dict[str, list[npt.NDArray[Any]]] = {
-            k: []
-            for k in ("feature", "threshold", "missing_left", "left", "right", "leaf", "value")
-        }
-        offset = 0
-        depth = 0
-        for iteration in fitted._predictors:
-            nodes = iteration[0].nodes
-            if np.any(nodes["is_categorical"]):
-                raise ValueError("categorical splits are not supported")
-            value = nodes["value"].astype(np.float64).copy()
-            count = nodes["count"].astype(np.float64)
-            leaf = nodes["is_leaf"].astype(bool)
-            left = nodes["left"].astype(np.int64)
-            right = nodes["right"].astype(np.int64)
-            # expected value of inner nodes, children before parents (reverse order)
-            for i in sorted(np.flatnonzero(~leaf), key=lambda k: -int(nodes["depth"][k])):
-                lc, rc = left[i], right[i]
-                total = count[lc] + count[rc]
-                value[i] = (
-                    (value[lc] * count[lc] + value[rc] * count[rc]) / total
-                    if total > 0
-                    else 0.5 * (value[lc] + value[rc])
-                )
-            roots.append(offset)
-            parts["feature"].append(nodes["feature_idx"].astype(np.int64))
-            parts["threshold"].append(nodes["num_threshold"].astype(np.float64))
-            parts["missing_left"].append(nodes["missing_go_to_left"].astype(bool))
-            parts["left"].append(np.where(leaf, 0, left + offset))
-            parts["right"].append(np.where(leaf, 0, right + offset))
-            parts["leaf"].append(leaf)
-            parts["value"].append(value)
-            depth = max(depth, int(nodes["depth"].max()))
-            offset += len(nodes)
-        baseline = float(np.ravel(fitted._baseline_prediction)[0])
-
-        def cat(name: str, dtype: Any) -> Any:
-            return (
-                np.concatenate(parts[name]).astype(dtype)
-                if parts[name]
-                else np.empty(0, dtype=dtype)
-            )
-
-        return cls(
-            np.array(roots, dtype=np.int64), cat("feature", np.int64),
-            cat("threshold", np.float64), cat("missing_left", bool), cat("left", np.int64),
-            cat("right", np.int64), cat("leaf", bool), cat("value", np.float64), baseline, depth,
-        )  # fmt: skip
-
-    @property
-    def bias(self) -> float:
-        return self.baseline + float(self.value[self.roots].sum())
-
-    def raw(self, x: FloatArray) -> FloatArray:
-        leaves = self.leaves(x)
-        out: FloatArray = self.value[leaves].sum(axis=1) + self.baseline
-        return out
-
-    def leaves(self, x: FloatArray) -> npt.NDArray[np.intp]:
-        """The leaf (a global node number) each row reaches in each tree: (n, trees).
-
-        scikit-learn's compiled tree walker does it when it is importable (each tree's
-        nodes rebuilt as its predictor records, with every leaf's value set to the
-        leaf's number); otherwise numpy walks all trees one level at a time."""
-        fast = _compiled_walker()
-        if fast is not None and len(self.roots):
-            try:
-                return self._leaves_compiled(x, *fast)
-            except (TypeError, ValueError):  # a scikit-learn whose internals differ
-                pass
-        return self._leaves_numpy(x)
-
-    def _leaves_numpy(self, x: FloatArray, chunk: int = 20_000) -> npt.NDArray[np.intp]:
-        n_trees = len(self.roots)
-        out = np.empty((x.shape[0], n_trees), dtype=np.intp)
-        for start in range(0, x.shape[0], chunk):
-            xc = x[start : start + chunk]
-            b = xc.shape[0]
-            rows = np.repeat(np.arange(b), n_trees).reshape(b, n_trees)
-            node = np.broadcast_to(self.roots, (b, n_trees)).copy()
-            for _ in range(self.depth + 1):
-                inner = ~self.leaf[node]
-                if not inner.any():
-                    break
-                val = xc[rows, self.feature[node]]
-                go_left = np.where(
-                    np.isnan(val), self.missing_left[node], val <= self.threshold[node]
-                )
-                node = np.where(inner, np.where(go_left, self.left[node], self.right[node]), node)
-            out[start : start + b] = node
-        return out
-
-    def _leaves_compiled(
-        self, x: FloatArray, walk: Any, record: np.dtype[Any]
-    ) -> npt.NDArray[np.intp]:
-        xs = np.ascontiguousarray(x, dtype=np.float64)
-        n_trees = len(self.roots)
-        out = np.empty((xs.shape[0], n_trees), dtype=np.intp)
-        ends = [*self.roots[1:].tolist(), len(self.leaf)]
-        no_categories = np.zeros((0, 8), dtype=np.uint32)
-        f_idx_map = np.zeros(xs.shape[1], dtype=np.uint32)
-        found = np.empty(xs.shape[0], dtype=np.float64)
-        for t, (start, end) in enumerate(zip(self.roots.tolist(), ends, strict=True)):
-            nodes = np.zeros(end - start, dtype=record)
-            leaf = self.leaf[start:end]
-            nodes["value"] = np.arange(start, end, dtype=np.float64)
-            nodes["feature_idx"] = np.where(leaf, 0, self.feature[start:end])
-            nodes["num_threshold"] = self.threshold[start:end]
-            nodes["missing_go_to_left"] = self.missing_left[start:end]
-            nodes["left"] = np.where(leaf, 0, self.left[start:end] - start)
-            nodes["right"] = np.where(leaf, 0, self.right[start:end] - start)
-            nodes["is_leaf"] = leaf
-            walk(nodes, xs, no_categories, no_categories, f_idx_map, _threads(), found)
-            out[:, t] = found
-        return out
-
-    def leaf_table(self, combine: FloatArray) -> FloatArray:
-        """Each leaf's path contributions (Saabas), per output column of ``combine``
-        (design columns × outputs): the change of the expected value at every split
-        on the way from the root, credited to the split's feature. Inner nodes: 0."""
-        per_node = np.zeros((len(self.leaf), combine.shape[0]))
-        for root in self.roots.tolist():
-            stack = [(int(root), np.zeros(combine.shape[0]))]
-            while stack:
-                node, acc = stack.pop()
-                if self.leaf[node]:
-                    per_node[node] = acc
-                    continue
-                feat = int(self.feature[node])
-                for child in (int(self.left[node]), int(self.right[node])):
-                    step = acc.copy()
-                    step[feat] += self.value[child] - self.value[node]
-                    stack.append((child, step))
-        out: FloatArray = per_node @ combine
-        return out
-
-    def contributions(
-        self, x: FloatArray, n_columns: int, combine: FloatArray | None = None,
-        chunk: int = 100_000,
-    ) -> tuple[FloatArray, float]:  # fmt: skip
-        """Per design column (or per output of ``combine``, design columns × outputs)
-        path contributions, and the bias: a sparse one-hot matrix of the leaves
-        reached times each leaf's contributions."""
-        from scipy import sparse  # type: ignore[import-untyped]
-
-        weights = np.eye(n_columns) if combine is None else combine
-        out = np.zeros((x.shape[0], weights.shape[1]))
-        n_trees = len(self.roots)
-        if n_trees == 0:
-            return out, self.bias
-        table = self.leaf_table(weights)
-        for start in range(0, x.shape[0], chunk):
-            leaves = self.leaves(x[start : start + chunk])
-            b = leaves.shape[0]
-            hits = sparse.csr_matrix(
-                (np.ones(b * n_trees), leaves.ravel(), np.arange(0, b * n_trees + 1, n_trees)),
-                shape=(b, len(self.leaf)),
-            )
-            out[start : start + b] = hits @ table
-        return out, self.bias
-
-    def arrays(self) -> dict[str, npt.NDArray[Any]]:
-        return {
-            "roots": self.roots, "feature": self.feature, "threshold": self.threshold,
-            "missing_left": self.missing_left, "left": self.left, "right": self.right,
-            "leaf": self.leaf, "value": self.value,
-            "baseline": np.array([self.baseline]), "depth": np.array([self.depth]),
-        }  # fmt: skip
-
-    @classmethod
-    def from_arrays(cls, a: dict[str, npt.NDArray[Any]]) -> Trees:
-        return cls(
-            a["roots"].astype(np.int64), a["feature"].astype(np.int64), a["threshold"],
-            a["missing_left"].astype(bool), a["left"].astype(np.int64),
-            a["right"].astype(np.int64), a["leaf"].astype(bool), a["value"],
-            float(a["baseline"][0]), int(a["depth"][0]),
-        )  # fmt: skip
-
-
-def boosting_estimator(seed: int = 0) -> Any:
-    from sklearn.ensemble import HistGradientBoostingClassifier  # type: ignore[import-untyped]
-
-    return HistGradientBoostingClassifier(
-        learning_rate=0.1,
-        max_iter=150,
-        max_leaf_nodes=15,
-        min_samples_leaf=40,
-        l2_regularization=1.0,
-        early_stopping=True,
-        validation_fraction=0.15,
-        n_iter_no_change=10,
-        random_state=seed,
-    )
-
-
-def fit_trees(x: FloatArray, y: npt.NDArray[np.int8], seed: int = 0) -> Trees:
-    fitted = boosting_estimator(seed)
-    fitted.fit(x, y)
-    return Trees.from_sklearn(fitted)
-
-
-def _threads() -> int:
-    import os
-
-    return max(1, int(os.environ.get("AICRM_AI_THREADS", "1")))
-
-
-def _compiled_walker() -> tuple[Any, np.dtype[Any]] | None:
-    """scikit-learn's compiled tree walker and its node record type, if importable."""
-    try:
-        from sklearn.ensemble._hist_gradient_boosting._predictor import (  # type: ignore[import-untyped]
-            _predict_from_raw_data,
-        )
-        from sklearn.ensemble._hist_gradient_boosting.common import (  # type: ignore[import-untyped]
-            PREDICTOR_RECORD_DTYPE,
-        )
-    except ImportError:
-        return None
-    return _predict_from_raw_data, np.dtype(PREDICTOR_RECORD_DTYPE)
 
 
 # --- the fitted, calibrated model --------------------------------------------------
@@ -469,58 +106,6 @@ class Scorer:
         return cls(algorithm, inner, a, b)
 
 
-# --- metrics -----------------------------------------------------------------------
-
-
-def auc(y: npt.NDArray[Any], p: FloatArray) -> float:
-    """Area under the ROC curve (ties counted half); NaN with one class only."""
-    y = np.asarray(y).astype(bool)
-    n_pos = int(y.sum())
-    n_neg = y.size - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    from scipy.stats import rankdata  # type: ignore[import-untyped]
-
-    ranks = rankdata(p)
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def brier(y: npt.NDArray[Any], p: FloatArray) -> float:
-    return float(np.mean((np.asarray(p) - np.asarray(y)) ** 2)) if len(y) else float("nan")
-
-
-def log_loss(y: npt.NDArray[Any], p: FloatArray) -> float:
-    q = np.clip(p, 1e-12, 1 - 1e-12)
-    yy = np.asarray(y, dtype=np.float64)
-    return float(-np.mean(yy * np.log(q) + (1 - yy) * np.log(1 - q))) if len(yy) else float("nan")
-
-
-def calibration_table(y: npt.NDArray[Any], p: FloatArray, bins: int = 10) -> list[dict[str, Any]]:
-    """Observed vs predicted rate in bins of equal count (deciles by default)."""
-    if len(y) == 0:
-        return []
-    order = np.argsort(p, kind="stable")
-    out = []
-    for part in np.array_split(order, min(bins, len(order))):
-        if part.size:
-            out.append(
-                {
-                    "n": int(part.size),
-                    "predicted": round(float(np.mean(p[part])), 4),
-                    "observed": round(float(np.mean(np.asarray(y)[part])), 4),
-                }
-            )
-    return out
-
-
-def calibration_error(table: Sequence[dict[str, Any]]) -> float:
-    """Expected calibration error of a calibration table (count-weighted)."""
-    total = sum(row["n"] for row in table)
-    if not total:
-        return float("nan")
-    return float(sum(row["n"] * abs(row["predicted"] - row["observed"]) for row in table) / total)
-
-
 # --- selection by grouped cross-validation ------------------------------------------
 
 
@@ -562,7 +147,7 @@ def select(
     define the task are measured). Returns the scorer, every candidate with its
     cross-validated metrics, the winner, and the winner's calibrated metrics."""
     candidates = [Candidate("logistic", {"C": c}) for c in LOGISTIC_C]
-    if int(y.sum()) >= BOOSTING_MIN_POSITIVES:
+    if int(y.sum()) >= BOOSTING_MIN_POSITIVES and trees_available():
         candidates.append(Candidate("boosting", {}))
     folds = _folds(groups, y, FOLDS, seed)
     with single_thread():
@@ -640,11 +225,9 @@ def _one_standard_error(
 def single_thread() -> Any:
     """scikit-learn's OpenMP and BLAS pools at one thread (``AICRM_AI_THREADS``
     to change): on small machines two threads made boosting 3× slower."""
-    import os
-
     from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
-    return threadpool_limits(limits=int(os.environ.get("AICRM_AI_THREADS", "1")))
+    return threadpool_limits(limits=threads())
 
 
 def _fit(candidate: Candidate, x: FloatArray, y: npt.NDArray[np.int8], seed: int) -> Linear | Trees:
@@ -665,7 +248,7 @@ def refit(
 def platt(raw: FloatArray, y: npt.NDArray[np.int8]) -> tuple[float, float]:
     """Platt scaling: the a, b of ``σ(a·raw + b)`` fit by (almost unregularised)
     logistic regression of the outcome on the raw log-odds."""
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
 
     if len(np.unique(y)) < 2:
         return 1.0, 0.0

@@ -167,7 +167,7 @@ def prior_inputs(
 def segment_key(conn: Connection, window: Window) -> str | None:
     """:data:`SEGMENT_KEY` when at least half the labelled leads have it, else None."""
     row = conn.execute(
-        labelled_query(SEGMENT_COVERAGE), window.params() | {"key": SEGMENT_KEY}
+        labelled_query(sql.SQL(SEGMENT_COVERAGE)), window.params() | {"key": SEGMENT_KEY}
     ).fetchone()
     return SEGMENT_KEY if row and row[1] and row[0] >= 0.5 * row[1] else None
 

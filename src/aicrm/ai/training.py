@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from psycopg import sql
 
 from aicrm.ai import model as learn
 from aicrm.ai.annotations import require_schema
@@ -161,7 +162,7 @@ def train(
 
 def count_labels(conn: Connection, window: Window) -> LabelCounts:
     """How many leads the window labels, and how many of them converted."""
-    row = conn.execute(labelled_query(LABEL_COUNTS), window.params()).fetchone()
+    row = conn.execute(labelled_query(sql.SQL(LABEL_COUNTS)), window.params()).fetchone()
     assert row is not None
     return LabelCounts(int(row[0]), int(row[1]), row[2], row[3], int(row[4]))
 
@@ -327,7 +328,7 @@ def _train_model(
     conn: Connection, window: Window, options: Options, progress: Progress, notes: list[str]
 ) -> Trained:
     progress("finding the features")
-    labelled = conn.execute(labelled_query(LABELLED_LEADS), window.params()).fetchone()
+    labelled = conn.execute(labelled_query(sql.SQL(LABELLED_LEADS)), window.params()).fetchone()
     n_leads = int(labelled[0]) if labelled else 0
     features = discover(
         conn, horizon=window.horizon, as_of=window.as_of, since=window.since, n_leads=n_leads

@@ -42,10 +42,10 @@ class Window:
         return self.as_of - timedelta(days=self.horizon)
 
 
-def labelled_query(template: str) -> sql.Composed:
+def labelled_query(template: sql.SQL) -> sql.Composed:
     """``template`` (this package's SQL, with ``{labelled}`` where the condition goes)
     with :data:`LABELLED` composed in."""
-    return sql.SQL(template).format(labelled=LABELLED)
+    return template.format(labelled=LABELLED)
 
 
 def server_now(conn: Connection) -> datetime:
