@@ -22,7 +22,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aicrm.api import security
-from aicrm.api.deps import etag_of
+from aicrm.api.etags import etag_of
 from aicrm.crm.store import Stale
 from aicrm.db.errors import translate
 from aicrm.errors import (
