@@ -6,7 +6,7 @@ Creates a database (``aicrm_bench_api``, dropped and made anew) on the server ai
 would use (DATABASE_URL, DB_*, PG*, else the embedded PostgreSQL under AICRM_HOME,
 bench/out/home when unset), migrates it to the newest schema (with the migrations of
 ``AICRM_WIP_MIGRATIONS`` when set), adds ``--leads`` leads and a read-scope API key,
-then starts ONE server process (``uvicorn aicrm.api.asgi:app`` with ``--workers``;
+then starts ONE server process (``uvicorn aicrm.asgi:app`` with ``--workers``;
 connection pool ``--pool-size`` per worker) and loads it with ``wrk`` on loopback,
 alternating the two endpoints round after round under the same settings:
 
@@ -202,7 +202,7 @@ def start_server(url: str, port: int, workers: int, pool_size: int) -> subproces
     env = {k: v for k, v in os.environ.items() if k not in config.DB_VARIABLES}
     env.update(DATABASE_URL=url, AICRM_API_POOL_SIZE=str(pool_size))
     command = [
-        sys.executable, "-m", "uvicorn", "aicrm.api.asgi:app", "--host", "127.0.0.1",
+        sys.executable, "-m", "uvicorn", "aicrm.asgi:app", "--host", "127.0.0.1",
         "--port", str(port), "--workers", str(workers), "--log-level", "warning",
         "--no-access-log",
     ]  # fmt: skip
@@ -301,7 +301,7 @@ def section(args: argparse.Namespace, facts: dict[str, str], runs: list[Load], c
         "load generator share the two cores, with whatever else runs on the machine (the "
         "sides alternate so that it weighs on each alike).",
         "",
-        f"Server: one `uvicorn aicrm.api.asgi:app` with {args.workers} worker process(es), "
+        f"Server: one `uvicorn aicrm.asgi:app` with {args.workers} worker process(es), "
         f"connection pool of {args.pool_size} per worker, httptools, no access log. Load: "
         f"`wrk -t{args.threads} -c{args.connections} -d{args.duration}s --latency` on "
         f"127.0.0.1, the three endpoints alternating, {args.rounds} rounds each, after a "

@@ -67,7 +67,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from aicrm import config
-from aicrm.crm import conversion, duplicates, ids, importer, session, store
+from aicrm.crm import conversion, duplicates, ids, import_file, importer, session, store
 from aicrm.crm.records import Lead
 from aicrm.crm.store import Query
 from aicrm.db import embedded, target
@@ -78,7 +78,7 @@ OUT = BENCH / "out"
 DATA = OUT / "crm"
 RESULTS = BENCH / "RESULTS.md"
 PREFIX = "bench_crm_"
-CHUNK = importer.CHUNK
+CHUNK = import_file.CHUNK
 
 IMPORT_TITLE = "CRM import of {size} leads vs raw COPY"
 CONVERT_TITLE = "CRM single conversions, {workers} workers vs pgbench"
@@ -394,7 +394,7 @@ def profile_insert(server: Server, template: str, path: Path) -> list[Variant]:
                     else:
                         conn.execute(change)
                 checks.create_staging(conn)
-                rows = importer._upload(conn, path, header, None)  # the importer's own steps
+                rows = import_file.upload(conn, path, header, None)  # the importer's own steps
                 assert checks.run(conn, False, rows) == 0
                 statement = sql.SQL("EXPLAIN (ANALYZE, BUFFERS, WAL, COSTS OFF) ") + (
                     checks.insert_statement(False)

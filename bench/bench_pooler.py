@@ -166,7 +166,7 @@ def section(
             f"{facts['load_before']} before, {os.getloadavg()[0]:.2f} after (the machine "
             "was shared with other work: the sides alternate so it weighs on each alike).",
             "",
-            f"Two servers, each `uvicorn aicrm.api.asgi:app` with {args.workers} workers "
+            f"Two servers, each `uvicorn aicrm.asgi:app` with {args.workers} workers "
             f"and pools of {args.pool_size}: one direct, one through PgBouncer with "
             "`AICRM_POOL_MODE=transaction`. "
             f"`wrk -t1 -c{args.connections} -d{args.duration}s`, {args.rounds} rounds, "

@@ -10,9 +10,13 @@ it (and from the shared modules ``aicrm.errors``, ``aicrm.config``, ``aicrm.apik
 3. ``aicrm.crm``: the CRM domain (leads, clients, contacts, conversion, history).
 4. ``aicrm.ai``: annotations, lead scoring and conversion analysis on the CRM.
 5. ``aicrm.sample``: synthetic databases for tests, demos and benchmarks.
-6. The interfaces: ``aicrm.api`` (REST, FastAPI) with ``aicrm.web`` (the dashboard it
-   serves), ``aicrm.mcp`` (tools for AI assistants) and ``aicrm.cli`` (the ``aicrm``
-   command).
+6. The interfaces: ``aicrm.api`` (REST, FastAPI), ``aicrm.web`` (the dashboard, built
+   on the API's dependencies), ``aicrm.mcp`` (tools for AI assistants) and ``aicrm.cli``
+   (the ``aicrm`` command); ``aicrm.server`` composes the API and the dashboard into
+   one app, and ``aicrm.asgi`` is the entry point servers load.
+
+No two packages import each other (tests/test_layout.py checks it, for modules and
+for packages).
 """
 
 from aicrm.errors import AicrmError

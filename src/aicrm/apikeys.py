@@ -66,7 +66,8 @@ class ApiKey:
         }
 
 
-def _digest(token: str) -> str:
+def digest(token: str) -> str:
+    """The hash a token is stored (and looked up) by: its SHA-256, in hex."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -89,7 +90,7 @@ def create_key(conn: Connection, name: str, scope: str) -> tuple[ApiKey, str]:
     exists = conn.execute("SELECT 1 FROM api_keys WHERE name = %s", (name,)).fetchone()
     if exists:
         raise Conflict(f"An API key named {name} exists already; revoke it or pick another name.")
-    row = conn.execute(INSERT, (name, scope, prefix, _digest(token))).fetchone()
+    row = conn.execute(INSERT, (name, scope, prefix, digest(token))).fetchone()
     assert row is not None
     return ApiKey(*row), token
 
@@ -103,7 +104,7 @@ def authenticate(conn: Connection, token: str | None) -> ApiKey:
     if not match:
         raise refused
     row = conn.execute(BY_PREFIX, (match.group(1),)).fetchone()
-    if row is None or not hmac.compare_digest(row[7], _digest(token or "")) or row[6] is not None:
+    if row is None or not hmac.compare_digest(row[7], digest(token or "")) or row[6] is not None:
         raise refused
     conn.execute(TOUCH, (row[0],))
     return ApiKey(*row[:7])

@@ -27,8 +27,8 @@ import pytest
 import uvicorn
 
 from aicrm import apikeys, config
-from aicrm.api import create_app
 from aicrm.db import target
+from aicrm.server import create_app
 from tests.conftest import Database, Server, clean_env, create_database, drop_database
 from tests.pgbouncer import pgbouncer  # noqa: F401 - a fixture
 

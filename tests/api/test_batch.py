@@ -15,7 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from aicrm import apikeys
 from aicrm.api import batch
-from aicrm.api.deps import KEY_COLUMNS, read_statement
+from aicrm.api.reads import KEY_COLUMNS, read_statement
 from aicrm.crm.records import Lead
 from tests.conftest import Database
 

@@ -118,7 +118,7 @@ def test_bulk_conversion_by_filter_takes_open_leads_only(live: Live, api: httpx.
 def test_even_an_internal_error_has_the_security_headers(live: Live) -> None:
     from fastapi.testclient import TestClient
 
-    from aicrm.api import create_app
+    from aicrm.server import create_app
 
     app = create_app(live.db.target(), pool_size=1)
 

@@ -19,8 +19,8 @@ import psycopg
 import pytest
 
 from aicrm import apikeys, config
-from aicrm.api import create_app
 from aicrm.db import connect, target
+from aicrm.server import create_app
 from tests.api.conftest import start_server, stop_server
 from tests.conftest import Database, Server, clean_env, create_database, drop_database
 from tests.pgbouncer import Bouncer

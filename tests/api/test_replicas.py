@@ -21,11 +21,11 @@ import pytest
 from psycopg import sql
 
 from aicrm import apikeys, config
-from aicrm.api import create_app
 from aicrm.db import Router, target
 from aicrm.errors import Unauthorized
 from aicrm.mcp.backend import Backend
 from aicrm.migrate import Options, migrate
+from aicrm.server import create_app
 from tests.api.conftest import start_server, stop_server
 from tests.conftest import clean_env, head_migrations, run_cli
 from tests.standby import Replicated, replicated  # noqa: F401 - a fixture

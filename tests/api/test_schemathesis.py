@@ -22,8 +22,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from aicrm.api import create_app
 from aicrm.db import Target
+from aicrm.server import create_app
 from tests.api.conftest import Live
 
 EXAMPLES = int(os.environ.get("AICRM_SCHEMATHESIS_EXAMPLES", "20"))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from aicrm.crm import clients, contacts, conversion, exporter, importer, leads, session
+from aicrm.crm import clients, contacts, conversion, exporter, import_file, importer, leads, session
 from aicrm.crm.records import Contact, Lead
 from aicrm.crm.store import Query
 from aicrm.errors import InvalidInput
@@ -196,7 +196,7 @@ def test_a_file_that_is_not_utf8_is_refused(
 def test_the_encoding_is_checked_across_chunks(
     crm_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(importer, "CHUNK", 7)  # characters split between chunks
+    monkeypatch.setattr(import_file, "CHUNK", 7)  # characters split between chunks
     source = _write(tmp_path / "leads.csv", "first_name,email\nZoë,zoe@x.io\nÅsa,asa@x.io\n")
     with crm_db.connect() as conn:
         assert importer.import_leads(conn, source).imported == 2

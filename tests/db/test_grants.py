@@ -18,9 +18,9 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from aicrm import config
-from aicrm.api import create_app
 from aicrm.db import target
 from aicrm.db.script import trusted
+from aicrm.server import create_app
 from tests.api.conftest import start_server, stop_server
 from tests.conftest import Database
 from tests.mcp.test_server import data, run_client, text

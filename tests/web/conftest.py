@@ -19,7 +19,7 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from aicrm.api import create_app
+from aicrm.server import create_app
 from tests.conftest import Database
 from tests.support import wait_for
 from tests.web.seed import Seeded, seed

@@ -1,13 +1,18 @@
-"""The FastAPI application: the API under /api, the dashboard at /."""
+"""The FastAPI application: the API under /api, and a dashboard at / when given one.
+
+The API does not import the dashboard (:mod:`aicrm.web` builds on the API):
+:func:`aicrm.server.create_app` hands it in as a :class:`Dashboard`.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from starlette.datastructures import Headers
@@ -15,13 +20,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aicrm import __version__
-from aicrm.api import docs, problems
-from aicrm.api.routes import ai, clients, common, contacts, leads, meta, reports, transfer
+from aicrm.api import docs, problems, reads
+from aicrm.api.routes import ai, clients, contacts, leads, meta, reports, transfer
 from aicrm.api.security import SecurityHeaders
-from aicrm.api.throttle import SignInThrottle, Throttle
-from aicrm.crm.records import Client, Contact, Lead
+from aicrm.api.throttle import Page, SignInThrottle, Throttle
 from aicrm.db import Connection, Router, Target, target
-from aicrm.web import pages
 
 JSON_BODY_LIMIT = 1 << 20  # bytes; the CSV import has its own, larger limit
 
@@ -45,6 +48,15 @@ PATCH or DELETE to be refused (412) if the record changed since, or in
 **Pagination**: lists return `{"items": [...], "next_cursor": ...}`; pass
 `cursor=<next_cursor>` for the next page, until `next_cursor` is null.
 """
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    """Pages served beside the API: their router (mounted at /) and the page that
+    renders a refusal of the API's middleware (the sign-in throttle's 429) off /api."""
+
+    router: APIRouter
+    refusal_page: Page
 
 
 def default_pool_size() -> int:
@@ -86,10 +98,13 @@ def create_app(
     pool_size: int | None = None,
     check_every: float | None = None,
     throttle: Throttle | None = None,
+    dashboard: Dashboard | None = None,
 ) -> FastAPI:
     """Build the app for a database (default: the configured one). ``check_every``:
     seconds between two checks of the read replica's lag (default: the router's);
-    ``throttle`` counts failed sign-ins (default: a new one, per process)."""
+    ``throttle`` counts failed sign-ins (default: a new one, per process);
+    ``dashboard``: pages to serve at / (:func:`aicrm.server.create_app` gives the web
+    dashboard's)."""
     where = where or target()
     size = pool_size or default_pool_size()
 
@@ -133,7 +148,8 @@ def create_app(
     )
     # The last added is the outermost: every answer, a 413 or a 429 too, gets the headers.
     app.add_middleware(BodyLimit, limit=JSON_BODY_LIMIT)
-    app.add_middleware(SignInThrottle, throttle=throttle or Throttle())
+    page = dashboard.refusal_page if dashboard is not None else None
+    app.add_middleware(SignInThrottle, throttle=throttle or Throttle(), page=page)
     app.add_middleware(SecurityHeaders)
     app.state.database = where.describe()
     problems.install(app)
@@ -141,12 +157,16 @@ def create_app(
     # transfer first: /leads/export must match before /leads/{lead_id}.
     for module in (meta, transfer, leads, clients, contacts, reports, ai):
         app.include_router(module.router, prefix="/api")
-    app.include_router(pages.router)
+    if dashboard is not None:
+        app.include_router(dashboard.router)
     app.include_router(docs.router)
-    # The hot path, reading one record by id, is routed before everything else.
-    app.router.routes[0:0] = common.read_routes(
-        {"leads": Lead, "clients": Client, "contacts": Contact}
-    )
+    # The hot path, reading one record by id, is routed before everything else: the
+    # documented route functions, mounted a second time as plain routes (reads.fast_route).
+    app.router.routes[0:0] = [
+        reads.fast_route(leads.router, leads.get_lead, "/api"),
+        reads.fast_route(clients.router, clients.get_client, "/api"),
+        reads.fast_route(contacts.router, contacts.get_contact, "/api"),
+    ]
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -21,7 +21,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aicrm.api import security
-from aicrm.api.deps import etag_of
+from aicrm.api.etags import etag_of
 from aicrm.errors import AicrmError, Stale
 
 MEDIA_TYPE = "application/problem+json"

@@ -26,6 +26,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+Page = Callable[[Request, int, str, str], Response]
+"""Renders a page: the request, the status, a title and a one-line message."""
+
 FAILURES = 10  # failed sign-ins per client within WINDOW before 429
 WINDOW = 60.0  # seconds
 MAX_CLIENTS = 10_000  # addresses remembered at most (the oldest are forgotten first)
@@ -92,9 +95,10 @@ class SignInThrottle:
     """ASGI middleware: refuses (429) the attempts of a throttled client, and charges
     every attempt answered 401."""
 
-    def __init__(self, app: ASGIApp, throttle: Throttle) -> None:
+    def __init__(self, app: ASGIApp, throttle: Throttle, page: Page | None = None) -> None:
         self.app = app
         self.throttle = throttle
+        self.page = page
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not attempts_sign_in(scope):
@@ -103,7 +107,7 @@ class SignInThrottle:
         client = (scope.get("client") or ("unknown", 0))[0]
         wait = self.throttle.retry_after(client)
         if wait is not None:
-            await refusal(scope, wait)(scope, receive, send)
+            await refusal(scope, wait, self.page)(scope, receive, send)
             return
 
         async def watch(message: Message) -> None:
@@ -116,19 +120,18 @@ class SignInThrottle:
         await self.app(scope, receive, watch)
 
 
-def refusal(scope: Scope, wait: int) -> Response:
-    """The 429: a problem document for the API, a page for the dashboard."""
+def refusal(scope: Scope, wait: int, page: Page | None = None) -> Response:
+    """The 429: a problem document for the API, the dashboard's ``page`` elsewhere (a
+    problem document too when the app has no dashboard)."""
     detail = (
         f"Too many failed sign-ins from your address; try again in {wait} s "
         "(check the API key you send)."
     )
     headers = {"Retry-After": str(wait)}
-    if scope["path"].startswith("/api/"):
+    if scope["path"].startswith("/api/") or page is None:
         from aicrm.api.problems import problem
 
         return problem(429, "too-many-requests", "Too many requests", detail, headers=headers)
-    from aicrm.web.render import page
-
-    answer = page(Request(scope), "error.html", 429, title="Too many sign-ins", message=detail)
+    answer = page(Request(scope), 429, "Too many sign-ins", detail)
     answer.headers.update(headers)
     return answer

@@ -29,7 +29,7 @@ def serve(
         f"serving {where.describe()} on http://{host}:{port}/ (API docs at /docs)", markup=False
     )
     uvicorn.run(
-        "aicrm.api.asgi:app",
+        "aicrm.asgi:app",
         host=host,
         port=port,
         workers=workers,

@@ -6,9 +6,9 @@ from __future__ import annotations
 from psycopg import sql
 
 from aicrm.crm.import_history import HISTORY_CHECK
-from aicrm.crm.import_spec import TYPES, Spec
+from aicrm.crm.import_kinds import CASTS
+from aicrm.crm.import_spec import Spec
 from aicrm.crm.records import OPEN_STATUSES
-from aicrm.crm.store import EMAIL
 from aicrm.db import Connection
 
 # Up to this many rows, the import takes the per-email advisory locks that
@@ -16,9 +16,6 @@ from aicrm.db import Connection
 LOCK_LIMIT = 1000
 STAGING = sql.Identifier("aicrm_import_rows")
 ERRORS = sql.Identifier("aicrm_import_errors")
-# The email pattern of aicrm.crm.store, in PostgreSQL's regex dialect (the same
-# text: [^@\s] means the same in both).
-EMAIL_PATTERN = EMAIL.pattern
 # What Python's str.strip() removes from an email, for btrim().
 BLANKS = " \t\n\r\f\v"
 
@@ -34,21 +31,6 @@ EXCEPTION WHEN others THEN
     RETURN false;
 END $$
 """
-
-
-# What a value of each checked kind must be.
-WHAT = {
-    "id": "is not a UUID",
-    "lead": "is not a UUID",
-    "client": "is not a UUID",
-    "client_column": "is not a UUID",
-    "real": "is not a number",
-    "time": "is not a date and time (ISO 8601)",
-    "dated": "is not a date and time (ISO 8601)",
-    "dated_column": "is not a date and time (ISO 8601)",
-}
-# Kinds that are not a column of the table (historical imports: read by the history).
-NOT_INSERTED = ("id", "empty", "false", "dated", "note", "derived")
 
 
 class Checks:
@@ -94,10 +76,10 @@ class Checks:
             ).format(ERRORS)
         )
         if not self.has_input_check:
-            for name in sorted(set(TYPES.values())):
+            for name in sorted(CASTS):
                 conn.execute(
                     sql.SQL(VALIDATORS_15).format(
-                        function=sql.Identifier(f"aicrm_valid_{name}"), type=sql.SQL(name)
+                        function=sql.Identifier(f"aicrm_valid_{name}"), type=CASTS[name]
                     )
                 )
 
@@ -119,10 +101,10 @@ class Checks:
 
     def typed(self, name: str) -> sql.Composable:
         """The field cast to its type when valid, else NULL (for joins)."""
-        type_name = TYPES[self.spec.kind(name)]
+        type_name = self.spec.type_of(name)
         v = self.value(name)
         return sql.SQL("CASE WHEN {valid} THEN {v}::{t} END").format(
-            valid=self.valid(v, type_name), v=v, t=sql.SQL(type_name)
+            valid=self.valid(v, type_name), v=v, t=CASTS[type_name]
         )
 
     def mapped_attributes(self) -> sql.Composable:
@@ -140,7 +122,7 @@ class Checks:
         """:meth:`typed`, or a typed NULL when the file has no such column."""
         if self.has(name):
             return self.typed(name)
-        return sql.SQL("NULL::{}").format(sql.SQL(TYPES[self.spec.kind(name)]))
+        return sql.SQL("NULL::{}").format(CASTS[self.spec.type_of(name)])
 
     def history_values(self) -> dict[str, sql.Composable]:
         """The typed values the history checks and statements of a historical import
@@ -182,93 +164,9 @@ class Checks:
             )
         )
         for name in self.columns:
-            kind = spec.kind(name)
-            v = self.value(name)
-            if kind == "email":
-                checks.append(
-                    sql.SQL(
-                        "CASE WHEN {v} !~ {pattern} THEN format('%s %s is not a valid email "
-                        "address (expected name@domain.tld)', {col}, {shown}) END"
-                    ).format(
-                        v=v,
-                        pattern=sql.Literal(EMAIL_PATTERN),
-                        col=sql.Literal(name),
-                        shown=self.shown(name),
-                    )
-                )
-            elif kind == "status":
-                checks.append(
-                    sql.SQL(
-                        "CASE WHEN {v} = 'converted' THEN {converted} "
-                        "WHEN {v} <> ALL({known}) THEN format('status %s is not a lead status "
-                        "(use one of %s)', {shown}, {listed}) END"
-                    ).format(
-                        v=v,
-                        converted=sql.Literal(
-                            "status 'converted' is set only by converting a lead "
-                            "('aicrm leads convert'), not by an import"
-                        ),
-                        known=sql.Literal(list(self.settable)),
-                        listed=sql.Literal(", ".join(self.settable)),
-                        shown=self.shown(name),
-                    )
-                )
-            elif kind == "empty":
-                checks.append(
-                    sql.SQL("CASE WHEN {v} IS NOT NULL THEN {reason} END").format(
-                        v=v,
-                        reason=sql.Literal(
-                            f"{name} is set: a converted lead cannot be imported (convert it "
-                            "after the import)"
-                        ),
-                    ),
-                )
-            elif kind == "false":
-                checks.append(
-                    sql.SQL(
-                        "CASE WHEN {v} IS NULL THEN NULL WHEN NOT {valid} THEN format("
-                        "'{name} %s is not true or false', {shown}) WHEN {v}::boolean THEN "
-                        "'is_converted is true: a converted lead cannot be imported (convert "
-                        "it after the import)' END"
-                    ).format(
-                        v=v,
-                        valid=self.valid(v, "boolean"),
-                        name=sql.SQL(name),
-                        shown=self.shown(name),
-                    )
-                )
-            elif kind == "any_status":
-                checks.append(
-                    sql.SQL(
-                        "CASE WHEN {v} <> ALL({known}) THEN format('status %s is not a lead "
-                        "status (use one of %s)', {shown}, {listed}) END"
-                    ).format(
-                        v=v,
-                        known=sql.Literal([*self.settable, "converted"]),
-                        listed=sql.Literal(", ".join([*self.settable, "converted"])),
-                        shown=self.shown(name),
-                    )
-                )
-            elif kind in WHAT:
-                what = WHAT[kind]
-                checks.append(
-                    sql.SQL(
-                        "CASE WHEN NOT {valid} THEN format('{name} %s {what}', {shown}) END"
-                    ).format(
-                        valid=self.valid(v, TYPES[kind]),
-                        name=sql.SQL(name),
-                        what=sql.SQL(what),
-                        shown=self.shown(name),
-                    )
-                )
-            elif kind == "json":
-                checks.append(
-                    sql.SQL(
-                        "CASE WHEN NOT {valid} THEN '{name} is not valid JSON' "
-                        "WHEN jsonb_typeof({v}::jsonb) <> 'object' THEN "
-                        '\'{name} must be a JSON object, like {{"key": "value"}}\' END'
-                    ).format(valid=self.valid(v, "jsonb"), v=v, name=sql.SQL(name))
-                )
+            check = spec.check(self, name)
+            if check is not None:
+                checks.append(check)
         if spec.history:
             checks.append(sql.SQL(HISTORY_CHECK).format(**self.history_values()))
         if self.has("id"):
@@ -279,9 +177,8 @@ class Checks:
             )
             checks.append(
                 sql.SQL(
-                    "CASE WHEN taken.id IS NOT NULL THEN format('id %s is already taken by a "
-                    "{noun}', taken.id) END"
-                ).format(noun=sql.SQL(spec.noun))
+                    "CASE WHEN taken.id IS NOT NULL THEN format({template}, taken.id) END"
+                ).format(template=sql.Literal(f"id %s is already taken by a {spec.noun}"))
             )
         if spec.parents:
             checks.append(self._one_parent())
@@ -300,11 +197,11 @@ class Checks:
                 checks.append(
                     sql.SQL(
                         "CASE WHEN {typed} IS NOT NULL AND {alias}.id IS NULL THEN "
-                        "format('no {noun} has id %s', {typed}) END"
+                        "format({template}, {typed}) END"
                     ).format(
                         typed=self.typed(name),
                         alias=sql.Identifier(alias),
-                        noun=sql.SQL(table[:-1]),
+                        template=sql.Literal(f"no {table[:-1]} has id %s"),
                     )
                 )
         return checks, joins
@@ -431,35 +328,10 @@ INSERT INTO {errors} (line, reason) SELECT line, reason FROM found
             names.append("attributes")
             values.append(self.mapped_attributes())
         for name in self.columns:
-            kind = self.spec.kind(name)
-            v = self.value(name)
-            if kind in NOT_INSERTED or kind == "client_column":
-                continue
-            names.append(name)
-            if kind == "any_status":
-                values.append(
-                    sql.SQL(
-                        "coalesce({}, CASE WHEN {} IS NOT NULL THEN 'converted' ELSE 'new' END)"
-                    ).format(v, self.history_values()["conv"])
-                )
-            elif kind == "dated_column":
-                values.append(self.history_values()["conv"])
-            elif kind == "text":
-                values.append(self.raw(name))
-            elif kind == "email":
-                values.append(v)
-            elif kind == "status":
-                values.append(sql.SQL("coalesce({}, 'new')").format(v))
-            elif kind == "json" and name == "attributes" and self.attributes:
-                values.append(
-                    sql.SQL("coalesce({}::jsonb, '{{}}') || {}").format(v, self.mapped_attributes())
-                )
-            elif kind == "json":
-                values.append(sql.SQL("coalesce({}::jsonb, '{{}}')").format(v))
-            elif kind == "time":
-                values.append(sql.SQL("coalesce({}::timestamptz, now())").format(v))
-            else:
-                values.append(sql.SQL("{}::{}").format(v, sql.SQL(TYPES[kind])))
+            value = self.spec.inserted(self, name)
+            if value is not None:
+                names.append(name)
+                values.append(value)
         where = (
             sql.SQL(" WHERE NOT EXISTS (SELECT 1 FROM {} e WHERE e.line = s.line)").format(ERRORS)
             if skip_errors

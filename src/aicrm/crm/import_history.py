@@ -24,7 +24,8 @@ the import.
 
 from __future__ import annotations
 
-from aicrm.crm.import_spec import Column, Spec
+from aicrm.crm import import_kinds
+from aicrm.crm.import_spec import LEADS, Column, Spec
 
 DATED = ("contacted_at", "qualified_at", "status_at")
 
@@ -132,20 +133,20 @@ ORDER BY p.lead_id, p.at
 """
 
 HISTORY_COLUMNS = (
-    Column("contacted_at", "dated"),
-    Column("qualified_at", "dated"),
-    Column("status_at", "dated"),
-    Column("client_name", "note"),
+    Column("contacted_at", import_kinds.DATED),
+    Column("qualified_at", import_kinds.DATED),
+    Column("status_at", import_kinds.DATED),
+    Column("client_name", import_kinds.NOTE),
 )
 
 
 def historical(spec: Spec) -> Spec:
     """The lead spec of a historical import: conversions and status dates allowed."""
     kinds = {
-        "status": "any_status",
-        "conversion_date": "dated_column",
-        "converted_to_client_id": "client_column",
-        "is_converted": "derived",
+        "status": import_kinds.ANY_STATUS,
+        "conversion_date": import_kinds.DATED_COLUMN,
+        "converted_to_client_id": import_kinds.CLIENT_COLUMN,
+        "is_converted": import_kinds.DERIVED,
     }
     columns = tuple(Column(c.name, kinds.get(c.name, c.kind)) for c in spec.columns)
     return Spec(
@@ -156,3 +157,7 @@ def historical(spec: Spec) -> Spec:
         spec.parents,
         history=True,
     )
+
+
+LEADS_HISTORY = historical(LEADS)
+"""A historical import's lead file."""

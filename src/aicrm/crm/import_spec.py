@@ -1,24 +1,29 @@
 """What a CSV import file may hold: the columns of a lead or contact file, how each is
-checked and cast (its *kind*), what every row needs, and the parents a record names."""
+checked and cast (its *kind*, :mod:`aicrm.crm.import_kinds`), what every row needs, and
+the parents a record names."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+from psycopg import sql
+
+from aicrm.crm import import_kinds as kinds
+from aicrm.crm.import_kinds import Kind, Row
 from aicrm.crm.records import Contact, Lead, Record
 from aicrm.errors import InvalidInput
 
 
 @dataclass(frozen=True)
 class Column:
-    """A column an import file may have. ``kind`` says how it is checked and cast:
-    text, email, status, uuid, id, real, json, time, lead (a lead's id), client,
-    or empty / false for a lead's conversion columns (a converted lead cannot be
-    imported: conversion is done by aicrm)."""
+    """A column an import file may have. ``kind`` says how it is checked, cast and
+    inserted (:mod:`aicrm.crm.import_kinds`); a lead's conversion columns are of the
+    kinds EMPTY / FALSE in a plain import (a converted lead cannot be imported:
+    conversion is done by aicrm)."""
 
     name: str
-    kind: str
+    kind: Kind
 
 
 @dataclass(frozen=True)
@@ -58,8 +63,29 @@ class Spec:
     def names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
 
-    def kind(self, name: str) -> str:
+    def kind(self, name: str) -> Kind:
+        """The kind of the column ``name``."""
         return next(c.kind for c in self.columns if c.name == name)
+
+    def type_of(self, name: str) -> str:
+        """The PostgreSQL type the column ``name`` is cast to."""
+        type_name = self.kind(name).type
+        assert type_name is not None, name
+        return type_name
+
+    def check(self, row: Row, name: str) -> sql.Composable | None:
+        """The check of the staged field ``name``: a reason or NULL (None: no check)."""
+        return self.kind(name).check(row, name)
+
+    def inserted(self, row: Row, name: str) -> sql.Composable | None:
+        """The value the INSERT takes for the column ``name``; None when it is not a
+        column of the table."""
+        kind = self.kind(name)
+        return kind.insert(row, name) if kind.inserted else None
+
+    def is_historical_form_of(self, other: Spec) -> bool:
+        """Whether this is the historical import's form of ``other``'s records."""
+        return self.history and not other.history and self.cls is other.cls
 
     def check_parents(self, path: Path, found: set[str]) -> None:
         """Refuse a header that names none of the record's parents."""
@@ -74,22 +100,22 @@ class Spec:
 LEADS = Spec(
     Lead,
     (
-        Column("id", "id"),
-        Column("first_name", "text"),
-        Column("last_name", "text"),
-        Column("email", "email"),
-        Column("company_name", "text"),
-        Column("source", "text"),
-        Column("status", "status"),
-        Column("ai_score", "real"),
-        Column("ai_summary", "text"),
-        Column("ai_annotations", "json"),
-        Column("attributes", "json"),
-        Column("converted_to_client_id", "empty"),
-        Column("conversion_date", "empty"),
-        Column("is_converted", "false"),
-        Column("created_at", "time"),
-        Column("updated_at", "time"),
+        Column("id", kinds.ID),
+        Column("first_name", kinds.TEXT),
+        Column("last_name", kinds.TEXT),
+        Column("email", kinds.EMAIL_ADDRESS),
+        Column("company_name", kinds.TEXT),
+        Column("source", kinds.TEXT),
+        Column("status", kinds.STATUS),
+        Column("ai_score", kinds.REAL),
+        Column("ai_summary", kinds.TEXT),
+        Column("ai_annotations", kinds.JSON),
+        Column("attributes", kinds.JSON),
+        Column("converted_to_client_id", kinds.EMPTY),
+        Column("conversion_date", kinds.EMPTY),
+        Column("is_converted", kinds.FALSE),
+        Column("created_at", kinds.TIME),
+        Column("updated_at", kinds.TIME),
     ),
     ("email", "first_name", "last_name", "company_name"),
     "an email, a name or a company",
@@ -98,33 +124,19 @@ LEADS = Spec(
 CONTACTS = Spec(
     Contact,
     (
-        Column("id", "id"),
-        Column("lead_id", "lead"),
-        Column("client_id", "client"),
-        Column("first_name", "text"),
-        Column("last_name", "text"),
-        Column("email", "email"),
-        Column("title", "text"),
-        Column("ai_annotations", "json"),
-        Column("attributes", "json"),
-        Column("created_at", "time"),
-        Column("updated_at", "time"),
+        Column("id", kinds.ID),
+        Column("lead_id", kinds.LEAD),
+        Column("client_id", kinds.CLIENT),
+        Column("first_name", kinds.TEXT),
+        Column("last_name", kinds.TEXT),
+        Column("email", kinds.EMAIL_ADDRESS),
+        Column("title", kinds.TEXT),
+        Column("ai_annotations", kinds.JSON),
+        Column("attributes", kinds.JSON),
+        Column("created_at", kinds.TIME),
+        Column("updated_at", kinds.TIME),
     ),
     ("email", "first_name", "last_name"),
     "an email or a name",
     (Parent("lead_id", "leads"), Parent("client_id", "clients")),
 )
-
-# The PostgreSQL type each checked kind is cast to.
-TYPES = {
-    "id": "uuid",
-    "lead": "uuid",
-    "client": "uuid",
-    "client_column": "uuid",
-    "dated": "timestamptz",
-    "dated_column": "timestamptz",
-    "real": "real",
-    "json": "jsonb",
-    "time": "timestamptz",
-    "false": "boolean",
-}

@@ -1,7 +1,8 @@
 """The web dashboard: server-rendered pages for sales teams, served by the API app.
 
-:data:`router` holds the pages (:mod:`aicrm.web.pages`), mounted by
-:func:`aicrm.api.create_app`; :func:`page` renders a template and :func:`error_page`
+It builds on the API (its dependencies and key checks), never the other way round:
+:data:`router` holds the pages (:mod:`aicrm.web.pages`), mounted on the API's app by
+:func:`aicrm.server.create_app`; :func:`page` renders a template and :func:`error_page`
 turns any error into a friendly page (:mod:`aicrm.web.render`); :mod:`~aicrm.web.display`
 and :mod:`~aicrm.web.charts` format values and draw the summary's bars.
 """

@@ -2,7 +2,7 @@
 
 Pages call the CRM library directly on the API's connection pool (no HTTP to the
 API). The API key travels in the cookie ``aicrm_key`` (HttpOnly, SameSite=Strict) and
-is checked on every request by the API's own dependencies (:mod:`aicrm.api.deps`, on
+is checked on every request by the API's own dependencies (:mod:`aicrm.api.auth`, on
 :mod:`aicrm.apikeys`): ``read`` to view, ``write`` to convert. Forms are also refused
 when the browser says they come from another site.
 """
@@ -18,7 +18,8 @@ from fastapi.responses import RedirectResponse
 
 from aicrm.ai import scoring
 from aicrm.ai.annotations import Annotation
-from aicrm.api.deps import Db, ReadDb, ReadKey, WriteKey, authenticate
+from aicrm.api.auth import authenticate
+from aicrm.api.deps import Db, ReadDb, ReadKey, WriteKey
 from aicrm.crm import clients, contacts, conversion, history, leads, reports, store
 from aicrm.crm import statuses as crm_statuses
 from aicrm.crm.records import Lead

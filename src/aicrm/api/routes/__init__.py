@@ -1,7 +1,7 @@
 """The API's routes, one module per resource, each with its ``router``.
 
-:mod:`~aicrm.api.routes.common` holds what they share (responses, ETags, the
-read-by-id routes); :func:`aicrm.api.create_app` mounts them all.
+:mod:`~aicrm.api.routes.common` holds what they share (responses, list
+parameters, history and as-of); :func:`aicrm.api.create_app` mounts them all.
 """
 
 from aicrm.api.routes import ai, clients, common, contacts, leads, meta, reports, transfer

@@ -8,14 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from aicrm.api import schemas
-from aicrm.api.deps import (
-    SECURITY,
-    Db,
-    ReadDb,
-    ReadKey,
-    WriteKey,
-)
+from aicrm.api.auth import SECURITY
+from aicrm.api.deps import Db, ReadDb, ReadKey, WriteKey
 from aicrm.api.problems import responses
+from aicrm.api.reads import get_response
 from aicrm.api.routes.common import (
     AsOf,
     Attr,
@@ -27,7 +23,6 @@ from aicrm.api.routes.common import (
     Limit,
     Search,
     as_of_response,
-    get_response,
     history_response,
     list_query,
     locked_current,

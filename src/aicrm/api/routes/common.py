@@ -1,4 +1,6 @@
-"""What the resource routes share: JSON responses with ETags, list parameters, times."""
+"""What the resource routes share: JSON responses with ETags, list parameters, times,
+and the bodies of the routes every resource has (history, as-of, the If-Match check of
+a change; the read by id is :func:`aicrm.api.reads.get_response`)."""
 
 from __future__ import annotations
 
@@ -7,21 +9,18 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn, TypeVar
 
-from fastapi import Header, Query, Request
+from fastapi import Header, Query
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from starlette.routing import BaseRoute, Route
 
-from aicrm.api.deps import check_version, current_version, etag, expected_version, read_record
+from aicrm.api.etags import check_version, current_version, etag, expected_version
+from aicrm.api.reads import HEADER_LIMIT, JSON
 from aicrm.crm import history, pagination, store
 from aicrm.crm.pagination import Page
 from aicrm.crm.records import Record
 from aicrm.db import Connection
 
 R = TypeVar("R", bound=Record)
-
-JSON = "application/json"
-HEADER_LIMIT = 1000  # characters of an If-Match / If-None-Match header
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -139,58 +138,9 @@ def list_query(
     return query
 
 
-def not_modified(if_none_match: str | None, tag: str) -> bool:
-    """Whether If-None-Match (weak comparison) names ``tag``."""
-    if not if_none_match:
-        return False
-    if if_none_match.strip() == "*":
-        return True
-    wanted = tag.removeprefix("W/")
-    return any(part.strip().removeprefix("W/") == wanted for part in if_none_match.split(","))
-
-
-# The bodies of the routes every resource has (get, history, as-of, the If-Match
-# check of a change); each resource keeps its own route functions, whose
-# signatures and docstrings make its part of the OpenAPI document.
-
-
-async def get_response(
-    request: Request, cls: type[Record], record_id: uuid.UUID, if_none_match: str | None
-) -> Response:
-    """One record with its ETag, or a 304 when If-None-Match names that ETag."""
-    body, tag = await read_record(request, cls, record_id)
-    if not_modified(if_none_match, tag):
-        return Response(status_code=304, headers={"ETag": tag})
-    return Response(body, media_type=JSON, headers={"ETag": tag})
-
-
-def read_routes(resources: dict[str, type[Record]]) -> list[BaseRoute]:
-    """``GET /api/<resource>/<uuid>`` as plain Starlette routes, to be routed FIRST.
-
-    Why: reading one record by id is the API's hot path, and FastAPI's routing (a walk
-    over every route before it) and parameter solving cost about as much CPU as the
-    read itself. These routes answer exactly what the documented FastAPI routes do
-    (both call :func:`get_response`; same middleware, exception handlers, problems,
-    ETags and 304s). They match only a UUID (Starlette's convertor: any case, dashes
-    optional, as the FastAPI route accepts); anything else falls through to the
-    FastAPI route, which answers 422 and carries the OpenAPI description.
-    """
-
-    def endpoint(cls: type[Record]) -> Any:
-        async def read(request: Request) -> Response:
-            if_none_match = request.headers.get("if-none-match")
-            if if_none_match is not None and len(if_none_match) > HEADER_LIMIT:
-                invalid("if-none-match", "header", f"At most {HEADER_LIMIT} characters.")
-            record_id: uuid.UUID = request.path_params["record_id"]
-            return await get_response(request, cls, record_id, if_none_match)
-
-        return read
-
-    return [
-        Route(f"/api/{path}/{{record_id:uuid}}", endpoint(cls), methods=["GET"],
-              include_in_schema=False)
-        for path, cls in resources.items()
-    ]  # fmt: skip
+# The bodies of the routes every resource has (history, as-of, the If-Match check of a
+# change); each resource keeps its own route functions, whose signatures and docstrings
+# make its part of the OpenAPI document.
 
 
 def history_response(conn: Connection, cls: type[Record], record_id: uuid.UUID) -> Response:

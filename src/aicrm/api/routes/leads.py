@@ -8,17 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from aicrm.api import schemas
-from aicrm.api.deps import (
-    SECURITY,
-    Db,
-    ReadDb,
-    ReadKey,
-    WriteKey,
-    check_version,
-    etag,
-    expected_version,
-)
+from aicrm.api.auth import SECURITY
+from aicrm.api.deps import Db, ReadDb, ReadKey, WriteKey
+from aicrm.api.etags import check_version, etag, expected_version
 from aicrm.api.problems import responses
+from aicrm.api.reads import get_response
 from aicrm.api.routes.common import (
     AsOf,
     Attr,
@@ -30,7 +24,6 @@ from aicrm.api.routes.common import (
     Limit,
     Search,
     as_of_response,
-    get_response,
     history_response,
     invalid,
     json_response,

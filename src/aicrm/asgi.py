@@ -1,0 +1,6 @@
+"""The ASGI entry point for servers (``uvicorn aicrm.asgi:app``): the API and the
+dashboard (:func:`aicrm.server.create_app`) on the configured database."""
+
+from aicrm.server import create_app
+
+app = create_app()
