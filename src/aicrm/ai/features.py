@@ -436,7 +436,8 @@ def creation_frame(
 
 
 BY_IDS = "l.id = ANY(%(lead_ids)s::uuid[])"
-OPEN_ONLY = "NOT l.is_converted"
+# open: of category open (a converted or lost lead has an outcome, aicrm.ai.closed)
+OPEN_ONLY = "l.status IN (SELECT s.name FROM lead_statuses s WHERE s.category = 'open')"
 
 
 def _where(

@@ -209,11 +209,16 @@ def staging_rows(
     return Staged(lines, positions)
 
 
+def produced_now() -> str:
+    """Now, to the second, as the entries' ``produced_at`` says it."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def entry_head(stored: StoredModel, as_of: datetime | None) -> tuple[str, str]:
     """The JSON text of the entry before its confidence, and of its values before the
     score: the same for every lead of a run. ``as_of`` is written only when scoring
     was asked for another moment than now (``produced_at`` says when otherwise)."""
-    produced = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    produced = produced_now()
     start = (
         f'{{"model": {_json(KIND)}, "version": {_json(stored.version)}, '
         f'"produced_at": "{produced}", '

@@ -369,8 +369,8 @@ class Explanation(BaseModel):
     model_config = ConfigDict(extra="allow", protected_namespaces=())
 
     lead_id: UUID
-    score: float
-    tier: str
+    score: float | None = Field(description="None for a converted or lost lead: see `outcome`.")
+    tier: str | None
     method: str
     model_version: str
     factors: list[Factor]

@@ -172,6 +172,11 @@ def score(
         f"{result.seconds:.1f} s{rate}"
     )
     output.say("  tiers  " + "  ".join(f"{tier}: {count}" for tier, count in result.tiers.items()))
+    if result.closed:
+        output.say(
+            f"  {result.closed:,} converted or lost leads not scored: their outcome is written "
+            "instead, and ai_score cleared"
+        )
     for warning in result.warnings:
         output.say(f"warning: {warning}")
 
@@ -190,10 +195,16 @@ def explain(
         output.emit_json(found.to_dict())
         return
     output.say(f"{found.name} ({found.lead_id}), status {found.status}")
-    output.say(
-        f"score {found.score:.1%} of converting within {found.horizon} days: tier {found.tier} "
-        f"(the average lead: {found.base_rate:.1%}; model {found.version}, {found.method})"
-    )
+    if found.outcome is not None:
+        output.say(
+            f"not scored: {found.outcome.summary} (no chance to convert is left); the factors "
+            f"are what model {found.version} gives its features"
+        )
+    else:
+        output.say(
+            f"score {found.score:.1%} of converting within {found.horizon} days: tier {found.tier} "
+            f"(the average lead: {found.base_rate:.1%}; model {found.version}, {found.method})"
+        )
     if found.method == "prior":
         output.say("  (a smoothed prior by source and segment: too few conversions for a model)")
     table = Table(show_lines=False)
