@@ -155,7 +155,7 @@ def _score(
     timings = {"read": time.perf_counter() - started, "predict": predicting}
     mark = time.perf_counter()
     progress(f"writing {n} scores")
-    write_back(conn, rows, actor)
+    write_back(conn, rows, actor, stored.version)
     timings["write"] = time.perf_counter() - mark
     counts = {t: int(tiers[i]) for i, t in enumerate(TIERS)}
     return ScoreResult(

@@ -109,11 +109,10 @@ def write_outcomes(
         "kind": KIND, "version": stored.version, "produced": produced,
         "horizon": int(stored.horizon), "method": stored.method, "annotator": ANNOTATOR,
     }  # fmt: skip
+    scope = sql.SQL(EVERY) if every else sql.SQL(STILL_SCORED)
     if lead_ids is not None:
-        scope, params["lead_ids"] = BY_IDS, list(lead_ids)
-    else:
-        scope = EVERY if every else STILL_SCORED
-    closed = sql.SQL(CLOSED).format(scope=sql.SQL(scope))
+        scope, params["lead_ids"] = sql.SQL(BY_IDS), list(lead_ids)
+    closed = sql.SQL(CLOSED).format(scope=scope)
     query = sql.SQL(WRITE_OUTCOMES).format(closed=closed)
     return {str(row[0]) for row in conn.execute(query, params).fetchall()}
 

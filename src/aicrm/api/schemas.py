@@ -356,6 +356,22 @@ class ScoreResult(BaseModel):
     tiers: dict[str, int]
 
 
+class ScorePoint(BaseModel):
+    scored_at: datetime
+    score: float
+    model_version: str = Field(description="The version of the model that gave the score.")
+
+
+class ScoreTrend(BaseModel):
+    """A lead's recorded scores, oldest first (a point per score that moved by 0.01 or more,
+    or came from another model)."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    lead_id: UUID
+    points: list[ScorePoint]
+
+
 class Factor(BaseModel):
     model_config = ConfigDict(extra="allow")
 

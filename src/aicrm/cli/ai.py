@@ -150,8 +150,9 @@ def score(
     as_of: AsOfOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Score open leads with the active model; writes ai_score and the annotation."""
-    from aicrm.ai import scoring
+    """Score open leads with the active model; writes ai_score and the annotation.
+    With --lead, shows each lead's score trend too."""
+    from aicrm.ai import scoring, trend
 
     # All leads: their features are read on the replica when there is one fresh
     # enough; leads named by id are read on the primary (the caller may just have
@@ -163,8 +164,10 @@ def score(
             conn, lead_ids=lead, include_converted=include_converted, top=top,
             as_of=moment(as_of), actor=actor(), progress=step, read=read,
         )  # fmt: skip
+        trends = {key: trend.trend(conn, key) for key in lead or []}
     if as_json:
-        output.emit_json(result.to_dict())
+        shown = {key: [p.to_dict() for p in points] for key, points in trends.items()}
+        output.emit_json(result.to_dict() | ({"trends": shown} if lead else {}))
         return
     rate = f" ({result.scored / result.seconds:,.0f} leads/s)" if result.seconds > 0 else ""
     output.say(
@@ -179,6 +182,9 @@ def score(
         )
     for warning in result.warnings:
         output.say(f"warning: {warning}")
+    for key, points in trends.items():
+        steps = " → ".join(f"{p.score:.0%} ({p.scored_at:%Y-%m-%d})" for p in points)
+        output.say(f"  trend of {key}: {steps or 'no score recorded'}")
 
 
 @ai_app.command()

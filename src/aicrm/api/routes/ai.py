@@ -69,6 +69,23 @@ def explain_lead(
 
 
 @router.get(
+    "/leads/{lead_id}/scores",
+    response_model=schemas.ScoreTrend,
+    responses=responses(401, 403, 404, 422),
+)
+def score_trend(
+    lead_id: Annotated[uuid.UUID, Path(description="The lead's id.")], conn: Db, key: ReadKey
+) -> Response:
+    """The lead's score trend: each recorded score, oldest first (a point is kept when
+    the score moved by 0.01 or more, or another model scored it); 404 for an unknown
+    lead."""
+    from aicrm.ai import trend
+
+    points = trend.trend(conn, str(lead_id))
+    return json_response({"lead_id": str(lead_id), "points": [p.to_dict() for p in points]})
+
+
+@router.get(
     "/analysis",
     response_model=schemas.Analysis,
     responses=responses(401, 403, 409, 422),

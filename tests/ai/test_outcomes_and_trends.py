@@ -1,12 +1,15 @@
-"""Converted and lost leads get their outcome, never a chance to convert (aicrm.ai.closed)."""
+"""Converted and lost leads get their outcome, never a chance to convert (aicrm.ai.closed);
+each lead's score trend is kept (migration 011, aicrm.ai.trend)."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
-from aicrm.ai import scoring
+from aicrm.ai import scoring, trend
+from aicrm.errors import NotFound
 from tests.ai.data import AS_OF, cli
 from tests.conftest import Database
 
@@ -19,7 +22,7 @@ CLOSED = (
 )
 
 
-def _entry(db: Database, lead_id: str) -> tuple[float | None, dict]:
+def _entry(db: Database, lead_id: str) -> tuple[float | None, Any]:
     row = db.execute(
         "SELECT ai_score, ai_annotations -> 'lead_scoring' FROM leads WHERE id = %s", (lead_id,)
     )[0]
@@ -116,3 +119,39 @@ def test_the_cli_says_what_a_closed_lead_is_instead_of_a_score(trained_db: Datab
     assert "% of converting" not in text.stdout
     explained = json.loads(cli(trained_db, "ai", "explain", converted, "--json").stdout)
     assert explained["score"] is None and explained["outcome"]["outcome"] == "converted"
+
+
+TREND_ROWS = "SELECT count(*) FROM lead_score_history"
+
+
+def test_the_trend_grows_only_when_a_score_moves(trained_db: Database) -> None:
+    with trained_db.connect() as conn:
+        first = scoring.score(conn, as_of=AS_OF)
+    assert trained_db.scalar(TREND_ROWS) == first.scored  # a first point for every lead
+    before = dict(trained_db.execute("SELECT id::text, ai_score FROM leads"))
+    with trained_db.connect() as conn:
+        scoring.score(conn, as_of=AS_OF)  # the same scores: nothing new
+    assert trained_db.scalar(TREND_ROWS) == first.scored
+    later = AS_OF.replace(month=AS_OF.month + 2)  # two months older: many scores move
+    with trained_db.connect() as conn:
+        scoring.score(conn, as_of=later)
+    after = dict(trained_db.execute("SELECT id::text, ai_score FROM leads"))
+    moved = [k for k, v in after.items() if v is not None and before[k] is not None
+             and abs(v - before[k]) >= 0.0101]  # fmt: skip
+    still = [k for k, v in after.items() if v is not None and before[k] is not None
+             and abs(v - before[k]) < 0.0099]  # fmt: skip
+    assert moved and still
+    lead = moved[0]
+    with trained_db.connect() as conn:
+        points = trend.trend(conn, lead)
+        assert len(trend.trend(conn, still[0])) == 1
+        with pytest.raises(NotFound):
+            trend.trend(conn, "3f2b8c1e-7d4a-4f6b-9a51-2c0e8d7b6a10")
+    assert len(points) == 2 and points[0].scored_at <= points[1].scored_at
+    assert [round(p.score, 4) for p in points] == [round(before[lead], 4), round(after[lead], 4)]
+    assert {p.model_version for p in points} == {first.version}
+    shown = cli(trained_db, "ai", "score", "--lead", lead, "--as-of", later.date().isoformat())
+    assert shown.returncode == 0, shown.stderr
+    assert f"trend of {lead}: " in shown.stdout and shown.stdout.count(" → ") >= 1
+    data = json.loads(cli(trained_db, "ai", "score", "--lead", lead, "--json").stdout)
+    assert [p["score"] for p in data["trends"][lead]][:2] == [round(p.score, 4) for p in points]
