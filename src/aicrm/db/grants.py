@@ -12,7 +12,9 @@ The scopes match the API keys' ones:
     ``read``, and inserting, updating and deleting leads, clients and contacts
     (conversion, import, scoring write-back and its score trend), and recording merges.
 ``admin``
-    ``write``, and managing API keys, training models (``ai_models``) and statuses.
+    ``write``, and managing API keys, training models (``ai_models``) and statuses,
+    and the historical import (``leads import --historical``), which writes the history
+    as it happened: ``INSERT`` and ``UPDATE`` on ``crm_history``.
 
 Nothing here changes the schema: migrations stay with the owner. Granting is
 idempotent: a privilege the role holds already (directly or through a role it
@@ -55,6 +57,9 @@ ADMIN: tuple[tuple[str, str, str | None], ...] = (
     *((t, p, None) for t in ("api_keys", "lead_statuses") for p in ("INSERT", "UPDATE", "DELETE")),
     ("ai_models", "INSERT", None),
     ("ai_models", "UPDATE", None),
+    # the historical import writes the past as it happened (docs/historical-import.md)
+    ("crm_history", "INSERT", None),
+    ("crm_history", "UPDATE", None),
 )
 PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
 
