@@ -182,6 +182,19 @@ def test_admin_scope(crm_db: Database, roles: dict[str, str]) -> None:
     assert added.returncode == 0, added.stderr
     made = ok(admin, "leads", "create", "--email", "a@example.org", "--status", "demo_scheduled")
     assert made["status"] == "demo_scheduled"
+
+
+@pytest.mark.slow
+def test_the_admin_scope_can_import_history_and_the_write_scope_cannot(
+    crm_db: Database, roles: dict[str, str]
+) -> None:
+    from aicrm.db import grants
+
+    with crm_db.connect() as conn:  # as `aicrm db grant` does (the CLI is tested above)
+        grants.grant(conn, roles["admin"], "admin")
+        grants.grant(conn, roles["write"], "write")
+        conn.commit()
+    admin = as_role(crm_db, roles["admin"])
     # The historical import writes the past into crm_history: the admin scope can.
     past = admin.workdir / "past.csv"
     past.write_text(
@@ -201,7 +214,6 @@ def test_admin_scope(crm_db: Database, roles: dict[str, str]) -> None:
         ("h2@example.org", "update", "2025-03-01"),
     ]  # fmt: skip
     # ... and the write scope cannot (it may not rewrite the history).
-    granted(crm_db, roles["write"], "write")
     writer = as_role(crm_db, roles["write"])
     again = writer.workdir / "past2.csv"
     again.write_text(past.read_text().replace("@example.org", "@example.net"))
