@@ -111,7 +111,7 @@ async def run_import(
             )  # fmt: skip
         except InvalidInput as exc:
             message = (
-                exc.message.replace(str(mapped), "the mapping")
+                exc.message.replace(f" {mapped}", "")  # "The mapping is not valid JSON"
                 .replace(str(path), "the uploaded file")
                 .replace("(--skip-invalid --rejects FILE)", "(skip_invalid=true)")
                 .replace("add --historical", "add historical=true")
