@@ -344,7 +344,10 @@ class ScoreRequest(Model):
     lead_ids: list[UUID] | None = Field(
         default=None, max_length=100_000, description="These leads (default: every open lead)."
     )
-    include_converted: bool = False
+    include_converted: bool = Field(
+        default=False,
+        description="Also write every converted or lost lead's outcome (never a score).",
+    )
 
 
 class ScoreResult(BaseModel):

@@ -144,7 +144,12 @@ def score(
         list[str] | None, typer.Option("--lead", help="Score only this lead (repeatable).")
     ] = None,
     include_converted: Annotated[
-        bool, typer.Option("--include-converted", help="Score converted leads too.")
+        bool,
+        typer.Option(
+            "--include-converted",
+            help="Also write every converted or lost lead's outcome ('converted on DATE'), "
+            "never a score, and clear its ai_score.",
+        ),
     ] = False,
     top: Annotated[int, typer.Option(min=1, max=10, help="Factors kept per lead.")] = 3,
     as_of: AsOfOpt = None,
