@@ -25,7 +25,12 @@ def test_score_and_explain(trained_db: Database) -> None:
     assert scored.returncode == 0, scored.stderr
     data = json.loads(scored.stdout)
     assert data["method"] == "model" and data["scored"] == sum(data["tiers"].values())
-    lead = str(trained_db.scalar("SELECT id FROM leads WHERE NOT is_converted ORDER BY id LIMIT 1"))
+    lead = str(  # an open lead: a converted or lost one has no score to explain
+        trained_db.scalar(
+            "SELECT id FROM leads WHERE status IN "
+            "(SELECT name FROM lead_statuses WHERE category = 'open') ORDER BY id LIMIT 1"
+        )
+    )
     text = cli(trained_db, "ai", "explain", lead)
     assert text.returncode == 0, text.stderr
     assert "tier" in text.stdout and "log-odds" in text.stdout and "Source" in text.stdout

@@ -29,8 +29,14 @@ from tests.standby import Replicated, replicated  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.slow
 
-OPEN_LEADS = "SELECT count(*) FROM leads WHERE NOT is_converted"
-UNSCORED = "SELECT id FROM leads WHERE NOT is_converted AND ai_score IS NULL"
+OPEN_LEADS = (  # open: not converted, not lost
+    "SELECT count(*) FROM leads WHERE status IN "
+    "(SELECT name FROM lead_statuses WHERE category = 'open')"
+)
+UNSCORED = (
+    "SELECT id FROM leads WHERE ai_score IS NULL AND status IN "
+    "(SELECT name FROM lead_statuses WHERE category = 'open')"
+)
 CLEAR_SCORES = "UPDATE leads SET ai_score = NULL"
 
 

@@ -45,14 +45,21 @@ def test_training_stores_a_model_with_its_window_metrics_and_features(
 def test_scoring_writes_scores_tiers_and_factors_set_based(trained_db: Database) -> None:
     with trained_db.connect() as conn:
         result = scoring.score(conn, as_of=AS_OF, actor="test")
-    open_leads = trained_db.scalar("SELECT count(*) FROM leads WHERE NOT is_converted")
+    open_leads = trained_db.scalar(
+        "SELECT count(*) FROM leads WHERE status IN "
+        "(SELECT name FROM lead_statuses WHERE category = 'open')"
+    )
     assert result.scored == open_leads and sum(result.tiers.values()) == open_leads
     assert (
-        trained_db.scalar("SELECT count(*) FROM leads WHERE is_converted AND ai_score IS NOT NULL")
+        trained_db.scalar(
+            "SELECT count(*) FROM leads WHERE ai_score IS NOT NULL AND status NOT IN "
+            "(SELECT name FROM lead_statuses WHERE category = 'open')"
+        )
         == 0
     )
     rows = trained_db.execute(
-        "SELECT ai_score, ai_annotations -> 'lead_scoring' FROM leads WHERE NOT is_converted"
+        "SELECT ai_score, ai_annotations -> 'lead_scoring' FROM leads WHERE status IN "
+        "(SELECT name FROM lead_statuses WHERE category = 'open')"
     )
     for score, entry in rows:
         assert set(entry) == {"model", "version", "produced_at", "confidence", "values"}
@@ -78,7 +85,10 @@ def test_scoring_writes_scores_tiers_and_factors_set_based(trained_db: Database)
 def test_scoring_in_small_frames_writes_what_one_frame_writes_and_no_history(
     trained_db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    one = trained_db.execute("SELECT id FROM leads WHERE NOT is_converted ORDER BY id LIMIT 1")
+    one = trained_db.execute(
+        "SELECT id FROM leads WHERE status IN "
+        "(SELECT name FROM lead_statuses WHERE category = 'open') ORDER BY id LIMIT 1"
+    )
     lead = str(one[0][0])
     with trained_db.connect() as conn:
         from aicrm.ai import annotations
@@ -145,12 +155,12 @@ def test_an_explanation_adds_up_to_the_score(trained_db: Database) -> None:
     assert "odds" in found.factors[0].words
 
 
-def test_converted_leads_can_be_scored_on_request(trained_db: Database) -> None:
+def test_a_converted_lead_named_gets_its_outcome_not_a_score(trained_db: Database) -> None:
     lead_id = str(trained_db.scalar("SELECT id FROM leads WHERE is_converted LIMIT 1"))
     with trained_db.connect() as conn:
         result = scoring.score(conn, lead_ids=[lead_id], as_of=AS_OF)
-    assert result.scored == 1
-    assert trained_db.scalar("SELECT ai_score FROM leads WHERE id = %s", (lead_id,)) is not None
+    assert (result.scored, result.closed) == (0, 1)  # more in tests/ai/test_closed.py
+    assert trained_db.scalar("SELECT ai_score FROM leads WHERE id = %s", (lead_id,)) is None
 
 
 def test_unknown_or_malformed_lead_ids_are_refused(trained_db: Database) -> None:

@@ -32,6 +32,12 @@ def test_scores_and_explanations(live: Live, api: httpx.Client) -> None:
     assert scored.json()["scored"] == 4
     lead = api.get(f"/api/leads/{leads[0]['id']}").json()
     assert lead["ai_score"] is not None and "lead_scoring" in lead["ai_annotations"]
+    trend = live.client("read").get(f"/api/leads/{leads[0]['id']}/scores")
+    assert trend.status_code == 200, trend.text
+    points = trend.json()["points"]  # migration 011: the first score is the trend's start
+    assert len(points) == 1 and abs(points[0]["score"] - lead["ai_score"]) < 1e-4
+    assert points[0]["model_version"] == scored.json()["model_version"]
+    assert_problem(api.get("/api/leads/00000000-0000-4000-8000-0000000000ab/scores"), 404)
 
     explained = live.client("read").get(f"/api/leads/{leads[0]['id']}/explanation")
     assert explained.status_code == 200, explained.text
@@ -40,6 +46,19 @@ def test_scores_and_explanations(live: Live, api: httpx.Client) -> None:
     assert isinstance(body["factors"], list)
     missing = "00000000-0000-4000-8000-0000000000aa"
     assert_problem(api.get(f"/api/leads/{missing}/explanation"), 404)
+
+    # A lost lead has an outcome, not a chance to convert: not scored, not shown as one.
+    live.db.execute("UPDATE leads SET status = 'lost' WHERE id = %s", (leads[1]["id"],))
+    closed = api.post("/api/scores", json={"lead_ids": [leads[1]["id"]]})
+    assert closed.status_code == 200, closed.text
+    assert (closed.json()["scored"], closed.json()["closed"]) == (0, 1)
+    lost = api.get(f"/api/leads/{leads[1]['id']}").json()
+    assert lost["ai_score"] is None
+    assert lost["ai_annotations"]["lead_scoring"]["values"]["outcome"] == "lost"
+    why = live.client("read").get(f"/api/leads/{leads[1]['id']}/explanation")
+    assert why.status_code == 200, why.text
+    assert why.json()["score"] is None and why.json()["tier"] is None
+    assert why.json()["outcome"]["summary"].startswith("lost on 20")
 
 
 def test_analysis(live: Live, api: httpx.Client) -> None:

@@ -220,3 +220,34 @@ def test_mcp_searches_read_the_replica_and_check_the_key_on_the_primary(
             pass  # revoked on the primary: refused at once, whatever the replica says
     finally:
         backend.close()
+
+
+def test_scoring_reads_the_features_on_the_replica(replica_api: ReplicaApi) -> None:
+    from aicrm.ai import scoring
+
+    client, standby = replica_api.client, replica_api.replicated
+    replica_api.router.bound = 3600.0
+    source = f"rs{uuid.uuid4().hex[:6]}"
+    made = [client.post("/api/leads", json={"first_name": f"S{n}", "source": source}).json()["id"]
+            for n in range(4)]  # fmt: skip
+    with psycopg.connect(replica_api.env["DATABASE_URL"]) as conn:
+        conn.execute(  # old enough to be examples: a prior model
+            "UPDATE leads SET created_at = now() - interval '200 days' WHERE source = %s",
+            (source,),
+        )
+        scoring.train(conn, actor="trainer")
+        conn.commit()
+    standby.wait_replayed()
+    standby.replay(False)
+    try:
+        late = create(client, f"Late{uuid.uuid4().hex[:6]}")
+        scored = client.post("/api/scores", json={})
+        assert scored.status_code == 200, scored.text
+        # the features came from the replica, which has not replayed the late lead yet
+        assert client.get(f"/api/leads/{late}").json()["ai_score"] is None
+        assert all(client.get(f"/api/leads/{i}").json()["ai_score"] is not None for i in made)
+        named = client.post("/api/scores", json={"lead_ids": [late]})  # read on the primary
+        assert named.status_code == 200 and named.json()["scored"] == 1, named.text
+    finally:
+        standby.replay(True)
+    standby.wait_replayed()

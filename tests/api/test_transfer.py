@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 
 import httpx
 
@@ -95,3 +96,25 @@ def test_a_historical_import_needs_an_admin_key(live: Live, api: httpx.Client) -
         (email,),
     )
     assert [c for _t, c in changes] == ["new", ["new", "lost"]]
+
+
+def test_an_import_maps_another_crms_columns(live: Live, api: httpx.Client) -> None:
+    email = f"{unique()}@example.com"
+    mapping = json.dumps({
+        "columns": {"E-mail": "email", "Lead Source": "source", "Stage": "status",
+                    "Headcount": "attributes.employees", "Owner": "ignore"},
+        "values": {"status": {"Working": "contacted"}},
+    })  # fmt: skip
+    body = f"E-mail,Lead Source,Stage,Headcount,Owner\n{email},Web,Working,40,Ann\n".encode()
+    done = api.post("/api/leads/import", params={"mapping": mapping}, content=body)
+    assert done.status_code == 200 and done.json()["imported"] == 1, done.text
+    row = live.db.execute("SELECT source, status, attributes FROM leads WHERE email = %s", (email,))
+    assert row == [("Web", "contacted", {"employees": 40})] or row == [
+        ("Web", "contacted", {"employees": "40"})
+    ]
+    # without the mapping the same file is refused; a bad mapping is a 422 naming it
+    assert_problem(api.post("/api/leads/import", content=body), 422)
+    bad = api.post("/api/leads/import", params={"mapping": "{nope"}, content=body)
+    assert_problem(bad, 422)
+    assert "The mapping is not valid JSON" in bad.json()["detail"]
+    assert "/tmp" not in bad.text and "aicrm-import-" not in bad.text

@@ -185,6 +185,42 @@ def test_admin_scope(crm_db: Database, roles: dict[str, str]) -> None:
 
 
 @pytest.mark.slow
+def test_the_admin_scope_can_import_history_and_the_write_scope_cannot(
+    crm_db: Database, roles: dict[str, str]
+) -> None:
+    from aicrm.db import grants
+
+    with crm_db.connect() as conn:  # as `aicrm db grant` does (the CLI is tested above)
+        grants.grant(conn, roles["admin"], "admin")
+        grants.grant(conn, roles["write"], "write")
+        conn.commit()
+    admin = as_role(crm_db, roles["admin"])
+    # The historical import writes the past into crm_history: the admin scope can.
+    past = admin.workdir / "past.csv"
+    past.write_text(
+        "email,status,created_at,contacted_at,status_at,conversion_date\n"
+        "h1@example.org,lost,2025-01-02T10:00:00Z,2025-01-05T10:00:00Z,2025-02-01T10:00:00Z,\n"
+        "h2@example.org,converted,2025-01-02T10:00:00Z,,,2025-03-01T10:00:00Z\n"
+    )
+    assert ok(admin, "leads", "import", str(past), "--historical")["imported"] == 2
+    changes = crm_db.execute(
+        "SELECT l.email, h.operation, h.changed_at::date::text FROM crm_history h "
+        "JOIN leads l ON l.id = h.row_id WHERE l.email LIKE 'h_@example.org' "
+        "ORDER BY l.email, h.changed_at, h.id"
+    )
+    assert changes == [
+        ("h1@example.org", "insert", "2025-01-02"), ("h1@example.org", "update", "2025-01-05"),
+        ("h1@example.org", "update", "2025-02-01"), ("h2@example.org", "insert", "2025-01-02"),
+        ("h2@example.org", "update", "2025-03-01"),
+    ]  # fmt: skip
+    # ... and the write scope cannot (it may not rewrite the history).
+    writer = as_role(crm_db, roles["write"])
+    again = writer.workdir / "past2.csv"
+    again.write_text(past.read_text().replace("@example.org", "@example.net"))
+    refused(writer, "leads", "import", str(again), "--historical")
+
+
+@pytest.mark.slow
 def test_refusals_and_their_advice(crm_db: Database, roles: dict[str, str]) -> None:
     ghost = f"aicrm_ghost_{uuid.uuid4().hex[:8]}"
     missing = crm_db.cli("db", "grant", ghost, "--scope", "read")

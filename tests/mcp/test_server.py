@@ -168,6 +168,9 @@ def test_every_tool_over_stdio_under_a_write_key(crm_db: Database) -> None:
         why = data(await client.call_tool("explain_score", {"lead_id": str(lovelace.id)}))
         assert why["lead_id"] == str(lovelace.id) and 0 <= why["score"] <= 1
         assert why["factors"] and {"label", "contribution"} <= set(why["factors"][0])
+        done = data(await client.call_tool("explain_score", {"lead_id": str(hamilton.id)}))
+        assert done["score"] is None and done["outcome"]["outcome"] == "converted"
+        assert done["outcome"]["summary"].startswith("converted on 20")  # no chance shown
 
         for name, arguments, message in [
             ("get_lead", {"lead_id": "3f2b8c1e-7d4a-4f6b-9a51-2c0e8d7b6a10"}, "No lead has id"),

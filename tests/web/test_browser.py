@@ -96,6 +96,12 @@ def offline_context(browser: Any, live_url: str) -> Any:
 def test_the_pages_work_under_their_content_security_policy(
     browser: Any, live_url: str, crm: Crm
 ) -> None:
+    lead = crm.data.leads["Lovelace"]
+    crm.db.execute(  # a score trend, as two scorings write it (migration 011)
+        "INSERT INTO lead_score_history (lead_id, model_version, score, scored_at) VALUES "
+        "(%s, 'ls-1', 0.62, now() - interval '20 days'), (%s, 'ls-1', 0.91, now())",
+        (lead.id, lead.id),
+    )
     context = offline_context(browser, live_url)
     try:
         page = context.new_page()
@@ -103,7 +109,6 @@ def test_the_pages_work_under_their_content_security_policy(
         page.fill("#key", crm.data.read_token)
         page.click("button[type=submit]")
         page.wait_for_url("**/leads")
-        lead = crm.data.leads["Lovelace"]
         for path in ("/leads", f"/leads/{lead.id}", "/clients", "/summary"):
             answer = page.goto(f"{live_url}{path}")
             assert answer is not None and answer.status == 200, path
@@ -113,6 +118,13 @@ def test_the_pages_work_under_their_content_security_policy(
         page.goto(f"{live_url}/leads/{lead.id}")
         assert page.locator(".ai .meter-fill").get_attribute("width") == "91"
         assert page.locator(".ai .meter").bounding_box()["width"] > 100
+        # The score trend: an SVG sparkline (no script, no inline style) and its table.
+        line = page.locator(".ai svg.sparkline polyline")
+        assert line.get_attribute("points") == "0.0,12.4 160.0,3.7"  # 62 % then 91 %
+        assert page.locator(".ai svg.sparkline").bounding_box()["width"] > 100
+        assert "62 → 91" in (page.locator(".ai svg.sparkline").get_attribute("aria-label") or "")
+        cells = page.locator(".ai table.trend tbody tr td:nth-child(2)").all_inner_texts()
+        assert cells == ["91", "62"]  # newest first
     finally:
         context.close()
 

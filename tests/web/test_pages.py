@@ -109,6 +109,9 @@ def test_a_lead_shows_contacts_score_and_history(client: TestClient, crm: Crm) -
     converted = client.get(f"/leads/{crm.data.leads['Hamilton'].id}").text
     assert "Converted" in converted and "Apollo Software" in converted
     assert "moved to" in converted and "Convert to client" not in converted
+    # its outcome, never a chance to convert (the seed wrote it a score of 88)
+    assert "Not scored: <b>converted on 20" in converted and "chance to convert<" not in converted
+    assert "<b>88</b>" not in converted and "Tier A" not in converted
 
 
 def test_converting_asks_again_for_a_duplicate_then_lands_on_the_client(

@@ -18,11 +18,19 @@ from typing import Any
 
 import numpy as np
 
+from aicrm.ai.closed import write_outcomes
 from aicrm.ai.features import Frame, scoring_frame, scoring_frames
 from aicrm.ai.prediction import TIERS, attributes_seen, missing_warnings, predict
 from aicrm.ai.store import load_active
 from aicrm.ai.window import server_now
-from aicrm.ai.writeback import Staged, entry_head, make_terms, staging_rows, write_back
+from aicrm.ai.writeback import (
+    Staged,
+    entry_head,
+    make_terms,
+    produced_now,
+    staging_rows,
+    write_back,
+)
 from aicrm.crm import ids, session
 from aicrm.db import Connection
 from aicrm.errors import InvalidInput, NotFound
@@ -41,6 +49,7 @@ class ScoreResult:
     version: str
     method: str
     scored: int
+    closed: int
     tiers: dict[str, int]
     seconds: float
     timings: dict[str, float]
@@ -49,7 +58,7 @@ class ScoreResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "model_version": self.version, "method": self.method, "scored": self.scored,
-            "tiers": self.tiers, "seconds": round(self.seconds, 3),
+            "closed": self.closed, "tiers": self.tiers, "seconds": round(self.seconds, 3),
             "leads_per_second": round(self.scored / self.seconds) if self.seconds > 0 else None,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "warnings": self.warnings,
@@ -70,8 +79,13 @@ def score(
     progress: Progress = quiet,
     read: Connection | None = None,
 ) -> ScoreResult:
-    """Score open leads (or the given ones, converted included) with the active model
-    and write ``ai_score`` and the ``lead_scoring`` annotation back, set-based.
+    """Score open leads (or the given ones) with the active model and write ``ai_score``
+    and the ``lead_scoring`` annotation back, set-based.
+
+    A converted or lost lead gets no score: among the given ones, with
+    ``include_converted`` all of them, and otherwise those still carrying a score from
+    when they were open, get ``ai_score`` cleared and their outcome written instead
+    (:mod:`aicrm.ai.closed`); :attr:`ScoreResult.closed` counts them.
 
     ``read``: where the leads' features are read (e.g. :func:`aicrm.db.connect_read`'s
     replica); default ``conn``. The model, the moment and the write-back always use
@@ -100,18 +114,21 @@ def _score(
     started = time.perf_counter()
     stored = load_active(conn)
     moment = as_of or server_now(conn)
+    terms = make_terms(stored)
+    head = entry_head(stored, as_of)
+    # Closed leads first, on the primary: their outcome, not a chance to convert.
+    closed = write_outcomes(
+        conn, stored, lead_ids=keys, every=include_converted, produced=produced_now()
+    )
     progress("reading the leads' features and scoring them")
     frames: Iterator[Frame]
     if keys is None:
-        frames = scoring_frames(
-            read, stored.features, as_of=moment, include_converted=include_converted,
-            rows=CHUNK,
-        )  # fmt: skip
+        frames = scoring_frames(read, stored.features, as_of=moment, rows=CHUNK)
     else:
-        frames = iter([scoring_frame(read, stored.features, as_of=moment, lead_ids=keys,
-                                       include_converted=True)])  # fmt: skip
-    terms = make_terms(stored)
-    head = entry_head(stored, as_of)
+        keys = [k for k in keys if k not in closed]
+        frames = iter(
+            [scoring_frame(read, stored.features, as_of=moment, lead_ids=keys)] if keys else []
+        )
     rows: list[Staged] = []
     tiers = np.zeros(len(TIERS), dtype=np.int64)
     seen: set[str] = set()
@@ -128,7 +145,7 @@ def _score(
             found += frame.lead_ids
         n += len(frame)
         predicting += time.perf_counter() - mark
-    if keys is not None and n < len(set(keys)):
+    if keys is not None and n < len(set(keys)):  # the open ones asked for
         missing = sorted(set(keys) - set(found))
         raise NotFound(
             f"No lead has id {missing[0]}."
@@ -138,13 +155,14 @@ def _score(
     timings = {"read": time.perf_counter() - started, "predict": predicting}
     mark = time.perf_counter()
     progress(f"writing {n} scores")
-    write_back(conn, rows, actor)
+    write_back(conn, rows, actor, stored.version)
     timings["write"] = time.perf_counter() - mark
     counts = {t: int(tiers[i]) for i, t in enumerate(TIERS)}
     return ScoreResult(
         version=stored.version,
         method=stored.method,
         scored=n,
+        closed=len(closed),
         tiers=counts,
         seconds=time.perf_counter() - started,
         timings=timings,

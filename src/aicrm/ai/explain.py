@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from psycopg.rows import class_row
 
+from aicrm.ai.closed import Outcome, outcome
 from aicrm.ai.features import LABELS, Feature, scoring_frame
 from aicrm.ai.model import sigmoid
 from aicrm.ai.prediction import TIERS, predict
@@ -135,8 +136,12 @@ class Explanation:
     factors: list[Factor]
     stored: dict[str, Any] | None
     warnings: list[str]
+    outcome: Outcome | None = None  # converted or lost: no chance to convert to show
 
     def to_dict(self) -> dict[str, Any]:
+        closed: dict[str, Any] = {}
+        if self.outcome is not None:
+            closed = {"score": None, "tier": None, "outcome": self.outcome.to_dict()}
         return {
             "lead_id": self.lead_id, "name": self.name, "status": self.status,
             "is_converted": self.is_converted, "score": round(self.score, 4), "tier": self.tier,
@@ -144,7 +149,7 @@ class Explanation:
             "base_rate": round(self.base_rate, 4), "bias_log_odds": round(self.bias, 4),
             "factors": [f.to_dict() for f in self.factors], "stored_annotation": self.stored,
             "warnings": self.warnings,
-        }  # fmt: skip
+        } | closed  # fmt: skip
 
 
 def explain(conn: Connection, lead_id: str, *, as_of: datetime | None = None) -> Explanation:
@@ -162,6 +167,7 @@ def _explain(conn: Connection, key: str, as_of: datetime | None) -> Explanation:
     if row is None:
         raise NotFound(f"No lead has id {key}.")
     moment = as_of or server_now(conn)
+    closed = outcome(conn, key)
     frame = scoring_frame(
         conn, stored.features, as_of=moment, lead_ids=[key], include_converted=True
     )
@@ -197,21 +203,17 @@ def _explain(conn: Connection, key: str, as_of: datetime | None) -> Explanation:
         bias=pred.bias,
         factors=factors,
         stored=readable(row.entry),
-        warnings=pred.warnings + _closed(row),
+        warnings=pred.warnings + _closed(closed),
+        outcome=closed,
     )
 
 
-def _closed(row: Headline) -> list[str]:
-    """A converted or closed lead has no chance to convert left to score: say what the
-    number is instead."""
-    if row.is_converted:
-        return [
-            "This lead has converted: the score is what the model gives its features, not a "
-            "chance to convert."
-        ]
-    if row.category == "lost":
-        return [
-            f"This lead is {row.status}: the score is the chance that leads like it convert, "
-            "not a forecast for a closed lead."
-        ]
-    return []
+def _closed(found: Outcome | None) -> list[str]:
+    """A converted or lost lead has no chance to convert left: no score is shown, and
+    the factors are only what the model gives its features."""
+    if found is None:
+        return []
+    return [
+        f"This lead is {found.category} ({found.summary}): it has no chance to convert to "
+        "score; the factors are what the model gives its features."
+    ]

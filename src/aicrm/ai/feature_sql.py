@@ -229,7 +229,8 @@ FEATURE_QUERY = "WITH {obs},\n{events},\n{stages}\n{rows}"
 ORDERED = " ORDER BY o.lead_id, o.landmark"
 
 BY_IDS = "l.id = ANY(%(lead_ids)s::uuid[])"
-OPEN_ONLY = "NOT l.is_converted"
+# open: of category open (a converted or lost lead has an outcome, aicrm.ai.closed)
+OPEN_ONLY = "l.status IN (SELECT s.name FROM lead_statuses s WHERE s.category = 'open')"
 
 # Each attribute key's JSON types on the labelled leads; numbers written as text count
 # as numbers.

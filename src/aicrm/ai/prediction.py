@@ -76,9 +76,13 @@ def missing_warnings(stored: StoredModel, seen: set[str], n: int) -> list[str]:
     ]
 
 
-def predict(stored: StoredModel, frame: Frame, *, check: bool = True) -> Predictions:
+def predict(
+    stored: StoredModel, frame: Frame, *, check: bool = True, replayed: bool = True
+) -> Predictions:
     """Scores, tiers and per-feature contributions of the frame's rows; with
-    ``check``, a warning for each attribute of the model that no row has."""
+    ``check``, a warning for each attribute of the model that no row has. With
+    ``replayed`` (the default), the model's calibration on replays of past days
+    (:mod:`aicrm.ai.replay`) is applied when it has one."""
     warnings = (
         missing_warnings(stored, attributes_seen(stored, frame.values), len(frame)) if check else []
     )
@@ -100,9 +104,13 @@ def predict(stored: StoredModel, frame: Frame, *, check: bool = True) -> Predict
         contrib, bias = stored.scorer.explain(x, combine)
         p = sigmoid(contrib.sum(axis=1) + bias)
         conf = np.full(len(frame), stored.confidence)
-    return Predictions(
-        p, assign_tiers(p, stored.cutoffs), conf, float(bias), used, contrib, warnings
-    )
+    cutoffs = stored.cutoffs
+    replay = stored.params.get("replay") if replayed else None
+    if isinstance(replay, dict) and isinstance(replay.get("platt"), list):
+        a, b = (float(v) for v in replay["platt"])  # logit(p') = a·logit(p) + b, a > 0
+        p, contrib, bias = recalibrate(p, a, b), contrib * a, a * bias + b
+        cutoffs = [float(c) for c in recalibrate(np.array(cutoffs, dtype=np.float64), a, b)]
+    return Predictions(p, assign_tiers(p, cutoffs), conf, float(bias), used, contrib, warnings)
 
 
 def assign_tiers(p: FloatArray, cutoffs: list[float]) -> npt.NDArray[np.int64]:
@@ -110,3 +118,14 @@ def assign_tiers(p: FloatArray, cutoffs: list[float]) -> npt.NDArray[np.int64]:
     return np.where(
         p >= cutoffs[0], 1, np.where(p >= cutoffs[1], 2, np.where(p >= cutoffs[2], 3, 4))
     ).astype(np.int64)
+
+
+def recalibrate(p: FloatArray, a: float, b: float) -> FloatArray:
+    """Scores after a calibration of their log-odds: ``σ(a·logit(p) + b)``."""
+    return np.asarray(1.0 / (1.0 + np.exp(-(a * logits(p) + b))), dtype=np.float64)
+
+
+def logits(p: FloatArray) -> FloatArray:
+    """``logit(p)`` of each score, kept away from 0 and 1."""
+    q = np.clip(p, 1e-9, 1 - 1e-9)
+    return np.asarray(np.log(q / (1 - q)), dtype=np.float64)

@@ -35,6 +35,7 @@ from aicrm.ai.features import (
 from aicrm.ai.gate import Verdict, holdout_ids, judge, leakage_alarm, rows_of
 from aicrm.ai.prediction import predict, tier_cutoffs
 from aicrm.ai.prior import Prior, all_values, prior_features, prior_inputs, segment_key
+from aicrm.ai.replay import calibrate
 from aicrm.ai.store import StoredModel, active_or_none, save
 from aicrm.ai.window import EPOCH, Window, labelled_query, server_now
 from aicrm.crm import session
@@ -407,6 +408,11 @@ def _train_model(
         metrics=metrics,
         scorer=scorer,
     )
+    progress("calibrating on replays of past days")
+    replayed, note = calibrate(conn, model, as_of=window.as_of, since=window.since)
+    if replayed is not None:
+        params["replay"] = replayed
+    notes.extend([note] if note else [])
     return Trained(
         model=model, candidates=cands, observations=len(frame), verdict=verdict, active=active
     )

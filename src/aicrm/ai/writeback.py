@@ -40,6 +40,20 @@ WIDE_WORK_MEM = "SET LOCAL work_mem = '256MB'"
 RESTORE_WORK_MEM = "SELECT set_config('work_mem', %s, true)"
 COPY_LINES = 20_000
 
+# The score trend (migration 011): a row per lead whose score moved by TREND_STEP or
+# more since its last row, or that another model scored (aicrm.ai.trend).
+TREND_STEP = 0.01
+HAS_TREND = "SELECT to_regclass('lead_score_history') IS NOT NULL"
+RECORD_TREND = """
+INSERT INTO lead_score_history (lead_id, model_version, score)
+SELECT s.id, %(version)s, s.score FROM {staging} s
+WHERE NOT EXISTS (
+    SELECT 1 FROM (SELECT h.score, h.model_version FROM lead_score_history h
+                   WHERE h.lead_id = s.id ORDER BY h.scored_at DESC, h.id DESC LIMIT 1) last
+    WHERE last.model_version = %(version)s AND abs(last.score - s.score) < %(step)s
+)
+"""
+
 
 @dataclass
 class Terms:
@@ -209,11 +223,16 @@ def staging_rows(
     return Staged(lines, positions)
 
 
+def produced_now() -> str:
+    """Now, to the second, as the entries' ``produced_at`` says it."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def entry_head(stored: StoredModel, as_of: datetime | None) -> tuple[str, str]:
     """The JSON text of the entry before its confidence, and of its values before the
     score: the same for every lead of a run. ``as_of`` is written only when scoring
     was asked for another moment than now (``produced_at`` says when otherwise)."""
-    produced = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    produced = produced_now()
     start = (
         f'{{"model": {_json(KIND)}, "version": {_json(stored.version)}, '
         f'"produced_at": "{produced}", '
@@ -225,10 +244,13 @@ def entry_head(stored: StoredModel, as_of: datetime | None) -> tuple[str, str]:
     return start, middle
 
 
-def write_back(conn: Connection, staged: Sequence[Staged], actor: str | None) -> None:
+def write_back(
+    conn: Connection, staged: Sequence[Staged], actor: str | None, version: str | None = None
+) -> None:
     """One COPY of the staging rows, in the order the leads lie in the table, into a
     temporary table; then one UPDATE of leads that sets ai_score and merges the
-    annotation in SQL."""
+    annotation in SQL; with the model's ``version``, the leads whose score moved get a
+    row of their trend (``lead_score_history``, when the database has it)."""
     positions = np.concatenate([s.positions for s in staged]) if staged else np.zeros(0)
     lines = [line for s in staged for line in s.lines]
     order = np.argsort(positions, kind="stable").tolist()
@@ -244,3 +266,9 @@ def write_back(conn: Connection, staged: Sequence[Staged], actor: str | None) ->
         conn.execute(sql.SQL(WRITE_BACK).format(staging=staging), {"annotator": ANNOTATOR})
         if memory is not None:
             conn.execute(RESTORE_WORK_MEM, (memory[0],))
+        trend = conn.execute(HAS_TREND).fetchone()
+        if version is not None and trend is not None and trend[0]:
+            conn.execute(
+                sql.SQL(RECORD_TREND).format(staging=staging),
+                {"version": version, "step": TREND_STEP},
+            )

@@ -344,7 +344,10 @@ class ScoreRequest(Model):
     lead_ids: list[UUID] | None = Field(
         default=None, max_length=100_000, description="These leads (default: every open lead)."
     )
-    include_converted: bool = False
+    include_converted: bool = Field(
+        default=False,
+        description="Also write every converted or lost lead's outcome (never a score).",
+    )
 
 
 class ScoreResult(BaseModel):
@@ -354,6 +357,22 @@ class ScoreResult(BaseModel):
     method: str
     scored: int
     tiers: dict[str, int]
+
+
+class ScorePoint(BaseModel):
+    scored_at: datetime
+    score: float
+    model_version: str = Field(description="The version of the model that gave the score.")
+
+
+class ScoreTrend(BaseModel):
+    """A lead's recorded scores, oldest first (a point per score that moved by 0.01 or more,
+    or came from another model)."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    lead_id: UUID
+    points: list[ScorePoint]
 
 
 class Factor(BaseModel):
@@ -369,8 +388,8 @@ class Explanation(BaseModel):
     model_config = ConfigDict(extra="allow", protected_namespaces=())
 
     lead_id: UUID
-    score: float
-    tier: str
+    score: float | None = Field(description="None for a converted or lost lead: see `outcome`.")
+    tier: str | None
     method: str
     model_version: str
     factors: list[Factor]

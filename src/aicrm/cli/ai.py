@@ -144,14 +144,20 @@ def score(
         list[str] | None, typer.Option("--lead", help="Score only this lead (repeatable).")
     ] = None,
     include_converted: Annotated[
-        bool, typer.Option("--include-converted", help="Score converted leads too.")
+        bool,
+        typer.Option(
+            "--include-converted",
+            help="Also write every converted or lost lead's outcome ('converted on DATE'), "
+            "never a score, and clear its ai_score.",
+        ),
     ] = False,
     top: Annotated[int, typer.Option(min=1, max=10, help="Factors kept per lead.")] = 3,
     as_of: AsOfOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Score open leads with the active model; writes ai_score and the annotation."""
-    from aicrm.ai import scoring
+    """Score open leads with the active model; writes ai_score and the annotation.
+    With --lead, shows each lead's score trend too."""
+    from aicrm.ai import scoring, trend
 
     # All leads: their features are read on the replica when there is one fresh
     # enough; leads named by id are read on the primary (the caller may just have
@@ -163,8 +169,10 @@ def score(
             conn, lead_ids=lead, include_converted=include_converted, top=top,
             as_of=moment(as_of), actor=actor(), progress=step, read=read,
         )  # fmt: skip
+        trends = {key: trend.trend(conn, key) for key in lead or []}
     if as_json:
-        output.emit_json(result.to_dict())
+        shown = {key: [p.to_dict() for p in points] for key, points in trends.items()}
+        output.emit_json(result.to_dict() | ({"trends": shown} if lead else {}))
         return
     rate = f" ({result.scored / result.seconds:,.0f} leads/s)" if result.seconds > 0 else ""
     output.say(
@@ -172,8 +180,16 @@ def score(
         f"{result.seconds:.1f} s{rate}"
     )
     output.say("  tiers  " + "  ".join(f"{tier}: {count}" for tier, count in result.tiers.items()))
+    if result.closed:
+        output.say(
+            f"  {result.closed:,} converted or lost leads not scored: their outcome is written "
+            "instead, and ai_score cleared"
+        )
     for warning in result.warnings:
         output.say(f"warning: {warning}")
+    for key, points in trends.items():
+        steps = " → ".join(f"{p.score:.0%} ({p.scored_at:%Y-%m-%d})" for p in points)
+        output.say(f"  trend of {key}: {steps or 'no score recorded'}")
 
 
 @ai_app.command()
@@ -190,10 +206,16 @@ def explain(
         output.emit_json(found.to_dict())
         return
     output.say(f"{found.name} ({found.lead_id}), status {found.status}")
-    output.say(
-        f"score {found.score:.1%} of converting within {found.horizon} days: tier {found.tier} "
-        f"(the average lead: {found.base_rate:.1%}; model {found.version}, {found.method})"
-    )
+    if found.outcome is not None:
+        output.say(
+            f"not scored: {found.outcome.summary} (no chance to convert is left); the factors "
+            f"are what model {found.version} gives its features"
+        )
+    else:
+        output.say(
+            f"score {found.score:.1%} of converting within {found.horizon} days: tier {found.tier} "
+            f"(the average lead: {found.base_rate:.1%}; model {found.version}, {found.method})"
+        )
     if found.method == "prior":
         output.say("  (a smoothed prior by source and segment: too few conversions for a model)")
     table = Table(show_lines=False)

@@ -5,14 +5,16 @@ The scopes match the API keys' ones:
 
 ``read``
     everything aicrm reads: leads, clients, contacts, their history and merges, the
-    statuses, the models, the views, the ledger (``aicrm db status``), and the API
+    statuses, the models, the score trends, the views, the ledger (``aicrm db status``), and the API
     keys with ``UPDATE (last_used_at)`` (the API and MCP server check each key and
     note its use).
 ``write``
     ``read``, and inserting, updating and deleting leads, clients and contacts
-    (conversion, import, scoring write-back), and recording merges.
+    (conversion, import, scoring write-back and its score trend), and recording merges.
 ``admin``
-    ``write``, and managing API keys, training models (``ai_models``) and statuses.
+    ``write``, and managing API keys, training models (``ai_models``) and statuses,
+    and the historical import (``leads import --historical``), which writes the history
+    as it happened: ``INSERT`` and ``UPDATE`` on ``crm_history``.
 
 Nothing here changes the schema: migrations stay with the owner. Granting is
 idempotent: a privilege the role holds already (directly or through a role it
@@ -43,17 +45,22 @@ READ: tuple[tuple[str, str, str | None], ...] = (
         for v in ("lead_conversion_summary", "client_lead_history", "lead_status_periods")
     ),
     ("aicrm_schema_migrations", "SELECT", None),
+    ("lead_score_history", "SELECT", None),
     ("api_keys", "UPDATE", "last_used_at"),
 )
 WRITE: tuple[tuple[str, str, str | None], ...] = (
     *((t, p, None) for t in ("leads", "clients", "contacts") for p in ("INSERT", "UPDATE")),
     *((t, "DELETE", None) for t in ("leads", "clients", "contacts")),
     ("lead_merges", "INSERT", None),
+    ("lead_score_history", "INSERT", None),
 )
 ADMIN: tuple[tuple[str, str, str | None], ...] = (
     *((t, p, None) for t in ("api_keys", "lead_statuses") for p in ("INSERT", "UPDATE", "DELETE")),
     ("ai_models", "INSERT", None),
     ("ai_models", "UPDATE", None),
+    # the historical import writes the past as it happened (docs/historical-import.md)
+    ("crm_history", "INSERT", None),
+    ("crm_history", "UPDATE", None),
 )
 PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
 

@@ -16,7 +16,7 @@ from urllib.parse import urlencode, urlsplit
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import RedirectResponse
 
-from aicrm.ai import scoring
+from aicrm.ai import closed, scoring, trend
 from aicrm.ai.annotations import Annotation
 from aicrm.api.auth import authenticate
 from aicrm.api.deps import Db, ReadDb, ReadKey, WriteKey
@@ -175,6 +175,10 @@ def _lead_context(conn: Connection, lead_id: str) -> dict[str, Any]:
         "contacts": contacts.list_contacts(conn, lead_id=lead.id, query=store.Query(limit=100)),
         "timeline": list(reversed(history.timeline(conn, "leads", lead.id))),
         "scoring": found,
+        # converted or lost: its outcome is shown, never a chance to convert
+        "outcome": closed.outcome(conn, str(lead.id)),
+        "trend": (points := trend.trend(conn, str(lead.id))),
+        "sparkline": trend.sparkline(points),
         # Any annotator may write any JSON here: only showable factors are kept.
         "factors": display.factors(found.values) if found else [],
         "duplicates": None,

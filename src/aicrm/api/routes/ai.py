@@ -35,15 +35,21 @@ def moment(value: datetime | None, field: str) -> datetime | None:
     response_model=schemas.ScoreResult,
     responses=responses(401, 403, 404, 409, 422),
 )
-def score_leads(conn: Db, key: WriteKey, body: schemas.ScoreRequest | None = None) -> Response:
+def score_leads(
+    conn: Db, read: ReadDb, key: WriteKey, body: schemas.ScoreRequest | None = None
+) -> Response:
     """Score leads with the active model (all open leads, or `lead_ids`) and write
-    `ai_score` and the `lead_scoring` annotation back; 404 without a model."""
+    `ai_score` and the `lead_scoring` annotation back; 404 without a model. A converted
+    or lost lead gets its outcome instead of a score (`closed` counts them). All open
+    leads' features are read on the read replica while it is fresh enough (a lead it
+    has not replayed yet is scored next time), named leads' on the primary; the model
+    and the write-back are the primary's."""
     from aicrm.ai import scoring
 
     body = body or schemas.ScoreRequest()
     ids = [str(i) for i in body.lead_ids] if body.lead_ids is not None else None
     result = scoring.score(conn, lead_ids=ids, include_converted=body.include_converted,
-                           actor=key.name)  # fmt: skip
+                           actor=key.name, read=read if ids is None else None)  # fmt: skip
     return json_response(result.to_dict())
 
 
@@ -66,6 +72,23 @@ def explain_lead(
 
     explanation = scoring.explain(conn, str(lead_id), as_of=moment(as_of, "as_of"))
     return json_response(explanation.to_dict())
+
+
+@router.get(
+    "/leads/{lead_id}/scores",
+    response_model=schemas.ScoreTrend,
+    responses=responses(401, 403, 404, 422),
+)
+def score_trend(
+    lead_id: Annotated[uuid.UUID, Path(description="The lead's id.")], conn: Db, key: ReadKey
+) -> Response:
+    """The lead's score trend: each recorded score, oldest first (a point is kept when
+    the score moved by 0.01 or more, or another model scored it); 404 for an unknown
+    lead."""
+    from aicrm.ai import trend
+
+    points = trend.trend(conn, str(lead_id))
+    return json_response({"lead_id": str(lead_id), "points": [p.to_dict() for p in points]})
 
 
 @router.get(

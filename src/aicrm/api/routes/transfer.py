@@ -94,19 +94,25 @@ async def run_import(
     spec: importer.Spec,
     skip_invalid: bool,
     allow_duplicates: bool,
+    mapping: str | None = None,
 ) -> Response:
     limit: int = getattr(request.app.state, "import_limit", None) or import_limit()
     with tempfile.TemporaryDirectory(prefix="aicrm-import-") as folder:
         path = Path(folder) / f"{spec.table}.csv"
+        mapped = Path(folder) / "mapping.json"
+        if mapping is not None:
+            mapped.write_text(mapping, encoding="utf-8")
         await receive_file(request, path, limit)
         try:
             result = await run_in_threadpool(
                 importer.import_csv, conn, spec, path, skip_invalid=skip_invalid,
                 allow_duplicates=allow_duplicates, actor=actor,
+                mapping=mapped if mapping is not None else None,
             )  # fmt: skip
         except InvalidInput as exc:
             message = (
-                exc.message.replace(str(path), "the uploaded file")
+                exc.message.replace(f" {mapped}", "")  # "The mapping is not valid JSON"
+                .replace(str(path), "the uploaded file")
                 .replace("(--skip-invalid --rejects FILE)", "(skip_invalid=true)")
                 .replace("add --historical", "add historical=true")
             )
@@ -124,6 +130,15 @@ SkipInvalid = Annotated[
 AllowDuplicates = Annotated[
     bool, Query(description="Accept emails that other leads or contacts already have.")
 ]
+MappingText = Annotated[
+    str | None,
+    Query(
+        max_length=32_000,
+        description="A mapping of another CRM's export columns and values onto aicrm's: "
+        'JSON, {"columns": {export column: aicrm column}, "values": {…}}, as the files in '
+        "docs/import-mappings/ (Salesforce, HubSpot) and the CLI's --mapping FILE.",
+    ),
+]
 
 
 @router.post(
@@ -139,6 +154,7 @@ async def import_leads(
     key: WriteKey,
     skip_invalid: SkipInvalid = False,
     allow_duplicates: AllowDuplicates = False,
+    mapping: MappingText = None,
     historical: Annotated[
         bool,
         Query(
@@ -154,7 +170,7 @@ async def import_leads(
         apikeys.require(key, "admin")  # rewriting the past is an administrator's act
     spec = importer.LEADS_HISTORY if historical else importer.LEADS
     return await run_import(request, conn, key.name, spec, skip_invalid,
-                            allow_duplicates)  # fmt: skip
+                            allow_duplicates, mapping)  # fmt: skip
 
 
 @router.post(
@@ -170,11 +186,12 @@ async def import_contacts(
     key: WriteKey,
     skip_invalid: SkipInvalid = False,
     allow_duplicates: AllowDuplicates = False,
+    mapping: MappingText = None,
 ) -> Response:
     """Import contacts from CSV, streamed; each row names one existing lead
     (`lead_id`) or client (`client_id`)."""
     return await run_import(request, conn, key.name, importer.CONTACTS, skip_invalid,
-                            allow_duplicates)  # fmt: skip
+                            allow_duplicates, mapping)  # fmt: skip
 
 
 # --- export -----------------------------------------------------------------------

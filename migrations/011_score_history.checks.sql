@@ -1,0 +1,1 @@
+../src/aicrm/migrations/011_score_history.checks.sql
