@@ -61,6 +61,9 @@ def seed(conn: Connection, now: datetime | None = None) -> Seeded:
     now = now or datetime.now(UTC)
     made: dict[str, Lead] = {}
     with session.transaction(conn, "maria.sales"):
+        # Maria owns three leads from their creation (issue #17), so no owner change
+        # adds to their history.
+        maria = users.add_user(conn, "Maria Sales", "maria@example.com")
         for first, last, company, source, _status, score, days in PEOPLE:
             domain = company.split()[0].lower() + ".example"
             lead = store.insert(conn, Lead, {
@@ -69,6 +72,7 @@ def seed(conn: Connection, now: datetime | None = None) -> Seeded:
                 "ai_score": score, "ai_summary": SUMMARY if score and score > 0.8 else None,
                 "attributes": {"industry": "software", "employees": 40 + 13 * days},
                 "created_at": now - timedelta(days=days, hours=3),
+                "owner_id": maria.id if last in ("Lovelace", "Hopper", "Hamilton") else None,
             })  # fmt: skip
             contacts.create_contact(
                 conn, lead_id=lead.id, first_name="Sam", last_name=f"{last}-Office",
@@ -86,11 +90,7 @@ def seed(conn: Connection, now: datetime | None = None) -> Seeded:
                 version="ls-20261101-080000-demo", confidence=0.82,
                 values=scored(score, source, status, days), actor="lead_scoring",
             )  # fmt: skip
-    with session.transaction(conn, "maria.sales"):  # owners, activities, tasks (issue #17)
-        maria = users.add_user(conn, "Maria Sales", "maria@example.com")
-        for last in ("Lovelace", "Hopper", "Hamilton"):
-            users.assign(conn, "leads", made[last].id, maria.id)
-            made[last] = leads.get_lead(conn, made[last].id)
+    with session.transaction(conn, "maria.sales"):  # activities and tasks (issue #17)
         activities.add_activity(
             conn, kind="call", subject="Discovery call", lead_id=made["Lovelace"].id,
             body="Wants a demo for 40 sellers; budget approved in Q1.",
