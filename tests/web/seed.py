@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from aicrm import apikeys
 from aicrm.ai.annotations import annotate
-from aicrm.crm import contacts, conversion, leads, session, store
+from aicrm.crm import activities, contacts, conversion, leads, session, store, users
 from aicrm.crm.records import Lead
 from aicrm.db import Connection
 
@@ -61,6 +61,9 @@ def seed(conn: Connection, now: datetime | None = None) -> Seeded:
     now = now or datetime.now(UTC)
     made: dict[str, Lead] = {}
     with session.transaction(conn, "maria.sales"):
+        # Maria owns three leads from their creation (issue #17), so no owner change
+        # adds to their history.
+        maria = users.add_user(conn, "Maria Sales", "maria@example.com")
         for first, last, company, source, _status, score, days in PEOPLE:
             domain = company.split()[0].lower() + ".example"
             lead = store.insert(conn, Lead, {
@@ -69,6 +72,7 @@ def seed(conn: Connection, now: datetime | None = None) -> Seeded:
                 "ai_score": score, "ai_summary": SUMMARY if score and score > 0.8 else None,
                 "attributes": {"industry": "software", "employees": 40 + 13 * days},
                 "created_at": now - timedelta(days=days, hours=3),
+                "owner_id": maria.id if last in ("Lovelace", "Hopper", "Hamilton") else None,
             })  # fmt: skip
             contacts.create_contact(
                 conn, lead_id=lead.id, first_name="Sam", last_name=f"{last}-Office",
@@ -86,10 +90,23 @@ def seed(conn: Connection, now: datetime | None = None) -> Seeded:
                 version="ls-20261101-080000-demo", confidence=0.82,
                 values=scored(score, source, status, days), actor="lead_scoring",
             )  # fmt: skip
+    with session.transaction(conn, "maria.sales"):  # activities and tasks (issue #17)
+        activities.add_activity(
+            conn, kind="call", subject="Discovery call", lead_id=made["Lovelace"].id,
+            body="Wants a demo for 40 sellers; budget approved in Q1.",
+        )  # fmt: skip
+        for last, subject, days in (("Lovelace", "Send pricing", 2), ("Hopper", "Book demo", 1)):
+            activities.add_activity(
+                conn, kind="task", subject=subject, lead_id=made[last].id, assignee=maria.id,
+                due_at=now + timedelta(days=days),
+            )  # fmt: skip
+        activities.add_activity(
+            conn, kind="meeting", subject="Kick-off", lead_id=made["Hamilton"].id
+        )
     for last in ("Hamilton", "Thompson", "Turing"):
         conversion.convert_lead(conn, made[last].id, actor="maria.sales")
         made[last] = leads.get_lead(conn, made[last].id)
     _, read_token = apikeys.create_key(conn, "viewer", "read")
-    _, write_token = apikeys.create_key(conn, "maria.sales", "write")
+    _, write_token = apikeys.create_key(conn, "maria.sales", "write", maria.id)
     conn.commit()
     return Seeded(read_token, write_token, made)

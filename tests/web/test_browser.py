@@ -143,3 +143,38 @@ def test_api_docs_render_without_internet(browser: Any, live_url: str) -> None:
         assert page.evaluate("window.__csp") == []
     finally:
         context.close()
+
+
+@pytest.mark.slow
+def test_a_salesperson_sees_the_timeline_and_their_tasks(
+    browser: Any, live_url: str, crm: Crm
+) -> None:
+    context = offline_context(browser, live_url)
+    try:
+        page = context.new_page()
+        page.goto(f"{live_url}/login")
+        page.fill("#key", crm.data.write_token)  # maria.sales's key: it belongs to Maria
+        page.click("button[type=submit]")
+        page.wait_for_url("**/leads")
+        page.select_option("select[name=owner]", "maria@example.com")
+        page.click("form[role=search] button[type=submit]")
+        page.wait_for_url(re.compile(r"owner=maria%40example.com"))
+        names = page.locator("table.records tbody tr td:first-child").all_inner_texts()
+        assert "Ada Lovelace" in names and "Alan Turing" not in names
+        page.get_by_role("link", name="Ada Lovelace").click()
+        page.wait_for_url("**/leads/*")
+        assert "Maria Sales" in page.locator("dd.owner").inner_text()
+        feed = page.locator("#timeline li")
+        kinds = [feed.nth(i).get_attribute("class") for i in range(feed.count())]
+        assert {"entry-activity", "entry-history"} <= set(kinds)
+        assert page.locator("#timeline").get_by_text("Discovery call").count() == 1
+        page.locator("header nav").get_by_role("link", name="My tasks").click()
+        page.wait_for_url("**/tasks")
+        rows = page.locator("#tasks tbody tr").all_inner_texts()
+        assert [("Book demo" in r, "Send pricing" in r) for r in rows] == [
+            (True, False),
+            (False, True),
+        ]
+        assert page.evaluate("window.__csp") == []
+    finally:
+        context.close()

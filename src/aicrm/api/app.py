@@ -21,7 +21,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aicrm import __version__
 from aicrm.api import docs, problems, reads
+from aicrm.api.routes import activities as activity_routes
 from aicrm.api.routes import ai, clients, contacts, leads, meta, reports, transfer
+from aicrm.api.routes import users as user_routes
 from aicrm.api.security import SecurityHeaders
 from aicrm.api.throttle import Page, SignInThrottle, Throttle
 from aicrm.db import Connection, Router, Target, target
@@ -156,6 +158,8 @@ def create_app(
     # One level of inclusion: each level costs a little on every request's routing.
     # transfer first: /leads/export must match before /leads/{lead_id}.
     for module in (meta, transfer, leads, clients, contacts, reports, ai):
+        app.include_router(module.router, prefix="/api")
+    for module in (activity_routes, user_routes):  # issue #17: activities, owners
         app.include_router(module.router, prefix="/api")
     if dashboard is not None:
         app.include_router(dashboard.router)

@@ -213,6 +213,7 @@ STATUS = Status("status")
 ANY_STATUS = AnyStatus("any_status")
 LEAD = Kind("lead", "uuid", NOT_A_UUID)  # a lead's id
 CLIENT = Kind("client", "uuid", NOT_A_UUID)  # a client's id
+USER = Kind("user", "uuid", NOT_A_UUID)  # a user's id: the owner (migration 012)
 CLIENT_COLUMN = Kind("client_column", "uuid", NOT_A_UUID, inserted=False)  # history's
 REAL = Kind("real", "real", "is not a number")
 JSON = Json("json", "jsonb")

@@ -116,6 +116,7 @@ LEADS = Spec(
         Column("is_converted", kinds.FALSE),
         Column("created_at", kinds.TIME),
         Column("updated_at", kinds.TIME),
+        Column("owner_id", kinds.USER),
     ),
     ("email", "first_name", "last_name", "company_name"),
     "an email, a name or a company",

@@ -5,16 +5,18 @@ The scopes match the API keys' ones:
 
 ``read``
     everything aicrm reads: leads, clients, contacts, their history and merges, the
-    statuses, the models, the score trends, the views, the ledger (``aicrm db status``), and the API
-    keys with ``UPDATE (last_used_at)`` (the API and MCP server check each key and
-    note its use).
+    statuses, the models, the score trends, the views, the ledger (``aicrm db status``),
+    the users, activities and assignment rules, and the API keys with
+    ``UPDATE (last_used_at)`` (the API and MCP server check each key and note its use).
 ``write``
-    ``read``, and inserting, updating and deleting leads, clients and contacts
-    (conversion, import, scoring write-back and its score trend), and recording merges.
+    ``read``, and inserting, updating and deleting leads, clients, contacts and
+    activities (conversion, import, scoring write-back and its score trend), recording
+    merges, and moving the round-robin of the assignment rules (``UPDATE (last_user_id)``).
 ``admin``
-    ``write``, and managing API keys, training models (``ai_models``) and statuses,
-    and the historical import (``leads import --historical``), which writes the history
-    as it happened: ``INSERT`` and ``UPDATE`` on ``crm_history``.
+    ``write``, and managing API keys, users, assignment rules, training models
+    (``ai_models``) and statuses, and the historical import (``leads import
+    --historical``), which writes the history as it happened: ``INSERT`` and ``UPDATE``
+    on ``crm_history``.
 
 Nothing here changes the schema: migrations stay with the owner. Granting is
 idempotent: a privilege the role holds already (directly or through a role it
@@ -47,12 +49,15 @@ READ: tuple[tuple[str, str, str | None], ...] = (
     ("aicrm_schema_migrations", "SELECT", None),
     ("lead_score_history", "SELECT", None),
     ("api_keys", "UPDATE", "last_used_at"),
+    *((t, "SELECT", None) for t in ("users", "activities", "assignment_rules")),
 )
 WRITE: tuple[tuple[str, str, str | None], ...] = (
     *((t, p, None) for t in ("leads", "clients", "contacts") for p in ("INSERT", "UPDATE")),
     *((t, "DELETE", None) for t in ("leads", "clients", "contacts")),
     ("lead_merges", "INSERT", None),
     ("lead_score_history", "INSERT", None),
+    *(("activities", p, None) for p in ("INSERT", "UPDATE", "DELETE")),
+    ("assignment_rules", "UPDATE", "last_user_id"),
 )
 ADMIN: tuple[tuple[str, str, str | None], ...] = (
     *((t, p, None) for t in ("api_keys", "lead_statuses") for p in ("INSERT", "UPDATE", "DELETE")),
@@ -61,6 +66,7 @@ ADMIN: tuple[tuple[str, str, str | None], ...] = (
     # the historical import writes the past as it happened (docs/historical-import.md)
     ("crm_history", "INSERT", None),
     ("crm_history", "UPDATE", None),
+    *((t, p, None) for t in ("users", "assignment_rules") for p in ("INSERT", "UPDATE", "DELETE")),
 )
 PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
 
