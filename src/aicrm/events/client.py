@@ -27,6 +27,8 @@ class Poster:
     def __init__(self, timeout: float = 10.0) -> None:
         self.timeout = timeout
         self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all: set[http.client.HTTPConnection] = set()
 
     def _connections(self) -> dict[tuple[str, str, int], http.client.HTTPConnection]:
         found: dict[tuple[str, str, int], http.client.HTTPConnection] | None = getattr(
@@ -57,6 +59,8 @@ class Poster:
                     else http.client.HTTPConnection(host, port, timeout=self.timeout)
                 )
                 cache[key] = conn
+                with self._lock:
+                    self._all.add(conn)
             try:
                 conn.request("POST", path, body, headers)
                 response = conn.getresponse()
@@ -65,25 +69,30 @@ class Poster:
                     conn.close()
                 status = response.status
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
-                conn.close()
-                cache.pop(key, None)
+                self._drop(key, conn)
                 if reused:
                     continue  # a kept-alive connection the receiver had closed: once more
                 raise DeliveryFailed(_why(exc)) from None
             except (OSError, http.client.HTTPException) as exc:
-                conn.close()
-                cache.pop(key, None)
+                self._drop(key, conn)
                 raise DeliveryFailed(_why(exc)) from None
             if 200 <= status < 300:
                 return status
             raise DeliveryFailed(f"HTTP {status}")
         raise DeliveryFailed("the connection was closed twice")  # pragma: no cover
 
+    def _drop(self, key: tuple[str, str, int], conn: http.client.HTTPConnection) -> None:
+        conn.close()
+        self._connections().pop(key, None)
+        with self._lock:
+            self._all.discard(conn)
+
     def close(self) -> None:
-        """Close this thread's connections."""
-        for conn in self._connections().values():
-            conn.close()
-        self._connections().clear()
+        """Close every thread's connections (when no POST is under way)."""
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
 
 
 def _why(exc: BaseException) -> str:

@@ -128,23 +128,26 @@ class Worker:
     def run(self, stop: threading.Event | None = None, *, once: bool = False) -> None:
         """Deliver until ``stop`` is set (or, ``once``, until nothing is due)."""
         stop = stop or threading.Event()
-        with (
-            connect(self.where, application_name="aicrm webhooks") as conn,
-            ThreadPoolExecutor(self.settings.concurrency, "aicrm-webhook") as pool,
-        ):
-            listener = None if once else self._listen()
-            try:
-                while not stop.is_set():
-                    claimed = self.run_batch(conn, pool)
-                    if claimed == self.settings.batch:
-                        continue
-                    if once and claimed == 0:
-                        return
-                    if not once:
-                        self._wait(conn, listener, claimed)
-            finally:
-                if listener is not None:
-                    listener.close()
+        try:
+            with (
+                connect(self.where, application_name="aicrm webhooks") as conn,
+                ThreadPoolExecutor(self.settings.concurrency, "aicrm-webhook") as pool,
+            ):
+                listener = None if once else self._listen()
+                try:
+                    while not stop.is_set():
+                        claimed = self.run_batch(conn, pool)
+                        if claimed == self.settings.batch:
+                            continue
+                        if once and claimed == 0:
+                            return
+                        if not once:
+                            self._wait(conn, listener, claimed)
+                finally:
+                    if listener is not None:
+                        listener.close()
+        finally:
+            self.poster.close()
 
     def run_batch(self, conn: Connection, pool: ThreadPoolExecutor | None = None) -> int:
         """Claim, deliver and record one batch in one transaction; returns its size."""
