@@ -5,14 +5,17 @@ The scopes match the API keys' ones:
 
 ``read``
     everything aicrm reads: leads, clients, contacts, their history and merges, the
-    statuses, the models, the views, the ledger (``aicrm db status``), and the API
+    statuses, the models, the views, the ledger (``aicrm db status``), the event
+    stream (``crm_events``), and the API
     keys with ``UPDATE (last_used_at)`` (the API and MCP server check each key and
     note its use).
 ``write``
     ``read``, and inserting, updating and deleting leads, clients and contacts
     (conversion, import, scoring write-back), and recording merges.
 ``admin``
-    ``write``, and managing API keys, training models (``ai_models``) and statuses.
+    ``write``, and managing API keys, training models (``ai_models``), statuses and
+    webhooks (``aicrm webhooks``: subscriptions with their secrets, deliveries; the
+    worker runs at this scope).
 
 Nothing here changes the schema: migrations stay with the owner. Granting is
 idempotent: a privilege the role holds already (directly or through a role it
@@ -43,6 +46,7 @@ READ: tuple[tuple[str, str, str | None], ...] = (
     ),
     ("aicrm_schema_migrations", "SELECT", None),
     ("api_keys", "UPDATE", "last_used_at"),
+    ("crm_events", "SELECT", None),
 )
 WRITE: tuple[tuple[str, str, str | None], ...] = (
     *((t, p, None) for t in ("leads", "clients", "contacts") for p in ("INSERT", "UPDATE")),
@@ -53,6 +57,11 @@ ADMIN: tuple[tuple[str, str, str | None], ...] = (
     *((t, p, None) for t in ("api_keys", "lead_statuses") for p in ("INSERT", "UPDATE", "DELETE")),
     ("ai_models", "INSERT", None),
     ("ai_models", "UPDATE", None),
+    *(
+        (t, p, None)
+        for t in ("webhook_subscriptions", "webhook_deliveries")
+        for p in ("SELECT", "INSERT", "UPDATE", "DELETE")
+    ),
 )
 PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
 

@@ -34,23 +34,31 @@ from aicrm.events.client import DeliveryFailed, Poster
 CHANNEL = "aicrm_events"
 LISTEN = "LISTEN aicrm_events"
 
+# The due deliveries first (locked, skipping those another worker holds), then their
+# bodies: built for the claimed rows only. A delivery waits while an earlier event of
+# the same record is pending for the same subscription.
 CLAIM = """
-SELECT d.subscription_id, d.event_id, d.attempts, s.url, s.secret, e.event_id::text, e.type,
+WITH claimed AS (
+    SELECT d.subscription_id, d.event_id, d.attempts
+    FROM webhook_deliveries d
+    WHERE d.state = 'pending' AND d.next_attempt_at <= now()
+      AND NOT EXISTS (
+          SELECT 1 FROM webhook_deliveries p
+          WHERE p.subscription_id = d.subscription_id AND p.record_id = d.record_id
+            AND p.state = 'pending' AND p.event_id < d.event_id)
+    ORDER BY d.next_attempt_at, d.event_id
+    LIMIT %s
+    FOR UPDATE OF d SKIP LOCKED
+)
+SELECT c.subscription_id, c.event_id, c.attempts, s.url, s.secret, e.event_id::text, e.type,
        json_build_object('id', e.event_id, 'sequence', e.id, 'type', e.type,
                          'occurred_at', e.occurred_at, 'actor', e.actor,
                          'record', json_build_object('kind', e.record_kind, 'id', e.record_id),
                          'data', e.payload)::text
-FROM webhook_deliveries d
-JOIN webhook_subscriptions s ON s.id = d.subscription_id
-JOIN crm_events e ON e.id = d.event_id
-WHERE d.state = 'pending' AND d.next_attempt_at <= now()
-  AND NOT EXISTS (
-      SELECT 1 FROM webhook_deliveries p
-      WHERE p.subscription_id = d.subscription_id AND p.record_id = d.record_id
-        AND p.state = 'pending' AND p.event_id < d.event_id)
-ORDER BY d.next_attempt_at, d.event_id
-LIMIT %s
-FOR UPDATE OF d SKIP LOCKED
+FROM claimed c
+JOIN webhook_subscriptions s ON s.id = c.subscription_id
+JOIN crm_events e ON e.id = c.event_id
+ORDER BY c.event_id
 """
 DELIVERED = """
 UPDATE webhook_deliveries d
