@@ -1,4 +1,4 @@
-"""The outbox (migration 011): one event per committed change, none for a rolled-back
+"""The outbox (migration 013): one event per committed change, none for a rolled-back
 one, conversion and merge with their own types, and the app role's writes still work."""
 
 from __future__ import annotations
@@ -135,3 +135,27 @@ def test_subscriptions_refuse_bad_input(crm_db: Database) -> None:
 def test_the_outbox_cannot_be_written_or_its_functions_called_directly(crm_db: Database) -> None:
     with crm_db.connect() as conn, pytest.raises(psycopg.Error, match="trigger"):
         conn.execute("SELECT aicrm_events_update()")
+
+
+def test_activities_emit_events_and_follow_their_lead(crm_db: Database) -> None:
+    from aicrm.crm import activities
+
+    with crm_db.connect() as conn:
+        with session.transaction(conn, "agent"):
+            lead = leads.create_lead(conn, email="act@x.org", company_name="Act")
+            call = activities.add_activity(conn, kind="call", subject="Intro", lead_id=lead.id)
+            task = activities.add_activity(conn, kind="task", subject="Follow up", lead_id=lead.id)
+        with session.transaction(conn, "agent"):
+            activities.complete_task(conn, task.id)
+        done = conversion.convert_lead(conn, lead.id, actor="closer")
+    found = [(t, r, p) for t, _, r, p, _ in _events(crm_db) if t.startswith("activity.")]
+    assert [(t, r) for t, r, _ in found[:2]] == [
+        ("activity.created", call.id),
+        ("activity.created", task.id),
+    ]
+    completed = found[2]
+    assert completed[0] == "activity.updated" and completed[1] == task.id
+    assert completed[2]["changes"]["done_at"][0] is None
+    moved = {r: p for t, r, p in found[3:] if t == "activity.updated"}
+    assert set(moved) == {call.id, task.id}  # they moved to the client with the lead
+    assert moved[call.id]["record"]["client_id"] == str(done.client_id)

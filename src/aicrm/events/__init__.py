@@ -1,7 +1,7 @@
 """The event stream and webhooks (docs/events-and-webhooks.md).
 
 Events are written by the database, in the transaction of each change (migration
-011's triggers on leads, clients, contacts and lead merges, into ``crm_events``);
+013's triggers on leads, clients, contacts, activities and lead merges, into ``crm_events``);
 this package manages the subscriptions (:mod:`~aicrm.events.subscriptions`), signs
 the requests (:mod:`~aicrm.events.signing`) and delivers them
 (:mod:`~aicrm.events.worker`, over :mod:`~aicrm.events.client`).

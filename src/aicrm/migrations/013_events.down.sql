@@ -1,6 +1,6 @@
--- Back to 010: no events, no webhooks. The outbox, the subscriptions (their secrets) and
+-- Back to 012: no events, no webhooks. The outbox, the subscriptions (their secrets) and
 -- the deliveries are dropped: a downgrade forgets what was not delivered yet.
--- aicrm:lock leads, clients, contacts, lead_merges
+-- aicrm:lock leads, clients, contacts, activities, lead_merges
 
 -- step: drop the event triggers and their functions
 DROP TRIGGER aicrm_events_insert ON leads;
@@ -12,6 +12,9 @@ DROP TRIGGER aicrm_events_delete ON clients;
 DROP TRIGGER aicrm_events_insert ON contacts;
 DROP TRIGGER aicrm_events_update ON contacts;
 DROP TRIGGER aicrm_events_delete ON contacts;
+DROP TRIGGER aicrm_events_insert ON activities;
+DROP TRIGGER aicrm_events_update ON activities;
+DROP TRIGGER aicrm_events_delete ON activities;
 DROP TRIGGER aicrm_events_merge ON lead_merges;
 -- One transaction holding lead_merges locked (the down file's own lock), a small table.
 -- squawk-ignore require-concurrent-index-deletion

@@ -1,11 +1,12 @@
--- Migration 011: the event stream and webhooks (docs/events-and-webhooks.md).
--- (Issue #17 point 3; planned as 013, after 011 and 012 of other branches: renumber at merge.)
---   * crm_events: a transactional outbox. Triggers on leads, clients and contacts
+-- Migration 013: the event stream and webhooks (docs/events-and-webhooks.md; issue #17).
+--   * crm_events: a transactional outbox. Triggers on leads, clients, contacts and
+--     activities (012)
 --     write one event per created, updated or deleted record in the same
 --     transaction as the change: an event exists if and only if its change committed.
 --     Types: lead.created, lead.updated, lead.deleted, lead.converted (the update of a
 --     conversion), lead.merged (a merge: the merged lead's last event, instead of
---     lead.deleted), client.* and contact.* likewise. An update emits an event only
+--     lead.deleted), client.*, contact.* and activity.* likewise (an activity that
+--     follows its lead into a client or a kept lead is activity.updated). An update emits an event only
 --     when a column the history tracks changed (not for ai_* or updated_at alone, so
 --     a scoring run announces nothing), with {column: [old, new]} of what changed.
 --   * webhook_subscriptions and webhook_deliveries: an event that a subscription
@@ -18,11 +19,11 @@
 --   * grants computed from the catalogue (009's aicrm_grant_readers): crm_events is
 --     readable by the roles that read leads, clients and contacts (without row-level
 --     security); the webhook tables belong to the roles that manage API keys.
--- aicrm_events_refresh(table) rebuilds a table's event triggers from its columns: a
--- migration that adds a column to leads, clients or contacts calls it next to
+-- aicrm_events_refresh(table, kind) rebuilds a table's event triggers from its columns:
+-- a migration that adds a column to leads, clients, contacts or activities calls it next to
 -- aicrm_history_refresh(table); the check 'event_triggers_cover_columns' reports a
 -- column the update trigger does not compare.
--- aicrm:lock leads, clients, contacts, lead_merges
+-- aicrm:lock leads, clients, contacts, activities, lead_merges
 
 -- step: the outbox, the subscriptions and the deliveries
 CREATE TABLE crm_events (
@@ -44,8 +45,8 @@ CREATE INDEX crm_events_occurred_idx ON crm_events (occurred_at, id);
 -- squawk-ignore require-concurrent-index-creation
 CREATE INDEX crm_events_record_idx ON crm_events (record_id, id);
 COMMENT ON TABLE crm_events IS
-    'The event stream (transactional outbox): one row per change of a lead, client or '
-    'contact, written by triggers in the transaction of the change (docs/events-and-webhooks.md).';
+    'The event stream (transactional outbox): one row per change of a lead, client, '
+    'contact or activity, written by triggers in the transaction of the change (docs/events-and-webhooks.md).';
 
 CREATE TABLE webhook_subscriptions (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -209,6 +210,7 @@ REVOKE EXECUTE ON FUNCTION aicrm_events_refresh(regclass, text) FROM PUBLIC;
 SELECT aicrm_events_refresh('leads', 'lead');
 SELECT aicrm_events_refresh('clients', 'client');
 SELECT aicrm_events_refresh('contacts', 'contact');
+SELECT aicrm_events_refresh('activities', 'activity');
 CREATE TRIGGER aicrm_events_merge AFTER INSERT ON lead_merges
     FOR EACH ROW EXECUTE FUNCTION aicrm_events_merge();
 CREATE TRIGGER aicrm_events_fanout AFTER INSERT ON crm_events

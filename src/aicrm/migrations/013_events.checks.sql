@@ -1,14 +1,16 @@
--- Checks of migration 011 (format: see aicrm/migrate/loader.py; design: docs/events-and-webhooks.md).
+-- Checks of migration 013 (format: see aicrm/migrate/loader.py; design: docs/events-and-webhooks.md).
 
 -- name: event_triggers_present
 -- kind: verify
--- description: leads, clients and contacts write their events (insert, update and delete triggers), merges and the fan-out too
+-- description: leads, clients, contacts and activities write their events (insert, update and delete triggers), merges and the fan-out too
 SELECT t.relname || '.' || t.tgname || ' missing' AS missing
 FROM (VALUES ('leads', 'aicrm_events_insert'), ('leads', 'aicrm_events_update'),
              ('leads', 'aicrm_events_delete'), ('clients', 'aicrm_events_insert'),
              ('clients', 'aicrm_events_update'), ('clients', 'aicrm_events_delete'),
              ('contacts', 'aicrm_events_insert'), ('contacts', 'aicrm_events_update'),
-             ('contacts', 'aicrm_events_delete'), ('lead_merges', 'aicrm_events_merge'),
+             ('contacts', 'aicrm_events_delete'), ('activities', 'aicrm_events_insert'),
+             ('activities', 'aicrm_events_update'), ('activities', 'aicrm_events_delete'),
+             ('lead_merges', 'aicrm_events_merge'),
              ('crm_events', 'aicrm_events_fanout')) AS t (relname, tgname)
 WHERE NOT EXISTS (
     SELECT 1 FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid
@@ -24,7 +26,8 @@ FROM pg_trigger g
 JOIN pg_class c ON c.oid = g.tgrelid
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 WHERE c.relnamespace = current_schema()::regnamespace
-  AND c.relname IN ('leads', 'clients', 'contacts') AND g.tgname = 'aicrm_events_update'
+  AND c.relname IN ('leads', 'clients', 'contacts', 'activities')
+  AND g.tgname = 'aicrm_events_update'
   AND a.attname <> 'updated_at' AND a.attname NOT LIKE 'ai\_%'
   AND position('old.' || quote_ident(a.attname::text) || ' IS DISTINCT FROM new.'
                || quote_ident(a.attname::text) IN pg_get_triggerdef(g.oid)) = 0;

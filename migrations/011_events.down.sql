@@ -1,1 +1,0 @@
-../src/aicrm/migrations/011_events.down.sql
