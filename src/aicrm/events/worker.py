@@ -26,6 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from psycopg import sql
+
 from aicrm import __version__
 from aicrm.db import Connection, Target, connect
 from aicrm.events import signing
@@ -35,19 +37,28 @@ CHANNEL = "aicrm_events"
 LISTEN = "LISTEN aicrm_events"
 
 # The due deliveries first (locked, skipping those another worker holds), then their
-# bodies: built for the claimed rows only. A delivery waits while an earlier event of
-# the same record is pending for the same subscription.
-CLAIM = """
-WITH claimed AS (
-    SELECT d.subscription_id, d.event_id, d.attempts
+# bodies, built for the claimed rows only. A delivery waits while an earlier event of
+# the same record is pending for the same subscription. {window}: CLAIM looks at the
+# first due deliveries only (a bounded amount of work per batch, however long the
+# backlog); CLAIM_ALL at all of them, when those are all waiting.
+CLAIM_TEMPLATE = """
+WITH due AS MATERIALIZED (
+    SELECT d.subscription_id, d.event_id, d.record_id
     FROM webhook_deliveries d
     WHERE d.state = 'pending' AND d.next_attempt_at <= now()
+    ORDER BY d.next_attempt_at, d.event_id
+    {window}
+), claimed AS (
+    SELECT d.subscription_id, d.event_id, d.attempts
+    FROM due u
+    JOIN webhook_deliveries d ON d.subscription_id = u.subscription_id AND d.event_id = u.event_id
+    WHERE d.state = 'pending'
       AND NOT EXISTS (
           SELECT 1 FROM webhook_deliveries p
-          WHERE p.subscription_id = d.subscription_id AND p.record_id = d.record_id
-            AND p.state = 'pending' AND p.event_id < d.event_id)
+          WHERE p.subscription_id = u.subscription_id AND p.record_id = u.record_id
+            AND p.state = 'pending' AND p.event_id < u.event_id)
     ORDER BY d.next_attempt_at, d.event_id
-    LIMIT %s
+    LIMIT %(batch)s
     FOR UPDATE OF d SKIP LOCKED
 )
 SELECT c.subscription_id, c.event_id, c.attempts, s.url, s.secret, e.event_id::text, e.type,
@@ -60,6 +71,8 @@ JOIN webhook_subscriptions s ON s.id = c.subscription_id
 JOIN crm_events e ON e.id = c.event_id
 ORDER BY c.event_id
 """
+CLAIM = sql.SQL(CLAIM_TEMPLATE).format(window=sql.SQL("LIMIT %(window)s"))
+CLAIM_ALL = sql.SQL(CLAIM_TEMPLATE).format(window=sql.SQL(""))
 DELIVERED = """
 UPDATE webhook_deliveries d
 SET state = 'delivered', attempts = d.attempts + 1, delivered_at = now(), last_error = NULL,
@@ -160,7 +173,8 @@ class Worker:
     def run_batch(self, conn: Connection, pool: ThreadPoolExecutor | None = None) -> int:
         """Claim, deliver and record one batch in one transaction; returns its size."""
         with conn.transaction():
-            rows = conn.execute(CLAIM, (self.settings.batch,)).fetchall()
+            size = {"batch": self.settings.batch, "window": 4 * self.settings.batch}
+            rows = conn.execute(CLAIM, size).fetchall() or conn.execute(CLAIM_ALL, size).fetchall()
             if not rows:
                 return 0
             if pool is None or len(rows) == 1:
