@@ -270,3 +270,31 @@ def test_cli_add_list_remove_never_show_the_secret_again(crm_db: Database) -> No
     assert gone.returncode == 4 and "No webhook subscription" in gone.stderr
     once = crm_db.cli("webhooks", "run", "--once")
     assert once.returncode == 0, once.stderr
+
+
+@pytest.mark.slow
+def test_serve_with_webhooks_delivers_beside_the_api(crm_db: Database) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with receiving() as rx, crm_db.connect() as conn:
+        add_subscription(conn, rx.url, "lead.created")
+        served = subprocess.Popen(
+            [sys.executable, "-m", "aicrm", "serve", "--port", str(port), "--webhooks"],
+            env=crm_db.env,
+            cwd=crm_db.workdir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            with session.transaction(conn, "api-side"):
+                leads.create_lead(conn, email="served@x.org")
+            rx.wait_for(lambda got: len(got) == 1, timeout=120)
+        finally:
+            served.send_signal(signal.SIGINT)
+            _out, err = served.communicate(timeout=60)
+        assert rx.requests[0].event["data"]["record"]["email"] == "served@x.org"
+        assert "delivering webhooks beside the API" in err and "Traceback" not in err
