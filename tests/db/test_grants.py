@@ -153,6 +153,7 @@ def test_write_scope(crm_db: Database, roles: dict[str, str]) -> None:
     assert ok(writer, "leads", "import", str(csv))["imported"] == 1
     refused(writer, "apikey", "create", "bot", "--scope", "read")
     refused(writer, "statuses", "add", "demo_scheduled")
+    refused(writer, "webhooks", "add", "http://127.0.0.1:9/", "--events", "*")
     app = create_app(target(config.resolve({**writer.env})), pool_size=2)
     server, thread, base = start_server(app)
     try:
@@ -182,6 +183,13 @@ def test_admin_scope(crm_db: Database, roles: dict[str, str]) -> None:
     assert added.returncode == 0, added.stderr
     made = ok(admin, "leads", "create", "--email", "a@example.org", "--status", "demo_scheduled")
     assert made["status"] == "demo_scheduled"
+    hook = admin.cli("webhooks", "add", "http://127.0.0.1:9/", "--events", "lead.*")
+    assert hook.returncode == 0, hook.stderr
+    ok(admin, "leads", "create", "--email", "hook@example.org")
+    assert ok(admin, "webhooks", "list")[0]["pending"] == 1
+    run = admin.cli("webhooks", "run", "--once", "--max-attempts", "1")  # port 9: refused
+    assert run.returncode == 0, run.stderr
+    assert ok(admin, "webhooks", "list")[0]["dead"] == 1
 
 
 @pytest.mark.slow

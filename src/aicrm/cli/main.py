@@ -25,6 +25,7 @@ from aicrm.cli import (
     statuses,
     transfer,
     users,
+    webhooks,
 )
 from aicrm.cli import mcp as mcp_cli
 from aicrm.errors import AicrmError
@@ -48,6 +49,7 @@ app.add_typer(report.app, name="report")
 app.add_typer(report.sample_app, name="sample")
 app.add_typer(ai.ai_app, name="ai")
 app.add_typer(ai.analyze_app, name="analyze")
+app.add_typer(webhooks.app, name="webhooks")
 app.command()(demo.demo)
 app.command()(serve.serve)
 app.command(name="mcp")(mcp_cli.mcp)

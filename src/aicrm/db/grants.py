@@ -6,17 +6,19 @@ The scopes match the API keys' ones:
 ``read``
     everything aicrm reads: leads, clients, contacts, their history and merges, the
     statuses, the models, the score trends, the views, the ledger (``aicrm db status``),
-    the users, activities and assignment rules, and the API keys with
-    ``UPDATE (last_used_at)`` (the API and MCP server check each key and note its use).
+    the users, activities and assignment rules, the event stream (``crm_events``), and
+    the API keys with ``UPDATE (last_used_at)`` (the API and MCP server check each key
+    and note its use).
 ``write``
     ``read``, and inserting, updating and deleting leads, clients, contacts and
     activities (conversion, import, scoring write-back and its score trend), recording
     merges, and moving the round-robin of the assignment rules (``UPDATE (last_user_id)``).
 ``admin``
     ``write``, and managing API keys, users, assignment rules, training models
-    (``ai_models``) and statuses, and the historical import (``leads import
-    --historical``), which writes the history as it happened: ``INSERT`` and ``UPDATE``
-    on ``crm_history``.
+    (``ai_models``), statuses and webhooks (``aicrm webhooks``: subscriptions with
+    their secrets, deliveries; the delivery worker runs at this scope), and the
+    historical import (``leads import --historical``), which writes the history as it
+    happened: ``INSERT`` and ``UPDATE`` on ``crm_history``.
 
 Nothing here changes the schema: migrations stay with the owner. Granting is
 idempotent: a privilege the role holds already (directly or through a role it
@@ -50,6 +52,7 @@ READ: tuple[tuple[str, str, str | None], ...] = (
     ("lead_score_history", "SELECT", None),
     ("api_keys", "UPDATE", "last_used_at"),
     *((t, "SELECT", None) for t in ("users", "activities", "assignment_rules")),
+    ("crm_events", "SELECT", None),
 )
 WRITE: tuple[tuple[str, str, str | None], ...] = (
     *((t, p, None) for t in ("leads", "clients", "contacts") for p in ("INSERT", "UPDATE")),
@@ -67,6 +70,11 @@ ADMIN: tuple[tuple[str, str, str | None], ...] = (
     ("crm_history", "INSERT", None),
     ("crm_history", "UPDATE", None),
     *((t, p, None) for t in ("users", "assignment_rules") for p in ("INSERT", "UPDATE", "DELETE")),
+    *(
+        (t, p, None)
+        for t in ("webhook_subscriptions", "webhook_deliveries")
+        for p in ("SELECT", "INSERT", "UPDATE", "DELETE")
+    ),
 )
 PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
 

@@ -1,0 +1,276 @@
+"""The event stream and webhooks: delivery throughput, and what the outbox costs.
+
+    python bench/bench_events.py                       # both, default sizes
+    python bench/bench_events.py --events 20000 --workers 4 --duration 15 --rounds 3
+
+Two measurements in one run:
+
+deliver  ``--events`` leads inserted in one transaction into a CRM database with one
+         subscription to ``*`` on a local receiver (an asyncio HTTP/1.1 server in a
+         process of its own, which checks every signature); one ``aicrm webhooks run``
+         process (``--concurrency``, ``--batch``) already listening. Throughput is
+         events received / (last received - commit), end to end. Target ≥ 2,000/s.
+convert  ``aicrm.crm.conversion.convert_lead`` by ``--workers`` threads for
+         ``--duration`` seconds (bench_crm.py's single-conversion workload) on a fresh
+         copy of the same seeded database in three variants, alternating A B C A B C …:
+         A the event triggers disabled (no outbox), B the outbox with no subscription,
+         C the outbox with a subscription to every event (deliveries and NOTIFY written;
+         no worker running). Target: B and C ≥ 0.85× A (the outbox adds ≤ 15 %).
+
+The server is the one aicrm would use (bench_crm.py's rules: DATABASE_URL, else the
+embedded PostgreSQL under AICRM_HOME, bench/out/home when unset). The results
+replace this benchmark's section of bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from bench_crm import (
+    RESULTS,
+    Server,
+    aicrm_conversions,
+    copy_of,
+    create_database,
+    drop_database,
+    find_server,
+    machine,
+    say,
+    seeded_template,
+    write_section,
+)
+
+from aicrm.events import signing
+
+TITLE = "Event stream: webhook delivery and the outbox's cost to conversions"
+SECRET = "whsec_bench-secret-0123456789"
+TRIGGERS = (
+    ("leads", "aicrm_events_insert"), ("leads", "aicrm_events_update"),
+    ("leads", "aicrm_events_delete"), ("clients", "aicrm_events_insert"),
+    ("clients", "aicrm_events_update"), ("clients", "aicrm_events_delete"),
+    ("contacts", "aicrm_events_insert"), ("contacts", "aicrm_events_update"),
+    ("contacts", "aicrm_events_delete"), ("lead_merges", "aicrm_events_merge"),
+)  # fmt: skip
+SUBSCRIBE = "INSERT INTO webhook_subscriptions (url, events, secret) VALUES (%s, %s, %s)"
+INSERT_LEADS = """
+INSERT INTO leads (first_name, email, source)
+SELECT 'E' || g, 'event' || g || '@bench.example', 'bench' FROM generate_series(1, %s) AS g
+"""
+DELIVERED = "SELECT count(*) FROM webhook_deliveries WHERE state = 'delivered'"
+
+
+# --- the receiver ---------------------------------------------------------------------
+
+
+def receiver_process(port_out: Any, counter: Any, bad: Any, last: Any) -> None:
+    """An HTTP/1.1 keep-alive receiver: counts requests, checks each signature."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                headers = dict(
+                    line.split(": ", 1) for line in head.decode().split("\r\n")[1:] if ": " in line
+                )
+                body = await reader.readexactly(int(headers.get("Content-Length", "0")))
+                try:
+                    signing.verify(SECRET, headers.get(signing.HEADER), body)
+                except Exception:
+                    bad.value += 1
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                counter.value += 1
+                last.value = time.time()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port_out.put(server.sockets[0].getsockname()[1])
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+def bench_deliver(server: Server, template: str, args: argparse.Namespace) -> dict[str, Any]:
+    context = multiprocessing.get_context("spawn")
+    ports = context.Queue()
+    counter, bad, last = context.Value("q", 0), context.Value("q", 0), context.Value("d", 0.0)
+    receiver = context.Process(target=receiver_process, args=(ports, counter, bad, last))
+    receiver.start()
+    port = ports.get(timeout=60)
+    try:
+        with copy_of(server, template, "events") as conninfo:
+            with psycopg.connect(conninfo, autocommit=True) as conn:
+                conn.execute(SUBSCRIBE, (f"http://127.0.0.1:{port}/hook", ["*"], SECRET))
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "DB_"))}
+            env["DATABASE_URL"] = conninfo
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "aicrm", "webhooks", "run",
+                 "--concurrency", str(args.concurrency), "--batch", str(args.batch)],
+                env=env, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            try:
+                with psycopg.connect(conninfo) as conn:
+                    time.sleep(3)  # the worker starts and LISTENs (a bench, not a test)
+                    load = os.getloadavg()[0]
+                    conn.execute(INSERT_LEADS, (args.events,))
+                    conn.commit()
+                    committed = time.time()
+                    deadline = committed + 600
+                    while counter.value < args.events and time.time() < deadline:
+                        time.sleep(0.05)
+                    received, ended = counter.value, last.value
+                    delivered = conn.execute(DELIVERED).fetchone()
+            finally:
+                worker.terminate()
+                worker.communicate(timeout=60)
+    finally:
+        receiver.terminate()
+        receiver.join()
+    seconds = ended - committed
+    return {
+        "events": args.events, "received": received, "bad_signatures": bad.value,
+        "seconds": seconds, "rate": received / seconds if seconds > 0 else 0.0,
+        "delivered_rows": delivered[0] if delivered else 0, "load": load,
+    }  # fmt: skip
+
+
+# --- the outbox's cost ------------------------------------------------------------------
+
+
+def variant_templates(server: Server, base: str) -> dict[str, str]:
+    """Copies of the seeded template: without the event triggers, and with a subscription."""
+    names = {"no outbox": f"{base}_off", "outbox": base, "outbox + subscription": f"{base}_sub"}
+    for label in ("no outbox", "outbox + subscription"):
+        conninfo = create_database(server, names[label], base)
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            if label == "no outbox":
+                for table, trigger in TRIGGERS:
+                    conn.execute(
+                        psycopg.sql.SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(
+                            psycopg.sql.Identifier(table), psycopg.sql.Identifier(trigger)
+                        )
+                    )
+            else:
+                conn.execute(SUBSCRIBE, ("http://127.0.0.1:9/hook", ["*"], SECRET))
+    return names
+
+
+def bench_convert(
+    server: Server, base: str, ids: list[str], args: argparse.Namespace
+) -> dict[str, Any]:
+    names = variant_templates(server, base)
+    runs: dict[str, list[float]] = {label: [] for label in names}
+    loads: list[float] = []
+    try:
+        for number in range(1, args.rounds + 1):
+            for label, template in names.items():
+                run = aicrm_conversions(server, template, ids, args, number)
+                say(f"convert round {number} {label}: {run.tps:.0f}/s ({run.count:,})")
+                runs[label].append(run.tps)
+                loads.append(run.load)
+    finally:
+        for name in names.values():
+            if name != base:
+                drop_database(server, name)
+    return {"runs": runs, "loads": loads}
+
+
+# --- the report -------------------------------------------------------------------------
+
+
+def section(
+    server: Server, args: argparse.Namespace, deliver: dict[str, Any], convert: dict[str, Any]
+) -> str:
+    runs = convert["runs"]
+    median = {label: statistics.median(values) for label, values in runs.items()}
+    base = median["no outbox"]
+    rows = "\n".join(
+        f"| {label} | {' / '.join(f'{v:,.0f}' for v in values)} | {median[label]:,.0f} | "
+        f"{median[label] / base:.3f}× ({(1 - median[label] / base) * 100:+.1f} % cost) |"
+        for label, values in runs.items()
+    )
+    ok_rate = "meets" if deliver["rate"] >= 2000 else "misses"
+    worst = min(median["outbox"], median["outbox + subscription"]) / base
+    ok_cost = "meets" if worst >= 0.85 else "misses"
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    argv = " ".join(sys.argv[1:])
+    d = deliver
+    loads = convert["loads"]
+    parts = [
+        f"## {TITLE}",
+        f"Command: `python bench/bench_events.py {argv}`.",
+        f"{machine(server)} Run {when}; load average (1 min) {min(loads):.2f}–"
+        f"{max(loads):.2f} during the conversion rounds, {d['load']:.2f} before the delivery run.",
+        f"**Delivery**: {d['events']:,} leads inserted in one transaction (so {d['events']:,} "
+        "`lead.created` events) into a database with one subscription to `*`; one `aicrm "
+        f"webhooks run --concurrency {args.concurrency} --batch {args.batch}` process, already "
+        "listening, POSTing to an asyncio HTTP/1.1 receiver in its own process on loopback that "
+        f"checks every signature. {d['received']:,} received in {d['seconds']:.2f} s from the "
+        f"commit: **{d['rate']:,.0f} events/s** end to end ({d['bad_signatures']} bad "
+        f"signatures; {d['delivered_rows']:,} deliveries marked delivered). Target ≥ 2,000/s: "
+        f"{ok_rate} it.",
+        f"**The outbox's cost to single conversions**: `conversion.convert_lead` by "
+        f"{args.workers} worker threads ({args.processes} process(es)) for {args.duration:.0f} s "
+        "per round, each round on a fresh copy of a database seeded with "
+        f"{args.convert_leads:,} open leads (bench_crm.py's single-conversion workload), the "
+        f"variants alternating, {args.rounds} rounds. Each conversion writes `lead.converted`, "
+        "`client.created` and a `contact.updated` per moved contact; with the subscription, a "
+        "delivery row for each and a NOTIFY.",
+        "| variant | conversions/s per round | median | vs no outbox |\n|---|---|---|---|\n" + rows,
+        "Target: the outbox adds ≤ 15 % (≥ 0.85×) with and without subscriptions: "
+        f"{ok_cost} it (worst {worst:.3f}×).",
+    ]
+    return "\n\n".join(parts) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=20_000, help="events to deliver")
+    parser.add_argument("--concurrency", type=int, default=16, help="worker's requests at once")
+    parser.add_argument("--batch", type=int, default=500, help="worker's deliveries per batch")
+    parser.add_argument("--workers", type=int, default=4, help="converting threads")
+    parser.add_argument("--processes", type=int, default=2, help="processes for those threads")
+    parser.add_argument("--duration", type=float, default=15, help="seconds per round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of each variant")
+    parser.add_argument("--convert-leads", type=int, default=40_000, help="leads seeded")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="Markdown file to update")
+    parser.add_argument("--no-write", action="store_true", help="print the section only")
+    parser.add_argument("--skip-convert", action="store_true", help="delivery only")
+    args = parser.parse_args(argv)
+    server = find_server()
+    say(f"server: PostgreSQL {server.major} ({server.source})")
+    base = "bench_crm_tpl_events"
+    say(f"seeding {args.convert_leads:,} leads")
+    ids = seeded_template(server, base, args.convert_leads)
+    try:
+        deliver = bench_deliver(server, base, args)
+        say(f"delivery: {deliver['rate']:,.0f} events/s ({deliver['received']:,})")
+        convert = (
+            {"runs": {"no outbox": [1.0], "outbox": [1.0], "outbox + subscription": [1.0]},
+             "loads": [0.0]}
+            if args.skip_convert else bench_convert(server, base, ids, args)
+        )  # fmt: skip
+    finally:
+        drop_database(server, base)
+    text = section(server, args, deliver, convert)
+    print(text)
+    if not args.no_write and not args.skip_convert:
+        write_section(args.results, TITLE, text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

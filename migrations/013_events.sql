@@ -1,0 +1,1 @@
+../src/aicrm/migrations/013_events.sql

@@ -1,0 +1,41 @@
+"""The event stream and webhooks (docs/events-and-webhooks.md).
+
+Events are written by the database, in the transaction of each change (migration
+013's triggers on leads, clients, contacts, activities and lead merges, into ``crm_events``);
+this package manages the subscriptions (:mod:`~aicrm.events.subscriptions`), signs
+the requests (:mod:`~aicrm.events.signing`) and delivers them
+(:mod:`~aicrm.events.worker`, over :mod:`~aicrm.events.client`).
+"""
+
+from aicrm.events.client import DeliveryFailed, Poster
+from aicrm.events.signing import HEADER, new_secret, sign, verify
+from aicrm.events.subscriptions import (
+    EVENT_TYPES,
+    NewSubscription,
+    Subscription,
+    add_subscription,
+    list_subscriptions,
+    parse_events,
+    remove_subscription,
+    replay,
+)
+from aicrm.events.worker import Settings, Worker
+
+__all__ = [
+    "EVENT_TYPES",
+    "HEADER",
+    "DeliveryFailed",
+    "NewSubscription",
+    "Poster",
+    "Settings",
+    "Subscription",
+    "Worker",
+    "add_subscription",
+    "list_subscriptions",
+    "new_secret",
+    "parse_events",
+    "remove_subscription",
+    "replay",
+    "sign",
+    "verify",
+]
