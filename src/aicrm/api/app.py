@@ -21,6 +21,7 @@ from aicrm.api.security import SecurityHeaders
 from aicrm.api.throttle import SignInThrottle, Throttle
 from aicrm.crm.records import Client, Contact, Lead
 from aicrm.db import Connection, Router, Target, target
+from aicrm.mcp import http as mcp_http
 from aicrm.web import pages
 
 JSON_BODY_LIMIT = 1 << 20  # bytes; the CSV import has its own, larger limit
@@ -143,6 +144,7 @@ def create_app(
         app.include_router(module.router, prefix="/api")
     app.include_router(pages.router)
     app.include_router(docs.router)
+    mcp_http.mount(app)  # the MCP tools at /mcp, over streamable HTTP
     # The hot path, reading one record by id, is routed before everything else.
     app.router.routes[0:0] = common.read_routes(
         {"leads": Lead, "clients": Client, "contacts": Contact}

@@ -123,7 +123,7 @@ def refusal(scope: Scope, wait: int) -> Response:
         "(check the API key you send)."
     )
     headers = {"Retry-After": str(wait)}
-    if scope["path"].startswith("/api/"):
+    if scope["path"].startswith(("/api/", "/mcp")):
         from aicrm.api.problems import problem
 
         return problem(429, "too-many-requests", "Too many requests", detail, headers=headers)

@@ -26,7 +26,7 @@ from aicrm.crm import clients, contacts, conversion, history, leads, merge, repo
 from aicrm.crm.pagination import Page
 from aicrm.db.errors import translate
 from aicrm.errors import AicrmError
-from aicrm.mcp.backend import Backend
+from aicrm.mcp.backend import Calls
 
 log = logging.getLogger("aicrm.mcp")
 
@@ -84,7 +84,7 @@ def _dicts(records: list[Any]) -> list[dict[str, Any]]:
     return [record.to_dict() for record in records]
 
 
-def register(server: MCPServer[Any], backend: Backend) -> None:
+def register(server: MCPServer[Any], backend: Calls) -> None:
     """Add aicrm's tools to ``server``, each working through ``backend``."""
 
     def tool(hints: ToolAnnotations) -> Callable[[Callable[P, T]], Callable[P, T]]:
