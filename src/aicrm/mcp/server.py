@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from aicrm import __version__
 from aicrm.db import Target, target
 from aicrm.errors import UsageError
-from aicrm.mcp import tools
+from aicrm.mcp import tools, tools_work
 from aicrm.mcp.backend import CALLER, Backend, Calls
 
 INSTRUCTIONS = (
@@ -72,6 +72,7 @@ def build_server(backend: Calls) -> MCPServer[Any]:
     """The MCP server with aicrm's tools, working through ``backend``."""
     server = _Server("aicrm", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING")
     tools.register(server, backend)
+    tools_work.register(server, backend)
     return server
 
 

@@ -1,0 +1,78 @@
+"""The salesperson's MCP tools (``aicrm.mcp.tools_work``) over stdio, with the SDK's client."""
+
+from __future__ import annotations
+
+import pytest
+from mcp.client.client import Client
+
+from tests.conftest import Database
+from tests.mcp.test_server import data, run_client, seeded, text
+
+pytestmark = pytest.mark.slow
+
+
+def test_update_lead_changes_fields_and_status_and_refuses_stale_writes(
+    crm_db: Database,
+) -> None:
+    crm = seeded(crm_db)
+    hopper, hamilton = crm.leads["Hopper"], crm.leads["Hamilton"]
+    converted = str(crm_db.scalar("SELECT id FROM leads WHERE is_converted LIMIT 1"))
+
+    async def session(client: Client) -> None:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+        assert "update_lead" in tools and "expected_updated_at" in str(
+            tools["update_lead"].input_schema
+        )
+        read = data(await client.call_tool("get_lead", {"lead_id": str(hopper.id)}))["lead"]
+        odd = "Ünïcode ‮ \t tab <b>&amp;</b> 'quotes' \"too\""
+        changed = data(await client.call_tool("update_lead", {
+            "lead_id": str(hopper.id), "status": "contacted", "company_name": odd,
+            "clear": ["source"], "expected_updated_at": read["updated_at"],
+        }))  # fmt: skip
+        assert changed["status"] == "contacted" and changed["company_name"] == odd
+        assert changed["source"] is None and changed["updated_at"] != read["updated_at"]
+
+        stale = await client.call_tool("update_lead", {
+            "lead_id": str(hopper.id), "status": "qualified",
+            "expected_updated_at": read["updated_at"],
+        })  # fmt: skip
+        assert stale.is_error and "changed since you read it" in text(stale)
+
+        for arguments, message in [
+            ({"lead_id": converted, "status": "lost"}, "read-only"),
+            ({"lead_id": str(hopper.id), "status": "dreaming"}, "dreaming"),
+            ({"lead_id": str(hopper.id)}, "Nothing to change"),
+            ({"lead_id": str(hopper.id), "source": "x", "clear": ["source"]}, "pick one"),
+            ({"lead_id": str(hopper.id), "email": str(hamilton.email)}, "already belongs to"),
+            ({"lead_id": str(hopper.id), "status": "lost", "expected_updated_at": "yesterday"},
+             "is not a time"),
+        ]:  # fmt: skip
+            failed = await client.call_tool("update_lead", arguments)
+            assert failed.is_error and message in text(failed), (arguments, text(failed))
+            assert "\n" not in text(failed) and "Traceback" not in text(failed)
+
+    run_client(crm_db, crm.write_token, session)
+    row = crm_db.execute("SELECT status, source FROM leads WHERE id = %s", (hopper.id,))
+    assert row == [("contacted", None)]
+    actors = crm_db.execute(
+        "SELECT DISTINCT actor FROM crm_history WHERE row_id = %s AND operation = 'update'",
+        (hopper.id,),
+    )
+    assert actors == [("maria.sales",)]
+
+
+def test_a_read_key_cannot_update_a_lead(crm_db: Database) -> None:
+    crm = seeded(crm_db)
+    hopper = crm.leads["Hopper"]
+
+    async def session(client: Client) -> None:
+        refused = await client.call_tool(
+            "update_lead", {"lead_id": str(hopper.id), "status": "lost"}
+        )
+        assert refused.is_error and text(refused) == (
+            "Error executing tool update_lead: The API key viewer has scope 'read'; this "
+            "needs 'write'. Create a key with --scope write."
+        )
+
+    run_client(crm_db, crm.read_token, session)
+    assert crm_db.scalar("SELECT status FROM leads WHERE id = %s", (hopper.id,)) != "lost"
