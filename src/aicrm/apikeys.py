@@ -23,7 +23,7 @@ TOKEN = re.compile(r"^aicrm_([a-z0-9]{10})_([A-Za-z0-9_-]{20,})$")
 NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 
 INSERT = """
-INSERT INTO api_keys (name, scope, prefix, key_hash) VALUES (%s, %s, %s, %s)
+INSERT INTO api_keys (name, scope, prefix, key_hash, user_id) VALUES (%s, %s, %s, %s, %s)
 RETURNING id, name, scope, prefix, created_at, last_used_at, revoked_at
 """
 BY_PREFIX = """
@@ -31,6 +31,8 @@ SELECT id, name, scope, prefix, created_at, last_used_at, revoked_at, key_hash
 FROM api_keys WHERE prefix = %s
 """
 TOUCH = "UPDATE api_keys SET last_used_at = now() WHERE id = %s"
+# The user a key belongs to (migration 012), for "my tasks" and dashboard sign-ins.
+USER_OF = "SELECT user_id FROM api_keys WHERE id = %s"
 LIST = """
 SELECT id, name, scope, prefix, created_at, last_used_at, revoked_at FROM api_keys ORDER BY name
 """
@@ -69,8 +71,11 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_key(conn: Connection, name: str, scope: str) -> tuple[ApiKey, str]:
-    """Create a key; returns it with its token, which is never shown again.
+def create_key(
+    conn: Connection, name: str, scope: str, user_id: uuid.UUID | None = None
+) -> tuple[ApiKey, str]:
+    """Create a key, belonging to the user ``user_id`` if given; returns it with its
+    token, which is never shown again.
 
     Raises :class:`InvalidInput` for a bad name or scope, :class:`Conflict` for a
     name already taken.
@@ -87,7 +92,7 @@ def create_key(conn: Connection, name: str, scope: str) -> tuple[ApiKey, str]:
     exists = conn.execute("SELECT 1 FROM api_keys WHERE name = %s", (name,)).fetchone()
     if exists:
         raise Conflict(f"An API key named {name} exists already; revoke it or pick another name.")
-    row = conn.execute(INSERT, (name, scope, prefix, _digest(token))).fetchone()
+    row = conn.execute(INSERT, (name, scope, prefix, _digest(token), user_id)).fetchone()
     assert row is not None
     return ApiKey(*row), token
 
@@ -104,6 +109,12 @@ def authenticate(conn: Connection, token: str | None) -> ApiKey:
         raise refused
     conn.execute(TOUCH, (row[0],))
     return ApiKey(*row[:7])
+
+
+def user_of(conn: Connection, key: ApiKey) -> uuid.UUID | None:
+    """The id of the user ``key`` belongs to; None for a key of nobody."""
+    row = conn.execute(USER_OF, (key.id,)).fetchone()
+    return row[0] if row else None
 
 
 def require(key: ApiKey, scope: str) -> None:

@@ -9,6 +9,7 @@ import typer
 from aicrm import apikeys
 from aicrm.cli import output
 from aicrm.cli.common import JsonOpt, database
+from aicrm.crm import users
 
 app = typer.Typer(help="API keys for the REST API and the MCP server.", no_args_is_help=True)
 
@@ -17,11 +18,16 @@ app = typer.Typer(help="API keys for the REST API and the MCP server.", no_args_
 def create(
     name: Annotated[str, typer.Argument(help="A name; history records it as the actor.")],
     scope: Annotated[str, typer.Option(help="read, write or admin.")] = "read",
+    user: Annotated[
+        str | None,
+        typer.Option(help="The user (email or id) the key and its sign-ins belong to."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create a key and print it once: it cannot be shown again."""
     with database() as conn, conn.transaction():
-        key, token = apikeys.create_key(conn, name, scope)
+        owner = users.owner_id(conn, user)
+        key, token = apikeys.create_key(conn, name, scope, owner)
     if as_json:
         output.emit_json(key.to_dict() | {"token": token})
         return

@@ -60,6 +60,7 @@ def list_(
     industry: IndustryOpt = None,
     attr: AttrOpt = None,
     search: SearchOpt = None,
+    owner: Annotated[str | None, typer.Option(help="Only this owner's (email or id).")] = None,
     limit: LimitOpt = 50,
     cursor: CursorOpt = None,
     as_json: JsonOpt = False,
@@ -67,7 +68,7 @@ def list_(
     """List clients, newest first."""
     query = Query(attributes=attributes(attr), search=search, limit=limit, cursor=cursor)
     with database(read_only=True) as conn:
-        page = clients.list_clients(conn, industry=industry, query=query)
+        page = clients.list_clients(conn, industry=industry, owner=owner, query=query)
     show_page(page, COLUMNS, as_json, "clients")
 
 

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import typer
 from rich.table import Table
@@ -74,6 +74,12 @@ def require_schema(conn: Connection) -> None:
             f"This database is at schema version {have:03d}, older than the {need:03d} this "
             "aicrm needs. Run 'aicrm db migrate' first, then run this command again."
         )
+
+
+class HasDict(Protocol):
+    """What :func:`show_record` shows: anything with ``to_dict()`` (users, activities)."""
+
+    def to_dict(self) -> dict[str, Any]: ...
 
 
 def actor() -> str:
@@ -149,7 +155,9 @@ def given(**values: Any) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
 
-def show_record(record: Record, as_json: bool, extra: dict[str, Any] | None = None) -> None:
+def show_record(
+    record: Record | HasDict, as_json: bool, extra: dict[str, Any] | None = None
+) -> None:
     data = record.to_dict() | (extra or {})
     if as_json:
         output.emit_json(data)

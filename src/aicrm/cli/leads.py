@@ -23,7 +23,7 @@ from aicrm.cli.common import (
     show_page,
     show_record,
 )
-from aicrm.crm import conversion, history, leads, merge, session
+from aicrm.crm import conversion, history, leads, merge, session, users
 from aicrm.crm.records import IN_PIPELINE, Lead
 from aicrm.crm.store import Query
 from aicrm.errors import InvalidInput
@@ -39,6 +39,7 @@ SourceOpt = Annotated[str | None, typer.Option(help="Where the lead came from (w
 StatusOpt = Annotated[
     str | None, typer.Option(help="new, contacted, qualified, unqualified or lost.")
 ]
+OwnerOpt = Annotated[str | None, typer.Option(help="The owner: a user's email or id.")]
 AllowDupOpt = Annotated[
     bool, typer.Option(help="Accept an email that other leads or contacts already have.")
 ]
@@ -55,12 +56,15 @@ def create(
     source: SourceOpt = None,
     status: StatusOpt = None,
     attr: AttrOpt = None,
+    owner: OwnerOpt = None,
     allow_duplicate: AllowDupOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Create a lead; an email that a lead or contact already has is refused (exit 5)."""
+    """Create a lead; an email that a lead or contact already has is refused (exit 5).
+    Without --owner, the assignment rules choose one ('aicrm users rule')."""
     values = given(first_name=first_name, last_name=last_name, email=email,
-                   company_name=company, source=source, status=status)  # fmt: skip
+                   company_name=company, source=source, status=status,
+                   owner_id=owner)  # fmt: skip
     if attr:
         values["attributes"] = attributes(attr)
     with database() as conn, session.transaction(conn, actor()):
@@ -98,6 +102,7 @@ def list_(
     created_to: Annotated[str | None, typer.Option(help="Created before (ISO).")] = None,
     attr: AttrOpt = None,
     search: SearchOpt = None,
+    owner: Annotated[str | None, typer.Option(help="Only this owner's (email or id).")] = None,
     limit: LimitOpt = 50,
     cursor: CursorOpt = None,
     as_json: JsonOpt = False,
@@ -107,7 +112,7 @@ def list_(
                   created_from=moment(created_from), created_to=moment(created_to))  # fmt: skip
     with database(read_only=True) as conn:
         page = leads.list_leads(conn, status=status, source=source, converted=converted,
-                                query=query)  # fmt: skip
+                                owner=owner, query=query)  # fmt: skip
     show_page(page, COLUMNS, as_json, "leads")
 
 
@@ -133,6 +138,18 @@ def update(
         if not changes:
             raise InvalidInput("Nothing to change: give at least one field option.")
         lead = leads.update_lead(conn, lead_id, changes, allow_duplicate=allow_duplicate)
+    show_record(lead, as_json)
+
+
+@app.command()
+def assign(
+    lead_id: IdArg,
+    owner: Annotated[str, typer.Argument(help="The new owner: a user's email or id.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Give a lead to another owner; the history records the change."""
+    with database() as conn, session.transaction(conn, actor()):
+        lead = users.assign(conn, "leads", lead_id, owner)
     show_record(lead, as_json)
 
 

@@ -12,6 +12,7 @@ import typer
 
 from aicrm import __version__
 from aicrm.cli import (
+    activities,
     ai,
     apikey,
     clients,
@@ -24,6 +25,7 @@ from aicrm.cli import (
     serve,
     statuses,
     transfer,
+    users,
 )
 from aicrm.cli import mcp as mcp_cli
 from aicrm.db import redact
@@ -40,6 +42,8 @@ app.add_typer(db.app, name="db")
 app.add_typer(leads.app, name="leads")
 app.add_typer(clients.app, name="clients")
 app.add_typer(contacts.app, name="contacts")
+app.add_typer(activities.app, name="activities")
+app.add_typer(users.app, name="users")
 transfer.register(leads.app, contacts.app)
 app.add_typer(statuses.app, name="statuses")
 app.add_typer(apikey.app, name="apikey")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from aicrm.crm import store
+from aicrm.crm import store, users
 from aicrm.crm.pagination import Page
 from aicrm.crm.records import Client
 from aicrm.crm.store import Query
@@ -21,21 +21,26 @@ LIMIT 20
 """
 DELETE = "DELETE FROM clients WHERE id = %s"
 
-EDITABLE = ("name", "industry", "ai_score", "ai_summary", "ai_annotations", "attributes")
+EDITABLE = (
+    "name", "industry", "ai_score", "ai_summary", "ai_annotations", "attributes", "owner_id",
+)  # fmt: skip
 
 
-def _checked(values: dict[str, Any], creating: bool) -> dict[str, Any]:
+def _checked(conn: Connection, values: dict[str, Any], creating: bool) -> dict[str, Any]:
     unknown = sorted(set(values) - set(EDITABLE))
     if unknown:
         raise InvalidInput(f"Unknown client field(s): {', '.join(unknown)}.")
     if (creating or "name" in values) and not str(values.get("name") or "").strip():
         raise InvalidInput("A client needs a name.")
-    return dict(values)
+    out = dict(values)
+    if "owner_id" in out:  # a user's id or email; an active user (migration 012)
+        out["owner_id"] = users.owner_id(conn, out["owner_id"])
+    return out
 
 
 def create_client(conn: Connection, **values: Any) -> Client:
     """Insert a client (a name is required)."""
-    return store.insert(conn, Client, _checked(values, creating=True))
+    return store.insert(conn, Client, _checked(conn, values, creating=True))
 
 
 def get_client(conn: Connection, client_id: str | uuid.UUID) -> Client:
@@ -45,14 +50,20 @@ def get_client(conn: Connection, client_id: str | uuid.UUID) -> Client:
 
 def update_client(conn: Connection, client_id: str | uuid.UUID, changes: dict[str, Any]) -> Client:
     """Change a client's fields."""
-    return store.update(conn, Client, client_id, _checked(changes, creating=False))
+    return store.update(conn, Client, client_id, _checked(conn, changes, creating=False))
 
 
 def list_clients(
-    conn: Connection, *, industry: str | None = None, query: Query | None = None
+    conn: Connection,
+    *,
+    industry: str | None = None,
+    owner: str | uuid.UUID | None = None,
+    query: Query | None = None,
 ) -> Page[Client]:
-    """A page of clients, newest first."""
+    """A page of clients, newest first; ``owner`` is a user's id or email."""
     query = query or Query()
+    if owner is not None:
+        query.where["owner_id"] = users.get_user(conn, owner).id
     if industry is not None:
         query.where["industry"] = industry
     return store.list_records(conn, Client, query)

@@ -41,6 +41,7 @@ WHAT = {
     "id": "is not a UUID",
     "lead": "is not a UUID",
     "client": "is not a UUID",
+    "user": "is not a UUID",
     "client_column": "is not a UUID",
     "real": "is not a number",
     "time": "is not a date and time (ISO 8601)",

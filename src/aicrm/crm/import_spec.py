@@ -14,6 +14,7 @@ from aicrm.errors import InvalidInput
 class Column:
     """A column an import file may have. ``kind`` says how it is checked and cast:
     text, email, status, uuid, id, real, json, time, lead (a lead's id), client,
+    user (a user's id: the owner, migration 012),
     or empty / false for a lead's conversion columns (a converted lead cannot be
     imported: conversion is done by aicrm)."""
 
@@ -90,6 +91,7 @@ LEADS = Spec(
         Column("is_converted", "false"),
         Column("created_at", "time"),
         Column("updated_at", "time"),
+        Column("owner_id", "user"),
     ),
     ("email", "first_name", "last_name", "company_name"),
     "an email, a name or a company",
@@ -120,6 +122,7 @@ TYPES = {
     "id": "uuid",
     "lead": "uuid",
     "client": "uuid",
+    "user": "uuid",
     "client_column": "uuid",
     "dated": "timestamptz",
     "dated_column": "timestamptz",

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from aicrm.crm import duplicates, statuses, store
+from aicrm.crm import duplicates, statuses, store, users
 from aicrm.crm.pagination import Page
 from aicrm.crm.records import Lead
 from aicrm.crm.store import Query
@@ -15,7 +15,7 @@ from aicrm.errors import InvalidInput
 
 EDITABLE = (
     "first_name", "last_name", "email", "company_name", "source", "status",
-    "ai_score", "ai_summary", "ai_annotations", "attributes",
+    "ai_score", "ai_summary", "ai_annotations", "attributes", "owner_id",
 )  # fmt: skip
 
 
@@ -34,15 +34,23 @@ def _checked(conn: Connection, values: dict[str, Any]) -> dict[str, Any]:
     for key in ("attributes", "ai_annotations"):
         if key in out and not isinstance(out[key], dict):
             raise InvalidInput(f"A lead's {key} must be a JSON object.")
+    if "owner_id" in out:  # a user's id or email; an active user (migration 012)
+        out["owner_id"] = users.owner_id(conn, out["owner_id"])
     return out
 
 
 def create_lead(conn: Connection, *, allow_duplicate: bool = False, **values: Any) -> Lead:
     """Insert a lead. Refuses (:class:`DuplicateFound`) an email that a lead or contact
-    already has, ignoring case, unless ``allow_duplicate``. Call inside a transaction."""
+    already has, ignoring case, unless ``allow_duplicate``. Its owner is ``owner_id``
+    (a user's id or email; None: nobody) when given, else the one the assignment
+    rules choose for its source (round-robin), if any. Call inside a transaction."""
     checked = _checked(conn, values)
     if not allow_duplicate:
         duplicates.refuse(conn, checked.get("email"))
+    if "owner_id" not in checked:
+        assigned = users.next_owner(conn, checked.get("source"))
+        if assigned is not None:
+            checked["owner_id"] = assigned
     return store.insert(conn, Lead, checked)
 
 
@@ -81,10 +89,14 @@ def list_leads(
     status: str | None = None,
     source: str | None = None,
     converted: bool | None = None,
+    owner: str | uuid.UUID | None = None,
     query: Query | None = None,
 ) -> Page[Lead]:
-    """A page of leads, newest first; see :class:`aicrm.crm.store.Query` for filters."""
+    """A page of leads, newest first; see :class:`aicrm.crm.store.Query` for filters.
+    ``owner`` is a user's id or email (:class:`NotFound` for an unknown one)."""
     query = query or Query()
+    if owner is not None:
+        query.where["owner_id"] = users.get_user(conn, owner).id
     if status is not None:
         statuses.check_known(conn, status)
         query.where["status"] = status

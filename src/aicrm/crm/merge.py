@@ -14,7 +14,10 @@ from aicrm.crm.records import Lead
 from aicrm.db import Connection
 from aicrm.errors import Conflict, InvalidInput
 
-FILLABLE = ("first_name", "last_name", "email", "company_name", "source", "ai_score", "ai_summary")
+FILLABLE = (
+    "first_name", "last_name", "email", "company_name", "source", "ai_score", "ai_summary",
+    "owner_id",
+)  # fmt: skip
 
 FILL = """
 UPDATE leads k SET {assignments},
@@ -46,7 +49,8 @@ def merge_leads(
 ) -> Merge:
     """Merge ``others`` into ``keep``: fill the kept lead's empty fields (from the
     others, in the order given), add attribute keys it lacks, move their contacts and
-    history to it, delete them, and record each merge in ``lead_merges``.
+    history and activities to it (the database moves those), delete them, and record
+    each merge in ``lead_merges``.
 
     Converted leads cannot be merged away (:class:`Conflict`); convert the merged
     lead afterwards instead.

@@ -48,6 +48,7 @@ class Lead(Record):
         "id", "first_name", "last_name", "email", "company_name", "source", "status",
         "ai_score", "ai_summary", "ai_annotations", "attributes",
         "converted_to_client_id", "conversion_date", "is_converted", "created_at", "updated_at",
+        "owner_id",
     )  # fmt: skip
 
     id: uuid.UUID
@@ -66,6 +67,7 @@ class Lead(Record):
     is_converted: bool
     created_at: datetime
     updated_at: datetime
+    owner_id: uuid.UUID | None = None  # the user who owns it (migration 012)
 
     @property
     def display_name(self) -> str:
@@ -78,7 +80,7 @@ class Client(Record):
     TABLE: ClassVar[str] = "clients"
     COLUMNS: ClassVar[tuple[str, ...]] = (
         "id", "name", "industry", "ai_score", "ai_summary", "ai_annotations", "attributes",
-        "created_at", "updated_at",
+        "created_at", "updated_at", "owner_id",
     )  # fmt: skip
 
     id: uuid.UUID
@@ -90,6 +92,7 @@ class Client(Record):
     attributes: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    owner_id: uuid.UUID | None = None  # the user who owns it (migration 012)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,14 +5,16 @@ The scopes match the API keys' ones:
 
 ``read``
     everything aicrm reads: leads, clients, contacts, their history and merges, the
-    statuses, the models, the views, the ledger (``aicrm db status``), and the API
-    keys with ``UPDATE (last_used_at)`` (the API and MCP server check each key and
-    note its use).
+    statuses, the models, the views, the ledger (``aicrm db status``), the users,
+    activities and assignment rules, and the API keys with ``UPDATE (last_used_at)``
+    (the API and MCP server check each key and note its use).
 ``write``
-    ``read``, and inserting, updating and deleting leads, clients and contacts
-    (conversion, import, scoring write-back), and recording merges.
+    ``read``, and inserting, updating and deleting leads, clients, contacts and
+    activities (conversion, import, scoring write-back), recording merges, and
+    moving the round-robin of the assignment rules (``UPDATE (last_user_id)``).
 ``admin``
-    ``write``, and managing API keys, training models (``ai_models``) and statuses.
+    ``write``, and managing API keys, users, assignment rules, training models
+    (``ai_models``) and statuses.
 
 Nothing here changes the schema: migrations stay with the owner. Granting is
 idempotent: a privilege the role holds already (directly or through a role it
@@ -43,16 +45,20 @@ READ: tuple[tuple[str, str, str | None], ...] = (
     ),
     ("aicrm_schema_migrations", "SELECT", None),
     ("api_keys", "UPDATE", "last_used_at"),
+    *((t, "SELECT", None) for t in ("users", "activities", "assignment_rules")),
 )
 WRITE: tuple[tuple[str, str, str | None], ...] = (
     *((t, p, None) for t in ("leads", "clients", "contacts") for p in ("INSERT", "UPDATE")),
     *((t, "DELETE", None) for t in ("leads", "clients", "contacts")),
     ("lead_merges", "INSERT", None),
+    *(("activities", p, None) for p in ("INSERT", "UPDATE", "DELETE")),
+    ("assignment_rules", "UPDATE", "last_user_id"),
 )
 ADMIN: tuple[tuple[str, str, str | None], ...] = (
     *((t, p, None) for t in ("api_keys", "lead_statuses") for p in ("INSERT", "UPDATE", "DELETE")),
     ("ai_models", "INSERT", None),
     ("ai_models", "UPDATE", None),
+    *((t, p, None) for t in ("users", "assignment_rules") for p in ("INSERT", "UPDATE", "DELETE")),
 )
 PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
 

@@ -1,0 +1,1 @@
+../src/aicrm/migrations/011_reserved.sql

@@ -1,0 +1,1 @@
+../src/aicrm/migrations/012_activities_owners.down.sql
