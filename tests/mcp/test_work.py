@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from mcp.client.client import Client
 
+from aicrm import apikeys
+from aicrm.crm import session, users
 from tests.conftest import Database
 from tests.mcp.test_server import data, run_client, seeded, text
 
@@ -76,3 +78,81 @@ def test_a_read_key_cannot_update_a_lead(crm_db: Database) -> None:
 
     run_client(crm_db, crm.read_token, session)
     assert crm_db.scalar("SELECT status FROM leads WHERE id = %s", (hopper.id,)) != "lost"
+
+
+def test_activities_tasks_and_owners_through_the_tools(crm_db: Database) -> None:
+    crm = seeded(crm_db)
+    hopper = crm.leads["Hopper"]
+    converted = str(crm_db.scalar("SELECT id FROM leads WHERE is_converted LIMIT 1"))
+    with crm_db.connect() as conn, session.transaction(conn, "setup"):
+        ada = users.add_user(conn, "Ada Agent", "ada@example.com")
+        bob = users.add_user(conn, "Bob Seller", "bob@example.com")
+        _, token = apikeys.create_key(conn, "ada-agent", "write", ada.id)
+
+    async def work(client: Client) -> None:
+        call = data(await client.call_tool("log_activity", {
+            "kind": "call", "subject": "Discovery call", "lead_id": str(hopper.id),
+            "body": "Wants a demo next week.\nBudget approved.",
+        }))  # fmt: skip
+        assert call["author"] == "ada-agent" and call["body"].endswith("Budget approved.")
+        later = data(await client.call_tool("log_activity", {
+            "kind": "task", "subject": "Send the demo invite", "lead_id": str(hopper.id),
+            "due_at": "2026-12-24T09:00:00+00:00", "assignee": "ada@example.com",
+        }))  # fmt: skip
+        sooner = data(await client.call_tool("log_activity", {
+            "kind": "task", "subject": "Call back", "lead_id": str(hopper.id),
+            "due_at": "2026-12-03T09:00:00+00:00", "assignee": str(ada.id),
+        }))  # fmt: skip
+        mine = data(await client.call_tool("my_open_tasks", {}))
+        assert mine["user"]["email"] == "ada@example.com"
+        assert [t["id"] for t in mine["tasks"]] == [sooner["id"], later["id"]]
+
+        done = data(await client.call_tool("complete_task", {"activity_id": sooner["id"]}))
+        assert done["done_at"] is not None
+        again = data(await client.call_tool("complete_task", {"activity_id": sooner["id"]}))
+        assert again["done_at"] == done["done_at"]  # idempotent
+        mine = data(await client.call_tool("my_open_tasks", {}))
+        assert [t["id"] for t in mine["tasks"]] == [later["id"]]
+
+        moved = data(await client.call_tool("reassign", {
+            "record_type": "lead", "record_id": str(hopper.id), "owner": "bob@example.com",
+        }))  # fmt: skip
+        assert moved["owner_id"] == str(bob.id)
+
+        for name, arguments, message in [
+            ("complete_task", {"activity_id": call["id"]}, "not a task"),
+            ("reassign", {"record_type": "lead", "record_id": converted,
+                          "owner": "bob@example.com"}, "read-only"),
+            ("reassign", {"record_type": "lead", "record_id": str(hopper.id),
+                          "owner": "nobody@example.com"}, "nobody@example.com"),
+            ("log_activity", {"kind": "note", "subject": "x", "due_at": "2026-12-03T09:00Z",
+                              "lead_id": str(hopper.id)}, "Only a task"),
+            ("log_activity", {"kind": "task", "subject": "x", "due_at": "tomorrow",
+                              "lead_id": str(hopper.id)}, "is not a time"),
+            ("log_activity", {"kind": "note", "subject": "x"}, "exactly one"),
+        ]:  # fmt: skip
+            failed = await client.call_tool(name, arguments)
+            assert failed.is_error and message in text(failed), (name, text(failed))
+            assert "\n" not in text(failed)
+
+    run_client(crm_db, token, work)
+    assert crm_db.scalar("SELECT owner_id FROM leads WHERE id = %s", (hopper.id,)) == bob.id
+    assert (
+        crm_db.scalar(
+            "SELECT count(*) FROM crm_history WHERE row_id = %s AND actor = 'ada-agent' "
+            "AND changes ? 'owner_id'",
+            (hopper.id,),
+        )
+        == 1
+    )
+
+    async def viewer(client: Client) -> None:
+        refused = await client.call_tool(
+            "log_activity", {"kind": "note", "subject": "x", "lead_id": str(hopper.id)}
+        )
+        assert refused.is_error and "this needs 'write'" in text(refused)
+        nobody = await client.call_tool("my_open_tasks", {})
+        assert nobody.is_error and "belongs to no user" in text(nobody)
+
+    run_client(crm_db, crm.read_token, viewer)
+    assert crm_db.scalar("SELECT count(*) FROM activities") == 3

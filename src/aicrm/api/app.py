@@ -22,7 +22,7 @@ from aicrm.api.throttle import SignInThrottle, Throttle
 from aicrm.crm.records import Client, Contact, Lead
 from aicrm.db import Connection, Router, Target, target
 from aicrm.mcp import http as mcp_http
-from aicrm.web import pages
+from aicrm.web import forms, pages
 
 JSON_BODY_LIMIT = 1 << 20  # bytes; the CSV import has its own, larger limit
 
@@ -142,6 +142,7 @@ def create_app(
     # transfer first: /leads/export must match before /leads/{lead_id}.
     for module in (meta, transfer, leads, clients, contacts, reports, ai):
         app.include_router(module.router, prefix="/api")
+    app.include_router(forms.router)  # first: /leads/new before pages' /leads/{lead_id}
     app.include_router(pages.router)
     app.include_router(docs.router)
     mcp_http.mount(app)  # the MCP tools at /mcp, over streamable HTTP

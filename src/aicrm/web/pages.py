@@ -24,7 +24,7 @@ from aicrm.crm import statuses as crm_statuses
 from aicrm.crm.records import Lead
 from aicrm.db import Connection
 from aicrm.errors import DuplicateFound, Forbidden, InvalidInput, Unauthorized
-from aicrm.web import charts, display
+from aicrm.web import charts, display, work
 from aicrm.web.render import PageRoute, page
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
@@ -177,6 +177,7 @@ def _lead_context(conn: Connection, lead_id: str) -> dict[str, Any]:
         # Any annotator may write any JSON here: only showable factors are kept.
         "factors": display.factors(found.values) if found else [],
         "duplicates": None,
+        "work": work.for_record(conn, "lead", lead.id, lead.owner_id),
     }
 
 
@@ -259,6 +260,7 @@ def client_page(
         contacts=contacts.list_contacts(conn, client_id=client.id, query=store.Query(limit=100)),
         timeline=list(reversed(history.timeline(conn, "clients", client.id))),
         just=just if just and just.converted_to_client_id == client.id else None,
+        work=work.for_record(conn, "client", client.id, client.owner_id),
         was_already=already is not None,
     )
 
