@@ -6,7 +6,10 @@ from __future__ import annotations
 import html
 import re
 
+import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from markupsafe import escape
 
 from aicrm.crm import session, users
@@ -196,3 +199,42 @@ def test_forms_posted_from_another_site_are_refused(client: TestClient, crm: Crm
         assert answer.status_code == 403 and "another site" in answer.text, path
     assert crm.db.scalar("SELECT count(*) FROM leads WHERE first_name = 'Evil'") == 0
     assert crm.db.scalar("SELECT count(*) FROM activities") == 0
+
+
+TEXT = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    min_size=1,
+    max_size=40,
+)
+
+
+def field_value(page: str, name: str) -> str:
+    found = re.search(rf'name="{name}" type="text" value="([^"]*)"', page)
+    assert found, f"no {name} in the form"
+    return html.unescape(found.group(1))
+
+
+@pytest.mark.slow
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(first=TEXT, company=TEXT)
+def test_any_text_round_trips_through_the_forms(
+    client: TestClient, crm: Crm, first: str, company: str
+) -> None:
+    sign_in(client, crm.data.write_token)
+    made = client.post("/leads/new", data={"first_name": first, "company_name": "x", "owner": ""})
+    assert made.status_code == 303, made.text
+    lead_id = made.headers["location"].rsplit("/", 1)[-1]
+    form = client.get(f"/leads/{lead_id}/edit")
+    assert form.status_code == 200
+    assert field_value(form.text, "first_name") == first
+    fields = {"version": version(form.text), "first_name": first, "company_name": company,
+              "status": "new", "owner": ""}  # fmt: skip
+    saved = client.post(f"/leads/{lead_id}/edit", data=fields)
+    assert saved.status_code == 303, saved.text
+    stored = crm.db.execute("SELECT first_name, company_name FROM leads WHERE id = %s", (lead_id,))
+    assert stored == [(first, company)]
+    again = client.get(f"/leads/{lead_id}/edit").text
+    assert field_value(again, "company_name") == company
+    assert client.get(f"/leads/{lead_id}").status_code == 200
