@@ -72,7 +72,7 @@ def test_owner_explicit_filter_reassign_and_history(crm_db: Database) -> None:
             users.deactivate_user(conn, ada.id)
         with pytest.raises(InvalidInput, match="deactivated"), session.transaction(conn):
             users.assign(conn, "leads", mine.id, ada.email)
-        with pytest.raises(NotFound), session.transaction(conn):
+        with pytest.raises(InvalidInput, match="No user"), session.transaction(conn):
             leads.list_leads(conn, owner="nobody@example.org")
 
 

@@ -16,7 +16,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aicrm import __version__
 from aicrm.api import docs, problems
+from aicrm.api.routes import activities as activity_routes
 from aicrm.api.routes import ai, clients, common, contacts, leads, meta, reports, transfer
+from aicrm.api.routes import users as user_routes
 from aicrm.api.security import SecurityHeaders
 from aicrm.api.throttle import SignInThrottle, Throttle
 from aicrm.crm.records import Client, Contact, Lead
@@ -141,6 +143,8 @@ def create_app(
     # One level of inclusion: each level costs a little on every request's routing.
     # transfer first: /leads/export must match before /leads/{lead_id}.
     for module in (meta, transfer, leads, clients, contacts, reports, ai):
+        app.include_router(module.router, prefix="/api")
+    for module in (activity_routes, user_routes):  # issue #17: activities, owners
         app.include_router(module.router, prefix="/api")
     app.include_router(forms.router)  # first: /leads/new before pages' /leads/{lead_id}
     app.include_router(pages.router)

@@ -87,6 +87,12 @@ class LeadCreate(Model):
     ai_summary: str | None = _summary()
     ai_annotations: dict[str, Any] = Field(default_factory=dict)
     attributes: dict[str, Any] = Field(default_factory=dict)
+    owner_id: str | None = Field(
+        default=None,
+        max_length=EMAIL,
+        description="The owner: a user's id or email. Left out on creation: the "
+        "assignment rules choose (round-robin), if any.",
+    )
 
 
 class LeadUpdate(Model):
@@ -103,6 +109,12 @@ class LeadUpdate(Model):
     ai_summary: str | None = _summary()
     ai_annotations: dict[str, Any] = _not_null()
     attributes: dict[str, Any] = _not_null()
+    owner_id: str | None = Field(
+        default=None,
+        max_length=EMAIL,
+        description="The owner: a user's id or email (the history records the change); "
+        "null: nobody.",
+    )
 
 
 class Lead(BaseModel):
@@ -122,6 +134,7 @@ class Lead(BaseModel):
     is_converted: bool
     created_at: datetime
     updated_at: datetime
+    owner_id: UUID | None = Field(default=None, description="The user who owns the lead.")
 
 
 class LeadPage(BaseModel):
@@ -206,6 +219,9 @@ class ClientCreate(Model):
     ai_summary: str | None = _summary()
     ai_annotations: dict[str, Any] = Field(default_factory=dict)
     attributes: dict[str, Any] = Field(default_factory=dict)
+    owner_id: str | None = Field(
+        default=None, max_length=EMAIL, description="The owner: a user's id or email."
+    )
 
 
 class ClientUpdate(Model):
@@ -215,6 +231,9 @@ class ClientUpdate(Model):
     ai_summary: str | None = _summary()
     ai_annotations: dict[str, Any] = _not_null()
     attributes: dict[str, Any] = _not_null()
+    owner_id: str | None = Field(
+        default=None, max_length=EMAIL, description="The owner: a user's id or email."
+    )
 
 
 class Client(BaseModel):
@@ -227,6 +246,7 @@ class Client(BaseModel):
     attributes: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    owner_id: UUID | None = Field(default=None, description="The user who owns the client.")
 
 
 class ClientPage(BaseModel):

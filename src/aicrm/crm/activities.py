@@ -120,8 +120,8 @@ def add_activity(
     """Log an activity on exactly one of a lead, client or contact; its author is the
     transaction's actor (``aicrm.crm.transaction(conn, actor)``). ``assignee`` is a
     user's id or email. Raises :class:`InvalidInput` for an unknown kind, an empty
-    subject, not exactly one record, or a due date or assignee on what is not a task;
-    :class:`NotFound` for an unknown record or user."""
+    subject, not exactly one record, a due date or assignee on what is not a task, or
+    an unknown or inactive assignee; :class:`NotFound` for an unknown record."""
     if kind not in KINDS:
         raise InvalidInput(f"'{kind}' is not a kind of activity; use one of {', '.join(KINDS)}.")
     subject = (subject or "").strip()

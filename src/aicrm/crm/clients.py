@@ -63,7 +63,7 @@ def list_clients(
     """A page of clients, newest first; ``owner`` is a user's id or email."""
     query = query or Query()
     if owner is not None:
-        query.where["owner_id"] = users.get_user(conn, owner).id
+        query.where["owner_id"] = users.user_id(conn, owner)
     if industry is not None:
         query.where["industry"] = industry
     return store.list_records(conn, Client, query)

@@ -93,10 +93,10 @@ def list_leads(
     query: Query | None = None,
 ) -> Page[Lead]:
     """A page of leads, newest first; see :class:`aicrm.crm.store.Query` for filters.
-    ``owner`` is a user's id or email (:class:`NotFound` for an unknown one)."""
+    ``owner`` is a user's id or email (:class:`InvalidInput` for an unknown one)."""
     query = query or Query()
     if owner is not None:
-        query.where["owner_id"] = users.get_user(conn, owner).id
+        query.where["owner_id"] = users.user_id(conn, owner)
     if status is not None:
         statuses.check_known(conn, status)
         query.where["status"] = status

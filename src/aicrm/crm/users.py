@@ -137,18 +137,32 @@ def deactivate_user(conn: Connection, ref: str | uuid.UUID) -> User:
     return User(*row)
 
 
+def user_id(conn: Connection, ref: str | uuid.UUID) -> uuid.UUID:
+    """The id of the user named by ``ref`` (id or email), as a value given for a
+    field or a filter: :class:`InvalidInput` when there is no such user."""
+    return _named(conn, ref).id
+
+
 def owner_id(conn: Connection, ref: str | uuid.UUID | None) -> uuid.UUID | None:
-    """The id of the user named by ``ref`` (id or email), None for None; refuses an
-    unknown (:class:`NotFound`) or inactive (:class:`InvalidInput`) user."""
+    """The id of the user named by ``ref`` (id or email), None for None; refuses
+    (:class:`InvalidInput`) an unknown or inactive user: what a record's owner or a
+    task's assignee may be."""
     if ref is None:
         return None
-    user = get_user(conn, ref)
+    user = _named(conn, ref)
     if not user.active:
         raise InvalidInput(
             f"The user {user.email} is deactivated and cannot be given records or tasks; "
             "choose an active user (see 'aicrm users list')."
         )
     return user.id
+
+
+def _named(conn: Connection, ref: str | uuid.UUID) -> User:
+    try:
+        return get_user(conn, ref)
+    except NotFound as exc:
+        raise InvalidInput(exc.message) from None
 
 
 def next_owner(conn: Connection, source: str | None) -> uuid.UUID | None:
@@ -163,7 +177,8 @@ def assign(
 ) -> Lead | Client:
     """Give a lead or client (``table`` 'leads' or 'clients') to ``user`` (id or email;
     None: to nobody). The history records the change of ``owner_id``. Raises
-    :class:`NotFound` for an unknown record or user, :class:`ReadOnly` for a converted
+    :class:`NotFound` for an unknown record, :class:`InvalidInput` for an unknown or
+    inactive user, :class:`ReadOnly` for a converted
     lead (its client carries the owner). Call inside a transaction."""
     if table not in OWNED:
         raise InvalidInput(f"Only leads and clients have owners, not {table}.")
@@ -207,4 +222,5 @@ __all__ = [
     "owner_id",
     "remove_rule",
     "set_rule",
+    "user_id",
 ]

@@ -4,6 +4,28 @@
 read-by-id routes); :func:`aicrm.api.create_app` mounts them all.
 """
 
-from aicrm.api.routes import ai, clients, common, contacts, leads, meta, reports, transfer
+from aicrm.api.routes import (
+    activities,
+    ai,
+    clients,
+    common,
+    contacts,
+    leads,
+    meta,
+    reports,
+    transfer,
+    users,
+)
 
-__all__ = ["ai", "clients", "common", "contacts", "leads", "meta", "reports", "transfer"]
+__all__ = [
+    "activities",
+    "ai",
+    "clients",
+    "common",
+    "contacts",
+    "leads",
+    "meta",
+    "reports",
+    "transfer",
+    "users",
+]

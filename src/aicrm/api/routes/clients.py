@@ -25,6 +25,7 @@ from aicrm.api.routes.common import (
     IfMatch,
     IfNoneMatch,
     Limit,
+    Owner,
     Search,
     as_of_response,
     get_response,
@@ -49,6 +50,7 @@ def list_clients(
     industry: Annotated[
         str | None, Query(max_length=200, description="Only this industry.")
     ] = None,
+    owner: Owner = None,
     q: Search = None,
     created_from: CreatedFrom = None,
     created_to: CreatedTo = None,
@@ -59,7 +61,7 @@ def list_clients(
     """Clients, newest first, filtered; cursor-paginated (`next_cursor`)."""
     query = list_query(limit=limit, cursor=cursor, search=q, created_from=created_from,
                        created_to=created_to, attr=attr)  # fmt: skip
-    return page_response(clients.list_clients(conn, industry=industry, query=query))
+    return page_response(clients.list_clients(conn, industry=industry, owner=owner, query=query))
 
 
 @router.post(

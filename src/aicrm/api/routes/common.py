@@ -105,6 +105,10 @@ Attr = Annotated[
         description="Attribute filter KEY=VALUE (JSON values allowed), repeatable; all must match.",
     ),
 ]
+Owner = Annotated[
+    str | None,
+    Query(min_length=1, max_length=254, description="Only this owner's: a user's id or email."),
+]
 AsOf = Annotated[datetime, Query(description="The moment (ISO 8601; UTC if no zone).")]
 IfMatch = Annotated[
     str | None,

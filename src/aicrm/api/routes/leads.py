@@ -28,6 +28,7 @@ from aicrm.api.routes.common import (
     IfMatch,
     IfNoneMatch,
     Limit,
+    Owner,
     Search,
     as_of_response,
     get_response,
@@ -60,6 +61,7 @@ def list_leads(
     status: Annotated[schemas.Status | None, Query(description="Only this status.")] = None,
     source: Annotated[str | None, Query(max_length=200, description="Only this source.")] = None,
     converted: Annotated[bool | None, Query(description="Only converted (or open) leads.")] = None,
+    owner: Owner = None,
     q: Search = None,
     created_from: CreatedFrom = None,
     created_to: CreatedTo = None,
@@ -70,7 +72,9 @@ def list_leads(
     """Leads, newest first, filtered; cursor-paginated (`next_cursor`)."""
     query = list_query(limit=limit, cursor=cursor, search=q, created_from=created_from,
                        created_to=created_to, attr=attr)  # fmt: skip
-    page = leads.list_leads(conn, status=status, source=source, converted=converted, query=query)
+    page = leads.list_leads(
+        conn, status=status, source=source, converted=converted, owner=owner, query=query
+    )
     return page_response(page)
 
 
