@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from aicrm import apikeys
 from aicrm.ai.annotations import annotate
-from aicrm.crm import contacts, conversion, leads, session, store
+from aicrm.crm import activities, contacts, conversion, leads, session, store, users
 from aicrm.crm.records import Lead
 from aicrm.db import Connection
 
@@ -86,10 +86,27 @@ def seed(conn: Connection, now: datetime | None = None) -> Seeded:
                 version="ls-20261101-080000-demo", confidence=0.82,
                 values=scored(score, source, status, days), actor="lead_scoring",
             )  # fmt: skip
+    with session.transaction(conn, "maria.sales"):  # owners, activities, tasks (issue #17)
+        maria = users.add_user(conn, "Maria Sales", "maria@example.com")
+        for last in ("Lovelace", "Hopper", "Hamilton"):
+            users.assign(conn, "leads", made[last].id, maria.id)
+            made[last] = leads.get_lead(conn, made[last].id)
+        activities.add_activity(
+            conn, kind="call", subject="Discovery call", lead_id=made["Lovelace"].id,
+            body="Wants a demo for 40 sellers; budget approved in Q1.",
+        )  # fmt: skip
+        for last, subject, days in (("Lovelace", "Send pricing", 2), ("Hopper", "Book demo", 1)):
+            activities.add_activity(
+                conn, kind="task", subject=subject, lead_id=made[last].id, assignee=maria.id,
+                due_at=now + timedelta(days=days),
+            )  # fmt: skip
+        activities.add_activity(
+            conn, kind="meeting", subject="Kick-off", lead_id=made["Hamilton"].id
+        )
     for last in ("Hamilton", "Thompson", "Turing"):
         conversion.convert_lead(conn, made[last].id, actor="maria.sales")
         made[last] = leads.get_lead(conn, made[last].id)
     _, read_token = apikeys.create_key(conn, "viewer", "read")
-    _, write_token = apikeys.create_key(conn, "maria.sales", "write")
+    _, write_token = apikeys.create_key(conn, "maria.sales", "write", maria.id)
     conn.commit()
     return Seeded(read_token, write_token, made)

@@ -20,9 +20,9 @@ from aicrm.ai import scoring
 from aicrm.ai.annotations import Annotation
 from aicrm.apikeys import ApiKey
 from aicrm.crm import clients, leads, session
-from aicrm.crm.history import Entry
 from aicrm.crm.pagination import Page
 from aicrm.crm.records import Client, Lead
+from aicrm.crm.timeline import Entry
 from aicrm.web import display
 from aicrm.web.render import templates
 from tests.web.conftest import Crm, sign_in
@@ -119,17 +119,25 @@ def test_the_lead_and_client_pages_render_any_json_and_text(
     found = (
         Annotation.parse(scoring.ANNOTATOR, annotation) if isinstance(annotation, dict) else None
     )
-    timeline = [Entry(i, op, NOW, text, changes) for i, op in
-                enumerate(("insert", "update", "delete"))]  # fmt: skip
+    timeline = [Entry("history", str(i), NOW, text, {"operation": op, "changes": changes})
+                for i, op in enumerate(("insert", "update", "delete"))]  # fmt: skip
+    timeline += [
+        Entry("activity", str(uuid.uuid4()), NOW, text,
+              {"kind": kind, "subject": text, "body": text, "due_at": text, "done_at": done,
+               "attributes": attributes})
+        for kind, done in (("task", None), ("task", text), ("note", None), (text, annotation))
+    ]  # fmt: skip
     html = templates.get_template("lead.html").render(
         request=request(f"/leads/{lead.id}"), key=KEY, lead=lead, client=None,
         contacts=Page([], None), timeline=timeline, scoring=found,
         factors=display.factors(found.values) if found else [], duplicates=None,
+        owner=None, more_url=None,
     )  # fmt: skip
     assert "<h1>" in html
     client = Client(uuid.uuid4(), text or "x", text, score, text, {}, attributes, NOW, NOW)
     html = templates.get_template("client.html").render(
         request=request(f"/clients/{client.id}"), key=KEY, client=client, origin=[],
         contacts=Page([], None), timeline=timeline, just=None, was_already=False,
+        owner=None, more_url=f"/api/clients/{client.id}/timeline",
     )  # fmt: skip
     assert "<h1>" in html

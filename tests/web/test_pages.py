@@ -208,3 +208,37 @@ def test_static_files_are_a_fixed_list(client: TestClient) -> None:
     assert client.get("/static/favicon.svg").headers["content-type"] == "image/svg+xml"
     assert client.get("/static/pages.py").status_code == 404
     assert client.get("/static/..%2fpages.py").status_code == 404
+
+
+def test_lead_and_client_pages_show_one_timeline_and_the_owner(
+    client: TestClient, crm: Crm
+) -> None:
+    sign_in(client, crm.data.read_token)
+    page = client.get(f"/leads/{crm.data.leads['Lovelace'].id}").text
+    assert 'id="timeline"' in page and "Maria Sales" in page
+    timeline = page[page.index('id="timeline"') :]
+    # newest first: the task and the call (logged last), then the earlier status change
+    assert timeline.index("Send pricing") < timeline.index("<code>status</code> new")
+    assert timeline.index("Discovery call") < timeline.index("<code>status</code> new")
+    assert "Wants a demo for 40 sellers" in timeline and "· due " in timeline
+    converted = client.get(f"/clients/{crm.data.leads['Hamilton'].converted_to_client_id}").text
+    assert "Kick-off" in converted  # the lead's meeting moved to its client
+    assert 'owner <span class="owner">Maria Sales</span>' in converted
+
+
+def test_the_leads_list_filters_by_owner(client: TestClient, crm: Crm) -> None:
+    sign_in(client, crm.data.read_token)
+    page = client.get("/leads", params={"owner": "maria@example.com"}).text
+    assert "Grace Hopper" in page and "Ada Lovelace" in page and "Alan Turing" not in page
+    assert '<option value="maria@example.com" selected>Maria Sales</option>' in page
+    unknown = client.get("/leads", params={"owner": "nobody@example.com"})
+    assert unknown.status_code == 200 and "No user has the id or email" in unknown.text
+
+
+def test_my_tasks_lists_the_key_users_open_tasks_by_due_date(client: TestClient, crm: Crm) -> None:
+    sign_in(client, crm.data.write_token)  # maria.sales's key belongs to Maria
+    page = client.get("/tasks").text
+    assert "Open tasks of Maria Sales" in page
+    assert page.index("Book demo") < page.index("Send pricing")  # soonest due first
+    sign_in(client, crm.data.read_token)  # the viewer's key belongs to nobody
+    assert "This key belongs to no user" in client.get("/tasks").text

@@ -9,6 +9,7 @@ when the browser says they come from another site.
 
 from __future__ import annotations
 
+import uuid
 from importlib.resources import files
 from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
@@ -19,18 +20,19 @@ from fastapi.responses import RedirectResponse
 from aicrm.ai import scoring
 from aicrm.ai.annotations import Annotation
 from aicrm.api.deps import Db, ReadDb, ReadKey, WriteKey, authenticate
-from aicrm.crm import clients, contacts, conversion, history, leads, reports, store
+from aicrm.crm import clients, contacts, conversion, leads, reports, store, timeline, users
 from aicrm.crm import statuses as crm_statuses
 from aicrm.crm.records import Lead
 from aicrm.db import Connection
 from aicrm.errors import DuplicateFound, Forbidden, InvalidInput, Unauthorized
-from aicrm.web import charts, display, work
+from aicrm.web import charts, display, tasks, work
 from aicrm.web.render import PageRoute, page
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
 
 COOKIE = "aicrm_key"
 PAGE_SIZE = 25
+TIMELINE_SIZE = 100
 STATIC = {"style.css": "text/css; charset=utf-8", "favicon.svg": "image/svg+xml"}
 
 # The distinct sources, by a loose index scan on leads_source_idx (fast on big tables).
@@ -120,11 +122,12 @@ def leads_page(
     status: Text = None,
     source: Text = None,
     converted: Text = None,
+    owner: Text = None,
     cursor: Text = None,
 ) -> Response:
-    """Leads, newest first, filtered by status, source and converted, and searched."""
+    """Leads, newest first, filtered by status, source, owner and converted, and searched."""
     shown = {"q": _blank(q), "status": _blank(status), "source": _blank(source),
-             "converted": _blank(converted)}  # fmt: skip
+             "converted": _blank(converted), "owner": _blank(owner)}  # fmt: skip
     flag = {"yes": True, "no": False}.get(shown["converted"] or "")
     notice = None
     try:
@@ -133,6 +136,7 @@ def leads_page(
             status=shown["status"],
             source=shown["source"],
             converted=flag,
+            owner=shown["owner"],
             query=store.Query(search=shown["q"], cursor=_blank(cursor), limit=PAGE_SIZE),
         )
         items, next_cursor = found.items, found.next_cursor
@@ -146,6 +150,7 @@ def leads_page(
         filters=shown,
         statuses=crm_statuses.names(conn),  # lead_statuses (008), in the funnel's order
         sources=[row[0] for row in conn.execute(SOURCES).fetchall()],
+        owners=users.list_users(conn),
         notice=notice,
         next_url=f"/leads?{urlencode(filters | {'cursor': next_cursor})}" if next_cursor else None,
         first_url=f"/leads?{urlencode(filters)}" if cursor else None,
@@ -172,12 +177,24 @@ def _lead_context(conn: Connection, lead_id: str) -> dict[str, Any]:
         "lead": lead,
         "client": client,
         "contacts": contacts.list_contacts(conn, lead_id=lead.id, query=store.Query(limit=100)),
-        "timeline": list(reversed(history.timeline(conn, "leads", lead.id))),
+        **_timeline(conn, "leads", lead.id, lead.owner_id),
         "scoring": found,
         # Any annotator may write any JSON here: only showable factors are kept.
         "factors": display.factors(found.values) if found else [],
         "duplicates": None,
         "work": work.for_record(conn, "lead", lead.id, lead.owner_id),
+    }
+
+
+def _timeline(
+    conn: Connection, table: str, record_id: uuid.UUID, owner_id: uuid.UUID | None
+) -> dict[str, Any]:
+    """The newest entries of a record's timeline (activities and history), and its owner."""
+    found = timeline.timeline(conn, table, record_id, limit=TIMELINE_SIZE)
+    return {
+        "timeline": found.items,
+        "more_url": f"/api/{table}/{record_id}/timeline" if found.next_cursor else None,
+        "owner": users.get_user(conn, owner_id) if owner_id else None,
     }
 
 
@@ -258,7 +275,7 @@ def client_page(
         client=client,
         origin=reports.client_history(conn, client.id),
         contacts=contacts.list_contacts(conn, client_id=client.id, query=store.Query(limit=100)),
-        timeline=list(reversed(history.timeline(conn, "clients", client.id))),
+        **_timeline(conn, "clients", client.id, client.owner_id),
         just=just if just and just.converted_to_client_id == client.id else None,
         work=work.for_record(conn, "client", client.id, client.owner_id),
         was_already=already is not None,
@@ -305,6 +322,9 @@ def summary_page(request: Request, conn: ReadDb, key: ReadKey) -> Response:
         by_source=by_source,
         by_stage=by_stage,
     )
+
+
+router.include_router(tasks.router)  # "My tasks" (aicrm.web.tasks)
 
 
 @router.get("/static/{name}")
