@@ -238,3 +238,24 @@ def test_any_text_round_trips_through_the_forms(
     again = client.get(f"/leads/{lead_id}/edit").text
     assert field_value(again, "company_name") == company
     assert client.get(f"/leads/{lead_id}").status_code == 200
+
+
+def test_my_tasks_has_a_done_button_for_a_write_key(client: TestClient, crm: Crm) -> None:
+    from aicrm import apikeys
+
+    lead = crm.data.leads["Hopper"]
+    with crm.db.connect() as conn, session.transaction(conn, "setup"):
+        ada = users.add_user(conn, "Ada Seller", "ada@example.com")
+        _, token = apikeys.create_key(conn, "ada", "write", ada.id)
+    sign_in(client, token)
+    client.post(f"/leads/{lead.id}/activities", data={
+        "kind": "task", "subject": "Follow up", "body": "", "due_at": "", "assignee": str(ada.id),
+    })  # fmt: skip
+    task_id = str(crm.db.scalar("SELECT id FROM activities"))
+    mine = client.get("/tasks").text
+    assert "Follow up" in mine and f'action="/activities/{task_id}/done"' in mine
+    done = client.post(f"/activities/{task_id}/done", data={"next": "/tasks"})
+    assert done.status_code == 303 and done.headers["location"] == "/tasks"
+    assert "Follow up" not in client.get("/tasks").text
+    off_site = client.post(f"/activities/{task_id}/done", data={"next": "//evil.example/"})
+    assert off_site.headers["location"] == "/leads"
