@@ -85,7 +85,8 @@ def test_editing_saves_only_what_changed_and_refuses_a_stale_form(
     assert form.status_code == 200 and shown(str(lead.email)) in form.text
     fields = {"version": version(form.text), "first_name": str(lead.first_name),
               "last_name": str(lead.last_name), "email": str(lead.email),
-              "company_name": ODD, "source": "", "status": "contacted", "owner": ""}  # fmt: skip
+              "company_name": ODD, "source": "", "status": "contacted",
+              "owner": str(lead.owner_id or "")}  # fmt: skip
     saved = client.post(f"/leads/{lead.id}/edit", data=fields)
     assert saved.status_code == 303 and saved.headers["location"] == f"/leads/{lead.id}"
     row = crm.db.execute("SELECT company_name, source, status FROM leads WHERE id = %s", (lead.id,))
@@ -121,22 +122,23 @@ def test_activities_tasks_and_reassigning_from_the_lead_page(client: TestClient,
     sign_in(client, crm.data.write_token)
     lead = crm.data.leads["Hopper"]
     page = client.get(f"/leads/{lead.id}").text
-    assert 'id="work"' in page and "No open tasks." in page and "Ada Seller" in page
+    assert 'id="work"' in page and "Book demo" in page and "Ada Seller" in page
 
     logged = client.post(f"/leads/{lead.id}/activities", data={
         "kind": "call", "subject": ODD, "body": "line one\r\nline two", "due_at": "",
         "assignee": "",
     })  # fmt: skip
     assert logged.status_code == 303 and logged.headers["location"] == f"/leads/{lead.id}#work"
-    assert crm.db.execute("SELECT subject, body, author FROM activities WHERE kind = 'call'") == [
-        (ODD, "line one\nline two", "maria.sales")
-    ]
+    assert crm.db.execute(
+        "SELECT subject, body, author FROM activities WHERE kind = 'call' AND lead_id = %s",
+        (lead.id,),
+    ) == [(ODD, "line one\nline two", "maria.sales")]
     task = client.post(f"/leads/{lead.id}/activities", data={
         "kind": "task", "subject": "Send the quote", "body": "", "due_at": "2026-12-24T09:30",
         "assignee": ada,
     })  # fmt: skip
     assert task.status_code == 303
-    task_id = str(crm.db.scalar("SELECT id FROM activities WHERE kind = 'task'"))
+    task_id = str(crm.db.scalar("SELECT id FROM activities WHERE subject = 'Send the quote'"))
     page = client.get(f"/leads/{lead.id}").text
     assert "Send the quote" in page and f'action="/activities/{task_id}/done"' in page
     due = crm.db.scalar("SELECT to_char(due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') "
@@ -151,7 +153,7 @@ def test_activities_tasks_and_reassigning_from_the_lead_page(client: TestClient,
     done = client.post(f"/activities/{task_id}/done", data={"next": f"/leads/{lead.id}#work"})
     assert done.status_code == 303 and done.headers["location"] == f"/leads/{lead.id}#work"
     assert crm.db.scalar("SELECT done_at IS NOT NULL FROM activities WHERE id = %s", (task_id,))
-    assert "No open tasks." in client.get(f"/leads/{lead.id}").text
+    assert f'action="/activities/{task_id}/done"' not in client.get(f"/leads/{lead.id}").text
 
     moved = client.post(f"/leads/{lead.id}/owner", data={"owner": bob})
     assert moved.status_code == 303
@@ -172,6 +174,7 @@ def test_a_read_key_sees_no_forms_and_cannot_post_them(client: TestClient, crm: 
     assert "/edit" not in page and 'action="/leads/' not in page.replace("/convert", "")
     assert 'href="/leads/new"' not in client.get("/leads").text
     before = crm.db.scalar("SELECT md5(string_agg(l::text, '' ORDER BY id)) FROM leads l")
+    logged = crm.db.scalar("SELECT count(*) FROM activities")
     for path, data in [
         ("/leads/new", {"first_name": "X"}),
         (f"/leads/{lead.id}/edit", {"status": "lost"}),
@@ -182,13 +185,14 @@ def test_a_read_key_sees_no_forms_and_cannot_post_them(client: TestClient, crm: 
         assert answer.status_code == 403 and "scope" in answer.text, path
     assert client.get("/leads/new").status_code == 403
     after = crm.db.scalar("SELECT md5(string_agg(l::text, '' ORDER BY id)) FROM leads l")
-    assert after == before and crm.db.scalar("SELECT count(*) FROM activities") == 0
+    assert after == before and crm.db.scalar("SELECT count(*) FROM activities") == logged
 
 
 def test_forms_posted_from_another_site_are_refused(client: TestClient, crm: Crm) -> None:
     sign_in(client, crm.data.write_token)
     lead = crm.data.leads["Hopper"]
     evil = {"Origin": "https://evil.example"}
+    logged = crm.db.scalar("SELECT count(*) FROM activities")
     for path, data in [
         ("/leads/new", {"first_name": "Evil"}),
         (f"/leads/{lead.id}/edit", {"status": "lost"}),
@@ -198,7 +202,7 @@ def test_forms_posted_from_another_site_are_refused(client: TestClient, crm: Crm
         answer = client.post(path, data=data, headers=evil)
         assert answer.status_code == 403 and "another site" in answer.text, path
     assert crm.db.scalar("SELECT count(*) FROM leads WHERE first_name = 'Evil'") == 0
-    assert crm.db.scalar("SELECT count(*) FROM activities") == 0
+    assert crm.db.scalar("SELECT count(*) FROM activities") == logged
 
 
 TEXT = st.text(
@@ -248,10 +252,11 @@ def test_my_tasks_has_a_done_button_for_a_write_key(client: TestClient, crm: Crm
         ada = users.add_user(conn, "Ada Seller", "ada@example.com")
         _, token = apikeys.create_key(conn, "ada", "write", ada.id)
     sign_in(client, token)
-    client.post(f"/leads/{lead.id}/activities", data={
+    logged = client.post(f"/leads/{lead.id}/activities", data={
         "kind": "task", "subject": "Follow up", "body": "", "due_at": "", "assignee": str(ada.id),
     })  # fmt: skip
-    task_id = str(crm.db.scalar("SELECT id FROM activities"))
+    assert logged.status_code == 303, logged.text
+    task_id = str(crm.db.scalar("SELECT id FROM activities WHERE subject = 'Follow up'"))
     mine = client.get("/tasks").text
     assert "Follow up" in mine and f'action="/activities/{task_id}/done"' in mine
     done = client.post(f"/activities/{task_id}/done", data={"next": "/tasks"})
