@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from mcp.client.client import Client
 
@@ -40,7 +42,7 @@ def test_update_lead_changes_fields_and_status_and_refuses_stale_writes(
         })  # fmt: skip
         assert stale.is_error and "changed since you read it" in text(stale)
 
-        for arguments, message in [
+        cases: list[tuple[dict[str, Any], str]] = [
             ({"lead_id": converted, "status": "lost"}, "read-only"),
             ({"lead_id": str(hopper.id), "status": "dreaming"}, "dreaming"),
             ({"lead_id": str(hopper.id)}, "Nothing to change"),
@@ -48,7 +50,8 @@ def test_update_lead_changes_fields_and_status_and_refuses_stale_writes(
             ({"lead_id": str(hopper.id), "email": str(hamilton.email)}, "already belongs to"),
             ({"lead_id": str(hopper.id), "status": "lost", "expected_updated_at": "yesterday"},
              "is not a time"),
-        ]:  # fmt: skip
+        ]  # fmt: skip
+        for arguments, message in cases:
             failed = await client.call_tool("update_lead", arguments)
             assert failed.is_error and message in text(failed), (arguments, text(failed))
             assert "\n" not in text(failed) and "Traceback" not in text(failed)
