@@ -25,7 +25,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from aicrm import apikeys
-from aicrm.api import create_app
+from aicrm.server import create_app
 from aicrm.crm import clients, leads, store
 from aicrm.db import errors as db_errors
 from aicrm.errors import AicrmError, Conflict, InvalidInput, NotFound, PrerequisiteFailed, Stale

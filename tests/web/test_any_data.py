@@ -20,11 +20,14 @@ from aicrm.ai import scoring
 from aicrm.ai.annotations import Annotation
 from aicrm.apikeys import ApiKey
 from aicrm.crm import clients, leads, session
+from aicrm.crm.activities import Activity
 from aicrm.crm.pagination import Page
 from aicrm.crm.records import Client, Lead
 from aicrm.crm.timeline import Entry
+from aicrm.crm.users import User
 from aicrm.web import display
 from aicrm.web.render import templates
+from aicrm.web.work import Work
 from tests.web.conftest import Crm, sign_in
 
 TRAPS = {
@@ -101,6 +104,17 @@ def test_the_filters_return_text_for_any_value(value: Any, column: str, with_tim
         assert isinstance(text, str)
 
 
+FORM_FIELDS = ("first_name", "last_name", "email", "company_name", "source", "status", "owner")
+
+
+def work_of(text: str, attributes: dict[str, Any]) -> Work:
+    """An owner and an open task whose every text is ``text`` (the "Owner and tasks" card)."""
+    user = User(uuid.uuid4(), text, text, True, NOW)
+    task = Activity(uuid.uuid4(), "task", text, text, NOW, None, user.id, text, uuid.uuid4(),
+                    None, None, attributes, NOW, NOW)  # fmt: skip
+    return Work(owner=user, users=[user], open_tasks=[task])
+
+
 @SETTINGS
 @given(
     text=st.text(),
@@ -131,13 +145,22 @@ def test_the_lead_and_client_pages_render_any_json_and_text(
         request=request(f"/leads/{lead.id}"), key=KEY, lead=lead, client=None,
         contacts=Page([], None), timeline=timeline, scoring=found,
         factors=display.factors(found.values) if found else [], duplicates=None,
-        owner=None, more_url=None,
+        owner=None, more_url=None, work=work_of(text, attributes),
     )  # fmt: skip
     assert "<h1>" in html
+    form = templates.get_template("lead_form.html").render(
+        request=request(f"/leads/{lead.id}/edit"), key=KEY, lead=lead, version=text,
+        values=dict.fromkeys(FORM_FIELDS, text), statuses=[text, "new"],
+        users=work_of(text, attributes).users, duplicates=[
+            {"kind": "lead", "id": str(lead.id), "name": text, "email": text}
+        ], stale=dict.fromkeys(FORM_FIELDS, text), error=text,
+    )  # fmt: skip
+    assert 'id="duplicates"' in form and 'id="stale"' in form
     client = Client(uuid.uuid4(), text or "x", text, score, text, {}, attributes, NOW, NOW)
     html = templates.get_template("client.html").render(
         request=request(f"/clients/{client.id}"), key=KEY, client=client, origin=[],
         contacts=Page([], None), timeline=timeline, just=None, was_already=False,
         owner=None, more_url=f"/api/clients/{client.id}/timeline",
+        work=work_of(text, attributes),
     )  # fmt: skip
     assert "<h1>" in html

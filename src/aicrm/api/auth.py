@@ -41,13 +41,13 @@ SECURITY: dict[str, Any] = {"security": [{"HTTPBearer": []}, {"APIKeyHeader": []
 
 
 def token_of(request: Request) -> str | None:
-    """The key a request presents. The API (/api) takes only the documented headers;
-    the dashboard's cookie counts only on the dashboard's pages, whose forms check
-    their Origin (a cross-site form or fetch could otherwise use it)."""
+    """The key a request presents. The API (/api) and MCP (/mcp) take only the
+    documented headers; the dashboard's cookie counts only on the dashboard's pages,
+    whose forms check their Origin (a cross-site form or fetch could otherwise use it)."""
     header = request.headers.get("authorization", "")
     if header[:7].lower() == "bearer ":
         return header[7:].strip()
-    if request.url.path.startswith("/api/"):
+    if request.url.path.startswith(("/api/", "/mcp")):
         return request.headers.get("x-api-key")
     return request.headers.get("x-api-key") or request.cookies.get("aicrm_key")
 

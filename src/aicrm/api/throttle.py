@@ -128,7 +128,7 @@ def refusal(scope: Scope, wait: int, page: Page | None = None) -> Response:
         "(check the API key you send)."
     )
     headers = {"Retry-After": str(wait)}
-    if scope["path"].startswith("/api/") or page is None:
+    if scope["path"].startswith(("/api/", "/mcp")) or page is None:
         from aicrm.api.problems import problem
 
         return problem(429, "too-many-requests", "Too many requests", detail, headers=headers)

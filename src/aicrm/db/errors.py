@@ -3,7 +3,7 @@
 The boundary: psycopg's errors never leave a public aicrm call. Whatever runs on a
 connection does so inside :func:`translated` (``crm.session.transaction`` for
 writes; the interfaces' connection helpers, ``cli.common.database``, the API's
-``deps.get_conn`` and the MCP ``Backend.call``, for everything else), which turns any
+``connections.get_conn`` and the MCP ``Backend.call``, for everything else), which turns any
 ``psycopg.Error`` into the :class:`aicrm.AicrmError` that :func:`translate` gives,
 chained to it (``__cause__``). So the interfaces catch :class:`AicrmError` only, as
 httpx's ``map_httpcore_exceptions`` lets only httpx's errors out. A module that has

@@ -9,13 +9,26 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
+from typing import Protocol
 
 from aicrm import apikeys
 from aicrm.apikeys import ApiKey
 from aicrm.db import Connection, Router, Target, connect
 from aicrm.db.errors import translated
 from aicrm.errors import ConnectionFailed, Unauthorized
+
+# The key of the HTTP request a tool call came in (MCP over HTTP); None over stdio.
+CALLER: ContextVar[str | None] = ContextVar("aicrm_mcp_caller", default=None)
+
+
+class Calls(Protocol):
+    """What the tools need: a connection and the caller's key, checked for a scope."""
+
+    def call(
+        self, scope: str, lagging_ok: bool = False
+    ) -> AbstractContextManager[tuple[Connection, ApiKey]]: ...
 
 
 class Backend:

@@ -19,8 +19,8 @@ from pydantic import ValidationError
 from aicrm import __version__
 from aicrm.db import Target, target
 from aicrm.errors import UsageError
-from aicrm.mcp import tools
-from aicrm.mcp.backend import Backend
+from aicrm.mcp import tools, tools_work
+from aicrm.mcp.backend import CALLER, Backend, Calls
 
 INSTRUCTIONS = (
     "aicrm is a CRM: leads (prospects) convert into clients; contacts belong to a lead or a "
@@ -36,6 +36,7 @@ class _Server(MCPServer[Any]):
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
+        CALLER.set(caller_token(context))  # over HTTP: the key of this call's request
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
@@ -50,10 +51,28 @@ class _Server(MCPServer[Any]):
             raise ToolError(message) from cause
 
 
-def build_server(backend: Backend) -> MCPServer[Any]:
+def caller_token(context: Context[Any, Any] | None) -> str | None:
+    """The API key the HTTP request of a tool call presents (``Authorization: Bearer``
+    or ``X-API-Key``); None over stdio, where the server's own key applies."""
+    try:
+        request = context.request_context.request if context is not None else None
+    except ValueError:  # no request: a call from inside the process
+        return None
+    headers = getattr(request, "headers", None)
+    if headers is None:
+        return None
+    header = str(headers.get("authorization", ""))
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip()
+    found = headers.get("x-api-key")
+    return str(found).strip() if found else ""
+
+
+def build_server(backend: Calls) -> MCPServer[Any]:
     """The MCP server with aicrm's tools, working through ``backend``."""
     server = _Server("aicrm", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING")
     tools.register(server, backend)
+    tools_work.register(server, backend)
     return server
 
 

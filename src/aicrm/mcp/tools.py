@@ -24,7 +24,7 @@ from aicrm.ai.annotations import annotate as write_annotation
 from aicrm.crm import clients, contacts, conversion, history, leads, merge, reports, session, store
 from aicrm.crm.pagination import Page
 from aicrm.errors import AicrmError
-from aicrm.mcp.backend import Backend
+from aicrm.mcp.backend import Calls
 
 log = logging.getLogger("aicrm.mcp")
 
@@ -49,7 +49,7 @@ Cursor = Annotated[
 ]
 
 
-def _tool_errors(fn: Callable[P, T]) -> Callable[P, T]:
+def tool_errors(fn: Callable[P, T]) -> Callable[P, T]:
     """Turn every failure of ``fn`` into a :class:`ToolError` with one line of text."""
 
     @functools.wraps(fn)
@@ -80,12 +80,12 @@ def _dicts(records: list[Any]) -> list[dict[str, Any]]:
     return [record.to_dict() for record in records]
 
 
-def register(server: MCPServer[Any], backend: Backend) -> None:
+def register(server: MCPServer[Any], backend: Calls) -> None:
     """Add aicrm's tools to ``server``, each working through ``backend``."""
 
     def tool(hints: ToolAnnotations) -> Callable[[Callable[P, T]], Callable[P, T]]:
         def register(fn: Callable[P, T]) -> Callable[P, T]:
-            wrapped = _tool_errors(fn)
+            wrapped = tool_errors(fn)
             server.add_tool(wrapped, annotations=hints, structured_output=True)
             return wrapped
 

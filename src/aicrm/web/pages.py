@@ -26,7 +26,7 @@ from aicrm.crm import statuses as crm_statuses
 from aicrm.crm.records import Lead
 from aicrm.db import Connection
 from aicrm.errors import DuplicateFound, Forbidden, InvalidInput, Unauthorized
-from aicrm.web import charts, display, tasks
+from aicrm.web import charts, display, tasks, work
 from aicrm.web.render import PageRoute, page
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
@@ -187,6 +187,7 @@ def _lead_context(conn: Connection, lead_id: str) -> dict[str, Any]:
         # Any annotator may write any JSON here: only showable factors are kept.
         "factors": display.factors(found.values) if found else [],
         "duplicates": None,
+        "work": work.for_record(conn, "lead", lead.id, lead.owner_id),
     }
 
 
@@ -281,6 +282,7 @@ def client_page(
         contacts=contacts.list_contacts(conn, client_id=client.id, query=store.Query(limit=100)),
         **_timeline(conn, "clients", client.id, client.owner_id),
         just=just if just and just.converted_to_client_id == client.id else None,
+        work=work.for_record(conn, "client", client.id, client.owner_id),
         was_already=already is not None,
     )
 

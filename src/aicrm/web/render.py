@@ -101,7 +101,7 @@ class PageRoute(APIRoute):
         async def guarded(request: Request) -> Response:
             try:
                 # The boundary here too: a page's own errors reach this handler before
-                # the connection's dependency (deps.get_conn) sees them.
+                # the connection's dependency (connections.get_conn) sees them.
                 with translated():
                     return await handler(request)
             except Exception as exc:  # every failure becomes a page
