@@ -130,6 +130,8 @@ def run_mode(
     # the throttle is the online backfill's; the other modes' lag is sampled unthrottled
     bound = args.max_replica_lag if args.standby is not None and mode == "online" else None
     argv, env = command(mode, conninfo, args.batch_seconds, bound)
+    if mode == "online" and args.max_wal_rate:
+        argv += ["--max-wal-rate", str(args.max_wal_rate)]
     attempts = args.naive_attempts if mode == "naive" else 1
     load_before = os.getloadavg()[0]
     say(f"{column}: {shlex.join(argv[:8])} … (load {load_before:.2f})")
@@ -547,6 +549,12 @@ def main() -> None:
         type=float,
         default=1.0,
         help="with --replica: the online backfill's bound on the standby's lag (s, default 1)",
+    )
+    parser.add_argument(
+        "--max-wal-rate",
+        type=float,
+        default=None,
+        help="the online backfill's bound on its WAL rate (MB/s; default: none)",
     )
     parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
     args = parser.parse_args()

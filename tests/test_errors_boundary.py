@@ -25,12 +25,12 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from aicrm import apikeys
-from aicrm.server import create_app
 from aicrm.crm import clients, leads, store
 from aicrm.db import errors as db_errors
 from aicrm.errors import AicrmError, Conflict, InvalidInput, NotFound, PrerequisiteFailed, Stale
 from aicrm.mcp.backend import Backend
 from aicrm.mcp.server import build_server
+from aicrm.server import create_app
 from tests.conftest import Database
 from tests.web.conftest import sign_in
 from tests.web.seed import seed

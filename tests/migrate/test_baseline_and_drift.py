@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from aicrm.migrate import loader
 from tests.conftest import Database
 from tests.support import copy_migrations
 
@@ -113,3 +114,45 @@ def test_a_gap_in_the_numbering_is_refused(db: Database, tmp_path) -> None:
     result = db.cli("db", "migrate", "--migrations-dir", str(folder))
     assert result.returncode == 2
     assert "without gaps" in result.stderr
+
+
+@pytest.mark.slow
+def test_an_earlier_checksum_named_by_the_file_is_not_drift(db: Database, tmp_path) -> None:
+    """A file may name the checksums of its earlier versions (``-- aicrm:earlier-checksum``):
+    a ledger row holding one of them is not drift; any other checksum still is."""
+    folder = copy_migrations(tmp_path / "m", (0,))
+    (folder / "001_extra.sql").write_text("-- step: add\nCREATE TABLE extra (id int);\n")
+    assert db.cli("db", "migrate", "--migrations-dir", str(folder)).returncode == 0
+    earlier = db.scalar("SELECT checksum FROM aicrm_schema_migrations WHERE version = 1")
+
+    # The file changes (same end state), naming the checksum it had when applied.
+    (folder / "001_extra.sql").write_text(
+        f"-- aicrm:earlier-checksum {earlier}\n-- step: add\nCREATE TABLE extra (id int);\n"
+    )
+    status = json.loads(db.cli("db", "status", "--json", "--migrations-dir", str(folder)).stdout)
+    assert status["drift"] == []
+    assert db.cli("db", "migrate", "--migrations-dir", str(folder)).returncode == 0
+
+    # A checksum the file does not name is drift, as before.
+    db.execute("UPDATE aicrm_schema_migrations SET checksum = 'x' || checksum WHERE version = 1")
+    status = json.loads(db.cli("db", "status", "--json", "--migrations-dir", str(folder)).stdout)
+    assert status["drift"] == ["001_extra"]
+    assert db.cli("db", "migrate", "--migrations-dir", str(folder)).returncode == 2
+
+
+@pytest.mark.slow
+def test_001_accepts_the_checksum_of_its_version_before_the_lock_time_change(
+    db: Database,
+) -> None:
+    """Databases that applied 001 before it resolved conversions ahead of its locks
+    hold that file's checksum in their ledger: still not drift."""
+    before = "4c5a2b5d10856ee25e9495927202da832b753dab40e398e5b6754756c16ab6ef"
+    first = loader.load()[1]
+    assert first.checksum != before
+    assert first.accepts(before) and first.accepts(first.checksum)
+    assert not first.accepts("0" * 64)
+    assert db.cli("db", "migrate", "--target", "001").returncode == 0
+    db.execute("UPDATE aicrm_schema_migrations SET checksum = %s WHERE version = 1", (before,))
+    status = json.loads(db.cli("db", "status", "--json").stdout)
+    assert status["drift"] == []
+    assert db.cli("db", "migrate").returncode == 0

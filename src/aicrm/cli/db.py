@@ -150,6 +150,15 @@ def migrate(
             "lags more than SECONDS (needs pg_monitor to see them; docs/deployment.md).",
         ),
     ] = None,
+    max_wal_rate: Annotated[
+        float | None,
+        typer.Option(
+            min=0.01,
+            metavar="MB_PER_S",
+            help="With --online: keep the backfill's WAL under MB_PER_S megabytes per second "
+            "on average (the application's commits wait for the WAL before them).",
+        ),
+    ] = None,
     compat_window: Annotated[
         bool,
         typer.Option(
@@ -178,14 +187,17 @@ def migrate(
     the columns the migration drops (the report names each), nothing changed.
     """
     settings = None
-    if max_replica_lag is not None and not online:
+    if (max_replica_lag is not None or max_wal_rate is not None) and not online:
         raise UsageError(
-            "--max-replica-lag paces the online backfill: add --online (the transactional "
-            "mode writes in one transaction, which no throttle can split)."
+            "--max-replica-lag and --max-wal-rate pace the online backfill: add --online (the "
+            "transactional mode writes in one transaction, which no throttle can split)."
         )
     if online:
         settings = OnlineSettings(
-            batch_seconds=batch_seconds, throttle=throttle, max_replica_lag=max_replica_lag
+            batch_seconds=batch_seconds,
+            throttle=throttle,
+            max_replica_lag=max_replica_lag,
+            max_wal_rate=None if max_wal_rate is None else max_wal_rate * 1_000_000,
         )
         settings.lock_timeout = lock_timeout or settings.lock_timeout
         settings.lock_retries = settings.lock_retries if lock_retries is None else lock_retries

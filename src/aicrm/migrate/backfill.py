@@ -11,7 +11,10 @@ keeps user triggers from firing.
 
 With ``max_replica_lag`` the backfill waits after each batch (between its
 transactions, never inside one) while a streaming standby lags more than that, so
-that it never outruns the replicas by more than the bound.
+that it never outruns the replicas by more than the bound. With ``max_wal_rate`` it
+pauses after a batch for as long as the WAL it has written since it started
+(``pg_current_wal_lsn()``, the whole server's, so the bound is conservative) exceeds
+that many bytes per second.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from aicrm.migrate.report import Report
 T = TypeVar("T")
 
 BATCH = "SELECT last_id::text, done FROM {}(%s, %s, %s)"
+WAL_PAUSE_MAX = 1.0  # seconds: the longest pause for the WAL rate after one batch
+WAL_POSITION = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint"
 WAIT_SLICE = 5.0  # seconds: while waiting for the replicas, a progress line this often
 HIDDEN = (
     "the throttle could not see the progress of {count} standby(s): this login lacks "
@@ -93,6 +98,7 @@ def run(phases: Phases, table: str, function: str, recorded: RunState | None) ->
         custom["session_replication_role"] = "replica"
     if options.archive_orphans:
         custom["aicrm.archive_orphans"] = "on"
+    wal_start = wal_position(conn) if settings.max_wal_rate else 0
     while True:
         batch += 1
 
@@ -133,6 +139,21 @@ def run(phases: Phases, table: str, function: str, recorded: RunState | None) ->
         keep_behind_replicas(phases, table)
         if settings.throttle > 0:
             time.sleep(settings.throttle)
+        if settings.max_wal_rate:
+            written = wal_position(conn) - wal_start
+            behind = written / settings.max_wal_rate - (time.monotonic() - started)
+            if behind > 0:
+                # At most a second at a time: the position is the whole server's, and a
+                # burst of the application's own WAL must not stall the backfill long.
+                pause = min(behind, WAL_PAUSE_MAX)
+                phases.report.wal_wait_seconds += pause
+                time.sleep(pause)
+
+
+def wal_position(conn: Connection) -> int:
+    """The server's WAL insert position, in bytes (outside any transaction)."""
+    row = conn.execute(WAL_POSITION).fetchone()
+    return int(row[0]) if row else 0
 
 
 def keep_behind_replicas(phases: Phases, table: str) -> None:

@@ -7,6 +7,13 @@ A migration ``NNN_name`` is up to three files in one folder:
     times and shows as progress (a marker must not sit inside a ``$$`` body). A
     header line ``-- aicrm:lock t1, t2`` makes the runner take ACCESS EXCLUSIVE locks
     on those tables first, in that order, and time how long it waited for them.
+    Steps whose body holds the line ``-- aicrm:before-lock`` (they must come first)
+    run in the same transaction before those locks: work that reads the tables
+    without needing them still (a snapshot's resolution); the steps after the locks
+    must then apply what was written meanwhile.
+    A header line ``-- aicrm:earlier-checksum HEX`` names the SHA-256 of an earlier
+    version of the file that did the same change (kept so that a database that
+    applied that version is not reported as drifted); one line per version.
 ``NNN_name.down.sql``
     The way back to ``NNN-1``, in the same step format (optional).
 ``NNN_name.checks.sql``
@@ -18,7 +25,8 @@ A migration ``NNN_name`` is up to three files in one folder:
 ``online/NNN_name.sql``
     The migration's online form (optional; see below).
 
-The checksum recorded in the ledger is the SHA-256 of ``NNN_name.sql``.
+The checksum recorded in the ledger is the SHA-256 of ``NNN_name.sql``; a ledger
+row holding one of the file's ``aicrm:earlier-checksum`` values is not drift.
 
 Autocommit steps
     A step whose body holds the line ``-- aicrm:autocommit`` runs outside any
@@ -74,6 +82,8 @@ from aicrm.errors import UsageError
 FILE_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 STEP_MARKER = re.compile(r"^--\s*step:\s*(.+?)\s*$", re.MULTILINE)
 AUTOCOMMIT = re.compile(r"^--\s*aicrm:autocommit\s*$", re.MULTILINE)
+BEFORE_LOCK = re.compile(r"^--\s*aicrm:before-lock\s*$", re.MULTILINE)
+EARLIER_CHECKSUM = re.compile(r"^--\s*aicrm:earlier-checksum\s+([0-9a-f]{64})\b", re.MULTILINE)
 PHASE_MARKER = re.compile(r"^--\s*phase:\s*(.+?)\s*$", re.MULTILINE)
 BACKFILL = re.compile(r"^backfill\s+(.+?)\s+by\s+([a-z_][a-z0-9_]*)$")
 CONTRACT = re.compile(r"^contract\s+([a-z_][a-z0-9_]*)(\s+\(unhurried\))?$")
@@ -88,6 +98,7 @@ class Step:
     description: str
     sql: str
     autocommit: bool = False
+    before_lock: bool = False  # runs before the migration's table locks (same transaction)
 
 
 @dataclass(frozen=True)
@@ -157,6 +168,7 @@ class Migration:
     down_steps: tuple[Step, ...] | None
     checks: tuple[Check, ...]
     online: OnlineForm | None = None
+    earlier_checksums: tuple[str, ...] = ()  # earlier versions of the file, same change
 
     @property
     def label(self) -> str:
@@ -164,6 +176,11 @@ class Migration:
 
     def checks_of(self, kind: str) -> tuple[Check, ...]:
         return tuple(check for check in self.checks if check.kind == kind)
+
+    def accepts(self, recorded: str) -> bool:
+        """Whether a ledger row's checksum is this file's, now or in an earlier
+        version that made the same change (not drift)."""
+        return recorded == self.checksum or recorded in self.earlier_checksums
 
 
 def default_dir() -> Path:
@@ -204,9 +221,11 @@ def load(folder: Path | None = None) -> list[Migration]:
                 online=parse_online(online)
                 if (online := folder / "online" / path.name).exists()
                 else None,
+                earlier_checksums=tuple(EARLIER_CHECKSUM.findall(text)),
             )
         )
         _no_autocommit(migrations[-1])
+        _before_lock_first(migrations[-1])
     for expected, migration in enumerate(migrations):
         if migration.version != expected:
             raise UsageError(
@@ -234,7 +253,12 @@ def split_steps(text: str, source: str) -> tuple[Step, ...]:
         if _has_sql(body):
             pieces.append((mark.group(1), body))
     return tuple(
-        Step(description, body.strip(), bool(AUTOCOMMIT.search(body)))
+        Step(
+            description,
+            body.strip(),
+            bool(AUTOCOMMIT.search(body)),
+            bool(BEFORE_LOCK.search(body)),
+        )
         for description, body in pieces
     )
 
@@ -247,6 +271,16 @@ def _no_autocommit(migration: Migration) -> None:
                 "belong in the online form (online/NNN_name.sql): the transactional form "
                 "runs in one transaction."
             )
+
+
+def _before_lock_first(migration: Migration) -> None:
+    first_locked = next((i for i, s in enumerate(migration.steps) if not s.before_lock), None)
+    late = first_locked is not None and any(s.before_lock for s in migration.steps[first_locked:])
+    if late or any(s.before_lock for s in migration.down_steps or ()):
+        raise UsageError(
+            f"{migration.label}: '-- aicrm:before-lock' steps must be the up file's first "
+            "steps (they run before the table locks)."
+        )
 
 
 def parse_online(path: Path) -> OnlineForm:

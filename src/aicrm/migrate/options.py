@@ -26,7 +26,12 @@ class OnlineSettings:
     writing; ``ddl_wait``: the bound on the waits of statements that do not block
     the application (CREATE INDEX CONCURRENTLY, VALIDATE CONSTRAINT);
     ``max_replica_lag``: after each batch, wait while a streaming standby lags more
-    than this many seconds (None: no throttle; see docs/online-migration.md)."""
+    than this many seconds (None: no throttle; see docs/online-migration.md);
+    ``max_wal_rate``: the WAL the backfill may write, in bytes per second on average
+    since it started, measured with ``pg_current_wal_lsn()`` after each batch (None:
+    no bound): every commit of the application waits for the WAL before it to be
+    flushed, the backfill's included, so on a busy disk the backfill's WAL rate is
+    the application's commit latency."""
 
     batch_seconds: float = 0.05
     throttle: float = 0.0
@@ -38,6 +43,7 @@ class OnlineSettings:
     min_batch: int = 50
     max_batch: int = 50_000
     max_replica_lag: float | None = None
+    max_wal_rate: float | None = None
 
 
 @dataclass

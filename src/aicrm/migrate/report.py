@@ -76,6 +76,8 @@ class Report:
     replica_wait_seconds: float = 0.0
     replica_waits: int = 0
     replica_note: str | None = None
+    # The backfill's pauses to keep its WAL under --max-wal-rate (seconds in all).
+    wal_wait_seconds: float = 0.0
     objects_added: list[str] = field(default_factory=list)
     objects_dropped: list[str] = field(default_factory=list)
     rows_changed: list[RowChanges] = field(default_factory=list)
@@ -163,6 +165,8 @@ class Report:
             )
             if self.replica_note:
                 out.append(f"  {self.replica_note}")
+        if self.wal_wait_seconds:
+            out.append(f"WAL rate: the backfill paused {self.wal_wait_seconds:.1f} s in all")
         if self.objects_added or self.objects_dropped:
             out.append(
                 f"objects: {len(self.objects_added)} added, {len(self.objects_dropped)} dropped"

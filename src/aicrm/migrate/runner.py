@@ -266,12 +266,20 @@ def _apply_steps(
         started = time.monotonic()
         if index > 0 or state.version < 0:
             checks.integrity(conn, migration, report, archive_orphans=options.archive_orphans)
+        early = tuple(step for step in migration.steps if step.before_lock)
+        every = len(migration.steps)
+        _run_steps(conn, migration, early, options, report, 1, every)
+        if early:  # for tests: writes that land between the unlocked steps and the locks
+            online.pause(conn, f"before-lock:{migration.label}")
+            lock.settings(conn, lock_timeout=options.lock_timeout)
         locked_at = _take_locks(conn, migration, report) or locked_at
         window = compat.prepare(
             conn, migration, compat_window=options.compat_window, rebuild=options.rebuild_dependents
         )
         status_map.before_steps(conn, migration, plan, options.map_status, report)
-        _run_steps(conn, migration, migration.steps, options, report)
+        _run_steps(
+            conn, migration, migration.steps[len(early) :], options, report, len(early) + 1, every
+        )
         report.compat = window.open(conn, report) if window is not None else report.compat
         ledger.record(
             conn,
@@ -298,9 +306,12 @@ def _run_steps(
     steps: tuple[Step, ...],
     options: Options,
     report: Report,
+    first: int = 1,
+    total: int | None = None,
 ) -> None:
-    for number, step in enumerate(steps, 1):
-        options.say(f"{migration.label} step {number}/{len(steps)}: {step.description}")
+    total = total or len(steps)
+    for number, step in enumerate(steps, first):
+        options.say(f"{migration.label} step {number}/{total}: {step.description}")
         started = time.monotonic()
         report.steps.append(StepTiming(migration.label, step.description, 0.0))
         conn.execute(trusted(step.sql))  # trusted text: the shipped migration file

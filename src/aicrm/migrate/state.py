@@ -57,7 +57,8 @@ def inspect(conn: Connection, migrations: list[Migration]) -> State:
         for entry in entries:
             migration = by_version.get(entry.version)
             current = migration.checksum if migration else None
-            if current != entry.checksum and entry.kind == "applied":
+            accepted = migration is not None and migration.accepts(entry.checksum)
+            if not accepted and entry.kind == "applied":
                 drift.append(Drift(entry.version, entry.name, entry.checksum, current))
         pending = [m for m in migrations if m.version > version]
         return State("ledger", version, entries, pending, drift)

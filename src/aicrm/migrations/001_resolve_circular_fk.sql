@@ -13,9 +13,156 @@
 -- before anything changes; the reasons below start with the name of their check.
 --
 -- Written for a 1M-lead database in one transaction: set-based statements only,
--- columns added without a table rewrite, indexes built after the backfill.
+-- columns added without a table rewrite, indexes built after the backfill. The reads
+-- that need no lock (each lead's conversion, the orphaned references) run first,
+-- before the ACCESS EXCLUSIVE locks, from a snapshot; under the locks only the rows
+-- written since that snapshot are resolved again (docs/migration-001.md, "Lock time").
 --
 -- aicrm:lock leads, clients, contacts
+--
+-- The version before the lock-time change (everything under the locks) made the same
+-- change to the same end state; a database that applied it is not drift:
+-- aicrm:earlier-checksum 4c5a2b5d10856ee25e9495927202da832b753dab40e398e5b6754756c16ab6ef
+
+-- step: before the locks: resolve each lead's conversion and find orphans, from a snapshot
+-- aicrm:before-lock
+-- Nothing here locks more than a reader does (ACCESS SHARE, which also keeps other
+-- DDL off the three tables until the commit). Every row written after the snapshot
+-- has an xmin the snapshot does not see as committed: the step under the locks
+-- ("apply what was written since the snapshot") finds those and resolves them again.
+--
+-- Whether a row was written since the snapshot: its xmin is not older than the
+-- snapshot's xmin (age(xmin), counted from this transaction's xid, is at most the
+-- age of that xmin). Any xid from the snapshot's xmin on counts, even one of a
+-- transaction that had finished by then: pg_snapshot lists no subtransaction ids, so
+-- "finished" cannot be told for those; counting too many only resolves a few rows
+-- twice. Frozen rows are the oldest of all.
+
+-- Each lead's conversion (all leads, or only those in only_leads): the client whose
+-- converted_from_lead_id names it (several: earliest created_at, then lowest id),
+-- otherwise leads.client_id. conversion_date = GREATEST(that client's created_at,
+-- the lead's created_at).
+CREATE FUNCTION migration_001_resolve(only_leads uuid[])
+RETURNS TABLE (lead_id uuid, client_id uuid, conversion_date timestamptz, claimed boolean,
+               legacy_client_id uuid, legacy_client_found uuid)
+LANGUAGE sql STABLE
+AS $$
+SELECT l.id,
+       coalesce(w.client_id, lc.id),
+       greatest(coalesce(w.created_at, lc.created_at), l.created_at),
+       w.client_id IS NOT NULL,
+       l.client_id,      -- as it was (NULL, a client, or an orphan)
+       lc.id             -- the same when it names a client, else NULL
+FROM leads AS l
+LEFT JOIN (
+    SELECT DISTINCT ON (c.converted_from_lead_id)
+           c.converted_from_lead_id AS lead_id, c.id AS client_id, c.created_at
+    FROM clients AS c
+    WHERE c.converted_from_lead_id IS NOT NULL
+      AND (only_leads IS NULL OR c.converted_from_lead_id = ANY (only_leads))
+    ORDER BY c.converted_from_lead_id, c.created_at, c.id
+) AS w ON w.lead_id = l.id
+LEFT JOIN clients AS lc ON lc.id = l.client_id
+WHERE (w.client_id IS NOT NULL OR lc.id IS NOT NULL)
+  AND (only_leads IS NULL OR l.id = ANY (only_leads))
+$$;
+
+-- Orphaned references of every row (or only of the rows in the arrays): those that
+-- name no existing row. Their reason starts with the name of their integrity check.
+CREATE FUNCTION migration_001_find_orphans(only_leads uuid[], only_clients uuid[],
+                                           only_contacts uuid[])
+RETURNS TABLE (table_name text, row_id uuid, column_name text, referenced_id uuid,
+               reason text)
+LANGUAGE sql STABLE
+AS $$
+SELECT 'leads', l.id, 'client_id', l.client_id,
+       'orphan_lead_client_id: orphan reference, names no existing client; cleared'
+FROM leads AS l
+WHERE l.client_id IS NOT NULL
+  AND (only_leads IS NULL OR l.id = ANY (only_leads))
+  AND NOT EXISTS (SELECT 1 FROM clients AS c WHERE c.id = l.client_id)
+UNION ALL
+SELECT 'clients', c.id, 'converted_from_lead_id', c.converted_from_lead_id,
+       'orphan_client_converted_from_lead_id: orphan reference, names no existing lead; cleared'
+FROM clients AS c
+WHERE c.converted_from_lead_id IS NOT NULL
+  AND (only_clients IS NULL OR c.id = ANY (only_clients))
+  AND NOT EXISTS (SELECT 1 FROM leads AS l WHERE l.id = c.converted_from_lead_id)
+UNION ALL
+SELECT 'contacts', k.id, 'lead_id', k.lead_id,
+       'orphan_contact_lead_id: orphan reference, names no existing lead; cleared'
+FROM contacts AS k
+WHERE k.lead_id IS NOT NULL
+  AND (only_contacts IS NULL OR k.id = ANY (only_contacts))
+  AND NOT EXISTS (SELECT 1 FROM leads AS l WHERE l.id = k.lead_id)
+UNION ALL
+SELECT 'contacts', k.id, 'client_id', k.client_id,
+       'orphan_contact_client_id: orphan reference, names no existing client; cleared'
+FROM contacts AS k
+WHERE k.client_id IS NOT NULL
+  AND (only_contacts IS NULL OR k.id = ANY (only_contacts))
+  AND NOT EXISTS (SELECT 1 FROM clients AS c WHERE c.id = k.client_id)
+$$;
+
+-- The snapshot's xmin (taken first: every later statement sees at least what it saw),
+-- then the ids of the leads and clients as seen, to count under the locks whether any
+-- was deleted meanwhile.
+CREATE UNLOGGED TABLE migration_001_snapshot AS
+SELECT (pg_snapshot_xmin(pg_current_snapshot())::text::bigint % 4294967296)::text::xid AS since_xmin;
+CREATE UNLOGGED TABLE migration_001_seen AS
+SELECT 'leads'::text AS table_name, id FROM leads
+UNION ALL
+SELECT 'clients', id FROM clients;
+CREATE INDEX migration_001_seen_idx ON migration_001_seen (id);
+
+CREATE UNLOGGED TABLE migration_001_orphans AS SELECT * FROM migration_001_find_orphans(NULL, NULL, NULL);
+CREATE UNLOGGED TABLE migration_001_work AS SELECT * FROM migration_001_resolve(NULL);
+ANALYZE migration_001_work;
+
+-- What the new fields cannot express, from the resolution: later claims of a lead an
+-- earlier client also names (of every claim, or of the leads and clients given) ...
+CREATE FUNCTION migration_001_lost_claims(only_leads uuid[], only_clients uuid[])
+RETURNS TABLE (row_id uuid, referenced_id uuid)
+LANGUAGE sql STABLE
+AS $$
+SELECT c.id, c.converted_from_lead_id
+FROM clients AS c
+JOIN migration_001_work AS w ON w.lead_id = c.converted_from_lead_id
+WHERE w.client_id <> c.id
+  AND (only_leads IS NULL OR c.converted_from_lead_id = ANY (only_leads)
+       OR c.id = ANY (only_clients))
+$$;
+CREATE UNLOGGED TABLE migration_001_lost AS SELECT * FROM migration_001_lost_claims(NULL, NULL);
+
+-- ... and the legacy converted_from_lead_id of clients the downgrade would otherwise
+-- rebuild differently: it gives a client the lead converted to it when there is
+-- exactly one (of every client, or of those given).
+CREATE FUNCTION migration_001_client_values(only_clients uuid[])
+RETURNS TABLE (row_id uuid, legacy_value uuid, reason text)
+LANGUAGE sql STABLE
+AS $$
+SELECT c.id, c.converted_from_lead_id,
+       CASE WHEN c.converted_from_lead_id IS NULL
+            THEN 'client_converted_only_on_lead_side: its lead''s client_id names it, its '
+                 'converted_from_lead_id was empty'
+            ELSE 'client_converted_from_several_leads: the lead its converted_from_lead_id '
+                 'named, among several leads converted to it'
+       END
+FROM (SELECT w.client_id, count(*) AS leads FROM migration_001_work AS w
+      WHERE only_clients IS NULL OR w.client_id = ANY (only_clients)
+      GROUP BY w.client_id) AS n
+JOIN clients AS c ON c.id = n.client_id
+LEFT JOIN migration_001_work AS own ON own.lead_id = c.converted_from_lead_id
+                                   AND own.client_id = c.id
+WHERE (n.leads = 1 AND c.converted_from_lead_id IS NULL)
+   OR (n.leads > 1 AND own.lead_id IS NOT NULL)
+$$;
+CREATE UNLOGGED TABLE migration_001_values AS SELECT * FROM migration_001_client_values(NULL);
+
+-- Contacts with both parents (and, under the locks, every contact written since).
+CREATE UNLOGGED TABLE migration_001_both AS
+SELECT id FROM contacts WHERE lead_id IS NOT NULL AND client_id IS NOT NULL;
+ANALYZE migration_001_both;
 
 -- step: prepare: 001's archive and bookkeeping tables
 -- Pending deferred trigger events (deferrable keys, on these tables or ones that
@@ -129,31 +276,87 @@ BEGIN
 END
 $$;
 
+-- step: apply what was written since the snapshot
+-- Under the locks nobody writes any more. A row written after the snapshot (inserted
+-- or updated: a new xmin) is resolved again, with every lead whose resolution it can
+-- change. A lead or client deleted meanwhile (rare: the ids seen then are counted
+-- against those still here) makes it start over, under the locks, from scratch.
+DO $$
+DECLARE
+    horizon integer := age((SELECT since_xmin FROM migration_001_snapshot));
+    new_leads uuid[];
+    new_clients uuid[];
+    new_contacts uuid[];
+    unchanged bigint;
+    present bigint := 0;
+    recheck uuid[];
+    affected uuid[];
+BEGIN
+    SELECT count(*) FILTER (WHERE age(xmin) > horizon),
+           coalesce(array_agg(id) FILTER (WHERE age(xmin) <= horizon), '{}')
+    INTO unchanged, new_leads FROM leads;
+    present := present + unchanged;
+    SELECT count(*) FILTER (WHERE age(xmin) > horizon),
+           coalesce(array_agg(id) FILTER (WHERE age(xmin) <= horizon), '{}')
+    INTO unchanged, new_clients FROM clients;
+    present := present + unchanged;
+    SELECT coalesce(array_agg(id) FILTER (WHERE age(xmin) <= horizon), '{}')
+    INTO new_contacts FROM contacts;
+    INSERT INTO migration_001_both SELECT unnest(new_contacts);
+    -- Leads and clients seen before the locks and still here: unchanged, or written
+    -- since with an id that was seen (an update).
+    present := present + (SELECT count(*) FROM migration_001_seen AS s
+                          WHERE s.id = ANY (new_leads || new_clients)
+                            AND ((s.table_name = 'leads' AND s.id = ANY (new_leads))
+                                 OR (s.table_name = 'clients' AND s.id = ANY (new_clients))));
+    IF present < (SELECT count(*) FROM migration_001_seen) THEN
+        TRUNCATE migration_001_work, migration_001_orphans, migration_001_lost,
+            migration_001_values;
+        INSERT INTO migration_001_work SELECT * FROM migration_001_resolve(NULL);
+        INSERT INTO migration_001_orphans SELECT * FROM migration_001_find_orphans(NULL, NULL, NULL);
+        INSERT INTO migration_001_lost SELECT * FROM migration_001_lost_claims(NULL, NULL);
+        INSERT INTO migration_001_values SELECT * FROM migration_001_client_values(NULL);
+        RETURN;
+    END IF;
+    -- Leads to resolve again: written since, claimed by a client written since, or
+    -- resolved to (or naming) a client written since.
+    recheck := ARRAY(
+        SELECT unnest(new_leads)
+        UNION
+        SELECT c.converted_from_lead_id FROM clients AS c
+        WHERE c.id = ANY (new_clients) AND c.converted_from_lead_id IS NOT NULL
+        UNION
+        SELECT w.lead_id FROM migration_001_work AS w
+        WHERE w.client_id = ANY (new_clients) OR w.legacy_client_found = ANY (new_clients));
+    -- Clients whose legacy value may change: those written since, and those the leads
+    -- resolved again were and are resolved to.
+    affected := new_clients || ARRAY(SELECT client_id FROM migration_001_work
+                                     WHERE lead_id = ANY (recheck));
+    DELETE FROM migration_001_work WHERE lead_id = ANY (recheck);
+    INSERT INTO migration_001_work SELECT * FROM migration_001_resolve(recheck);
+    affected := affected || ARRAY(SELECT client_id FROM migration_001_work
+                                  WHERE lead_id = ANY (recheck));
+    DELETE FROM migration_001_lost WHERE referenced_id = ANY (recheck) OR row_id = ANY (new_clients);
+    INSERT INTO migration_001_lost SELECT * FROM migration_001_lost_claims(recheck, new_clients);
+    DELETE FROM migration_001_values WHERE row_id = ANY (affected);
+    INSERT INTO migration_001_values SELECT * FROM migration_001_client_values(affected);
+    -- Orphaned references: those found then and the rows written since, checked again
+    -- (a parent may have been added since; a contact may be gone).
+    new_leads := new_leads || ARRAY(SELECT row_id FROM migration_001_orphans
+                                    WHERE table_name = 'leads');
+    new_clients := new_clients || ARRAY(SELECT row_id FROM migration_001_orphans
+                                        WHERE table_name = 'clients');
+    new_contacts := new_contacts || ARRAY(SELECT row_id FROM migration_001_orphans
+                                          WHERE table_name = 'contacts');
+    TRUNCATE migration_001_orphans;
+    INSERT INTO migration_001_orphans
+    SELECT * FROM migration_001_find_orphans(new_leads, new_clients, new_contacts);
+END
+$$;
+
 -- step: orphaned references: archive them, or refuse without --archive-orphans
 INSERT INTO migration_001_link_archive (table_name, row_id, column_name, referenced_id, reason)
-SELECT 'leads', l.id, 'client_id', l.client_id,
-       'orphan_lead_client_id: orphan reference, names no existing client; cleared'
-FROM leads AS l
-WHERE l.client_id IS NOT NULL
-  AND NOT EXISTS (SELECT 1 FROM clients AS c WHERE c.id = l.client_id)
-UNION ALL
-SELECT 'clients', c.id, 'converted_from_lead_id', c.converted_from_lead_id,
-       'orphan_client_converted_from_lead_id: orphan reference, names no existing lead; cleared'
-FROM clients AS c
-WHERE c.converted_from_lead_id IS NOT NULL
-  AND NOT EXISTS (SELECT 1 FROM leads AS l WHERE l.id = c.converted_from_lead_id)
-UNION ALL
-SELECT 'contacts', k.id, 'lead_id', k.lead_id,
-       'orphan_contact_lead_id: orphan reference, names no existing lead; cleared'
-FROM contacts AS k
-WHERE k.lead_id IS NOT NULL
-  AND NOT EXISTS (SELECT 1 FROM leads AS l WHERE l.id = k.lead_id)
-UNION ALL
-SELECT 'contacts', k.id, 'client_id', k.client_id,
-       'orphan_contact_client_id: orphan reference, names no existing client; cleared'
-FROM contacts AS k
-WHERE k.client_id IS NOT NULL
-  AND NOT EXISTS (SELECT 1 FROM clients AS c WHERE c.id = k.client_id);
+SELECT table_name, row_id, column_name, referenced_id, reason FROM migration_001_orphans;
 
 DO $$
 DECLARE
@@ -222,37 +425,15 @@ ALTER TABLE leads
     ADD COLUMN conversion_date timestamptz NULL,
     ADD COLUMN is_converted boolean NOT NULL DEFAULT false;
 
--- step: resolve each lead's conversion and archive what the new fields cannot express
--- The client a lead converted to: the client whose converted_from_lead_id names it
--- (several: earliest created_at, then lowest id), otherwise leads.client_id.
--- conversion_date = GREATEST(that client's created_at, the lead's created_at).
-CREATE UNLOGGED TABLE migration_001_work AS
-SELECT l.id AS lead_id,
-       coalesce(w.client_id, lc.id) AS client_id,
-       greatest(coalesce(w.created_at, lc.created_at), l.created_at) AS conversion_date,
-       w.client_id IS NOT NULL AS claimed,
-       l.client_id AS legacy_client_id,       -- as it was (NULL, a client, or an orphan)
-       lc.id AS legacy_client_found           -- the same when it names a client, else NULL
-FROM leads AS l
-LEFT JOIN (
-    SELECT DISTINCT ON (c.converted_from_lead_id)
-           c.converted_from_lead_id AS lead_id, c.id AS client_id, c.created_at
-    FROM clients AS c
-    WHERE c.converted_from_lead_id IS NOT NULL
-    ORDER BY c.converted_from_lead_id, c.created_at, c.id
-) AS w ON w.lead_id = l.id
-LEFT JOIN clients AS lc ON lc.id = l.client_id
-WHERE w.client_id IS NOT NULL OR lc.id IS NOT NULL;
-ANALYZE migration_001_work;
-
+-- step: record each lead's conversion and archive what the new fields cannot express
+-- (Resolved before the locks, and again under them for what was written since: the
+-- function migration_001_resolve at the top.)
 INSERT INTO migration_001_link_archive (table_name, row_id, column_name, referenced_id, reason)
 -- later claims of a lead that an earlier client also names
-SELECT 'clients', c.id, 'converted_from_lead_id', c.converted_from_lead_id,
+SELECT 'clients', x.row_id, 'converted_from_lead_id', x.referenced_id,
        'lead_claimed_by_several_clients: an earlier client (created_at, then id) also '
        'names this lead and keeps the conversion'
-FROM clients AS c
-JOIN migration_001_work AS w ON w.lead_id = c.converted_from_lead_id
-WHERE w.client_id <> c.id
+FROM migration_001_lost AS x
 UNION ALL
 -- a lead's client_id naming another client than the one that claims the lead
 SELECT 'leads', w.lead_id, 'client_id', w.legacy_client_found,
@@ -267,21 +448,8 @@ SELECT 'leads', 'client_id', w.lead_id, NULL,
 FROM migration_001_work AS w
 WHERE w.claimed AND w.legacy_client_id IS NULL
 UNION ALL
--- The downgrade gives a client the lead converted to it when there is exactly one:
--- keep the legacy value where that would be wrong.
-SELECT 'clients', 'converted_from_lead_id', c.id, c.converted_from_lead_id,
-       CASE WHEN c.converted_from_lead_id IS NULL
-            THEN 'client_converted_only_on_lead_side: its lead''s client_id names it, its '
-                 'converted_from_lead_id was empty'
-            ELSE 'client_converted_from_several_leads: the lead its converted_from_lead_id '
-                 'named, among several leads converted to it'
-       END
-FROM (SELECT client_id, count(*) AS leads FROM migration_001_work GROUP BY client_id) AS n
-JOIN clients AS c ON c.id = n.client_id
-LEFT JOIN migration_001_work AS own ON own.lead_id = c.converted_from_lead_id
-                                   AND own.client_id = c.id
-WHERE (n.leads = 1 AND c.converted_from_lead_id IS NULL)
-   OR (n.leads > 1 AND own.lead_id IS NOT NULL);
+SELECT 'clients', 'converted_from_lead_id', x.row_id, x.legacy_value, x.reason
+FROM migration_001_values AS x;
 
 UPDATE leads AS l
 SET converted_to_client_id = w.client_id,
@@ -295,8 +463,8 @@ WHERE l.id = w.lead_id;
 -- the conversion implies it; kept in legacy_values for the downgrade only).
 WITH both_parents AS (
     UPDATE contacts AS k SET lead_id = NULL
-    FROM leads AS l
-    WHERE l.id = k.lead_id AND k.client_id IS NOT NULL
+    FROM (SELECT DISTINCT id FROM migration_001_both) AS b, leads AS l
+    WHERE k.id = b.id AND l.id = k.lead_id AND k.client_id IS NOT NULL
     RETURNING k.id, l.id AS lead_id, k.client_id, l.converted_to_client_id
 ), archived AS (
     INSERT INTO migration_001_link_archive (table_name, row_id, column_name, referenced_id, reason)
@@ -389,7 +557,7 @@ WHERE l.is_converted;
 COMMENT ON VIEW client_lead_history IS
     'One row per converted lead: its client, the lead, and the days it took to convert.';
 
--- step: cleanup: restore the user triggers, drop the work table
+-- step: cleanup: restore the user triggers, drop the work tables and functions
 DO $$
 DECLARE
     t record;
@@ -404,7 +572,11 @@ BEGIN
     END LOOP;
 END
 $$;
-DROP TABLE migration_001_work;
+DROP FUNCTION migration_001_lost_claims(uuid[], uuid[]),
+    migration_001_client_values(uuid[]), migration_001_resolve(uuid[]),
+    migration_001_find_orphans(uuid[], uuid[], uuid[]);
+DROP TABLE migration_001_work, migration_001_orphans, migration_001_seen,
+    migration_001_snapshot, migration_001_lost, migration_001_values, migration_001_both;
 -- Deferrable constraints were made immediate at the start (pending deferred events
 -- forbid ALTER TABLE); the initially deferred ones get their default mode back.
 DO $$
