@@ -115,6 +115,7 @@ def authenticate(conn: Connection, token: str | None) -> ApiKey:
     return ApiKey(*row[:7])
 
 
+@translated()
 def user_of(conn: Connection, key: ApiKey) -> uuid.UUID | None:
     """The id of the user ``key`` belongs to; None for a key of nobody."""
     row = conn.execute(USER_OF, (key.id,)).fetchone()

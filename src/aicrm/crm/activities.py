@@ -22,6 +22,7 @@ from aicrm.crm import ids, pagination, store, users
 from aicrm.crm.pagination import Page
 from aicrm.crm.records import Client, Contact, Lead, Record, jsonable
 from aicrm.db import Connection
+from aicrm.db.errors import translated
 from aicrm.errors import InvalidInput, NotFound
 
 KINDS = ("note", "call", "email", "meeting", "task")
@@ -104,6 +105,7 @@ class Activity:
         return {f.name: jsonable(getattr(self, f.name)) for f in fields(self)}
 
 
+@translated()
 def add_activity(
     conn: Connection,
     *,
@@ -154,6 +156,7 @@ def add_activity(
     return Activity(*row)
 
 
+@translated()
 def get_activity(conn: Connection, activity_id: str | uuid.UUID) -> Activity:
     """The activity; :class:`NotFound` when there is none."""
     key = ids.parse(activity_id, "activity id")
@@ -163,6 +166,7 @@ def get_activity(conn: Connection, activity_id: str | uuid.UUID) -> Activity:
     return Activity(*row)
 
 
+@translated()
 def complete_task(conn: Connection, activity_id: str | uuid.UUID) -> Activity:
     """Mark a task done, now (idempotent: a done task keeps its time). Raises
     :class:`NotFound` for an unknown id and :class:`InvalidInput` for an activity
@@ -177,6 +181,7 @@ def complete_task(conn: Connection, activity_id: str | uuid.UUID) -> Activity:
     return Activity(*row)
 
 
+@translated()
 def list_activities(
     conn: Connection,
     *,
@@ -220,6 +225,7 @@ def list_activities(
     return Page(items, next_cursor)
 
 
+@translated()
 def open_tasks(conn: Connection, user: str | uuid.UUID, *, limit: int = 100) -> list[Activity]:
     """The open tasks assigned to ``user`` (id or email), soonest due first, tasks
     without a due date last. :class:`NotFound` for an unknown user."""

@@ -133,6 +133,7 @@ def checked_columns(path: Path, spec: Spec, names: list[str]) -> tuple[str, ...]
 # --- the upload -----------------------------------------------------------------
 
 
+@translated()
 def upload(conn: Connection, path: Path, header: Header, progress: Progress | None) -> int:
     """Stream the file into the staging table; the number of rows staged."""
     copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, HEADER true, ENCODING 'UTF8')").format(

@@ -23,6 +23,7 @@ from aicrm.crm import ids, store
 from aicrm.crm.pagination import Page
 from aicrm.crm.records import Client, Lead, Record
 from aicrm.db import Connection
+from aicrm.db.errors import translated
 from aicrm.errors import InvalidInput
 
 TABLES: dict[str, tuple[type[Record], str]] = {
@@ -87,6 +88,7 @@ class Entry:
         return out
 
 
+@translated()
 def timeline(
     conn: Connection,
     table: str,

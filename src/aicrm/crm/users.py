@@ -17,6 +17,7 @@ from typing import Any
 from aicrm.crm import ids, store
 from aicrm.crm.records import Client, Lead
 from aicrm.db import Connection
+from aicrm.db.errors import translated
 from aicrm.errors import Conflict, InvalidInput, NotFound
 
 INSERT = """
@@ -89,6 +90,7 @@ class Rule:
         }
 
 
+@translated()
 def add_user(conn: Connection, name: str, email: str) -> User:
     """Create an active user. Raises :class:`InvalidInput` for an empty name or a
     malformed email and :class:`Conflict` when a user has that email (ignoring case).
@@ -110,6 +112,7 @@ def add_user(conn: Connection, name: str, email: str) -> User:
     return User(*row)
 
 
+@translated()
 def get_user(conn: Connection, ref: str | uuid.UUID) -> User:
     """The user with that id or email (ignoring case); :class:`NotFound` when none."""
     text = str(ref).strip()
@@ -122,12 +125,14 @@ def get_user(conn: Connection, ref: str | uuid.UUID) -> User:
     return User(*row)
 
 
+@translated()
 def list_users(conn: Connection, *, include_inactive: bool = True) -> list[User]:
     """Every user, oldest first (only the active ones unless ``include_inactive``)."""
     query = LIST_ALL if include_inactive else LIST_ACTIVE
     return [User(*row) for row in conn.execute(query).fetchall()]
 
 
+@translated()
 def deactivate_user(conn: Connection, ref: str | uuid.UUID) -> User:
     """Mark a user inactive (idempotent): it keeps what it owns and its activities,
     and the round-robin passes it by. :class:`NotFound` for an unknown user."""
@@ -137,12 +142,14 @@ def deactivate_user(conn: Connection, ref: str | uuid.UUID) -> User:
     return User(*row)
 
 
+@translated()
 def user_id(conn: Connection, ref: str | uuid.UUID) -> uuid.UUID:
     """The id of the user named by ``ref`` (id or email), as a value given for a
     field or a filter: :class:`InvalidInput` when there is no such user."""
     return _named(conn, ref).id
 
 
+@translated()
 def owner_id(conn: Connection, ref: str | uuid.UUID | None) -> uuid.UUID | None:
     """The id of the user named by ``ref`` (id or email), None for None; refuses
     (:class:`InvalidInput`) an unknown or inactive user: what a record's owner or a
@@ -165,6 +172,7 @@ def _named(conn: Connection, ref: str | uuid.UUID) -> User:
         raise InvalidInput(exc.message) from None
 
 
+@translated()
 def next_owner(conn: Connection, source: str | None) -> uuid.UUID | None:
     """The owner the assignment rules give a new lead of ``source``, moving the
     round-robin on; None when no rule applies or no user of the rule is active."""
@@ -172,6 +180,7 @@ def next_owner(conn: Connection, source: str | None) -> uuid.UUID | None:
     return row[0] if row else None
 
 
+@translated()
 def assign(
     conn: Connection, table: str, record_id: str | uuid.UUID, user: str | uuid.UUID | None
 ) -> Lead | Client:
@@ -185,11 +194,13 @@ def assign(
     return store.update(conn, OWNED[table], record_id, {"owner_id": owner_id(conn, user)})
 
 
+@translated()
 def list_rules(conn: Connection) -> list[Rule]:
     """The assignment rules; the one for any source first."""
     return [Rule(*row) for row in conn.execute(RULES).fetchall()]
 
 
+@translated()
 def set_rule(conn: Connection, source: str | None, users: Sequence[str | uuid.UUID] = ()) -> Rule:
     """Create or replace the rule for ``source`` (None: any source without a rule of
     its own): new leads go in turn to ``users`` (ids or emails; none: every active
@@ -201,6 +212,7 @@ def set_rule(conn: Connection, source: str | None, users: Sequence[str | uuid.UU
     return Rule(*row)
 
 
+@translated()
 def remove_rule(conn: Connection, source: str | None) -> None:
     """Remove the rule for ``source`` (None: the one for any source);
     :class:`NotFound` when there is none."""

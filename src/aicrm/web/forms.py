@@ -4,7 +4,7 @@ reassign a lead or a client.
 Plain HTML forms: ``POST``, then a redirect (303) to the record's page. Each needs a
 key with the write scope (a read key gets the 403 page) and is refused when the
 browser says it comes from another site, like the convert button
-(:func:`aicrm.web.pages._same_site`). Text is stored exactly as typed (no trimming:
+(:func:`aicrm.web.pages.same_site`). Text is stored exactly as typed (no trimming:
 only an empty field means "no value"); a textarea's line breaks, which browsers send
 as CRLF, are stored as LF.
 
@@ -29,7 +29,7 @@ from aicrm.crm.records import Lead
 from aicrm.crm.store import Stale
 from aicrm.db import Connection
 from aicrm.errors import DuplicateFound, InvalidInput
-from aicrm.web.pages import _local, _same_site
+from aicrm.web.pages import local_path, same_site
 from aicrm.web.render import PageRoute, page
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
@@ -103,7 +103,7 @@ def create_lead(
     allow_duplicate: Annotated[bool, Form()] = False,
 ) -> Response:
     """Create the lead and show it; a duplicate email or a bad value: the form again."""
-    _same_site(request)
+    same_site(request)
     posted = {"first_name": first_name, "last_name": last_name, "email": email,
               "company_name": company_name, "source": source, "status": status}  # fmt: skip
     values: dict[str, str | None] = {k: v for k, v in posted.items() if v != ""}
@@ -146,7 +146,7 @@ def update_lead(
 ) -> Response:
     """Save the fields that changed (only those: the history shows what was edited),
     if the lead is still at the version the form was made on."""
-    _same_site(request)
+    same_site(request)
     lead = leads.get_lead(conn, lead_id)
     posted = {"first_name": first_name, "last_name": last_name, "email": email,
               "company_name": company_name, "source": source, "status": status}  # fmt: skip
@@ -195,7 +195,7 @@ def _due(text: str) -> datetime | None:
 def _log(
     request: Request, conn: Connection, key: Any, target: str, record_id: str, form: dict[str, str]
 ) -> Response:
-    _same_site(request)
+    same_site(request)
     with session.transaction(conn, key.name):
         activities.add_activity(
             conn,
@@ -249,11 +249,11 @@ def complete_task(
     request: Request, activity_id: str, conn: Db, key: WriteKey, next: Field = ""
 ) -> Response:
     """Mark the task done and go back where the button was (a path on this site)."""
-    _same_site(request)
+    same_site(request)
     with session.transaction(conn, key.name):
         done = activities.complete_task(conn, activity_id)
     owner = f"/leads/{done.lead_id}" if done.lead_id else f"/clients/{done.client_id}"
-    back = _local(next) if next else (owner if done.lead_id or done.client_id else "/leads")
+    back = local_path(next) if next else (owner if done.lead_id or done.client_id else "/leads")
     return RedirectResponse(back, 303)
 
 
@@ -262,7 +262,7 @@ def reassign(
     request: Request, table: str, record_id: str, conn: Db, key: WriteKey, owner: Field = NOBODY
 ) -> Response:
     """Give the lead or client to another active user (empty: to nobody)."""
-    _same_site(request)
+    same_site(request)
     if table not in ("leads", "clients"):
         raise InvalidInput(f"Only leads and clients have owners, not {table}.")
     with session.transaction(conn, key.name):

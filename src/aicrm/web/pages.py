@@ -50,7 +50,7 @@ SELECT source FROM s WHERE source IS NOT NULL LIMIT 100
 Text = str | None
 
 
-def _same_site(request: Request) -> None:
+def same_site(request: Request) -> None:
     """Refuse a form posted from another site (SameSite=Strict already keeps the
     cookie away from one; this also covers the login form, which has no cookie)."""
     origin = request.headers.get("origin")
@@ -58,7 +58,7 @@ def _same_site(request: Request) -> None:
         raise Forbidden("This form was sent from another site. Open the dashboard and try again.")
 
 
-def _local(path: str | None) -> str:
+def local_path(path: str | None) -> str:
     """``path`` if it stays on this site, else the leads page (no open redirects)."""
     if path and path.startswith("/") and not path.startswith("//") and "\\" not in path:
         return path
@@ -76,7 +76,7 @@ def home() -> RedirectResponse:
 
 @router.get("/login")
 def login_form(request: Request, next: Text = None) -> Response:
-    return page(request, "login.html", next=_local(next), error=None)
+    return page(request, "login.html", next=local_path(next), error=None)
 
 
 @router.post("/login")
@@ -87,14 +87,14 @@ def login(
     next: Annotated[str, Form()] = "/leads",
 ) -> Response:
     """Check the key and keep it in the ``aicrm_key`` cookie for this browser session."""
-    _same_site(request)
+    same_site(request)
     token = key.strip()
     try:
         authenticate(conn, token)
     except Unauthorized:
         error = "That key is not valid, or it was revoked. Check it and try again."
-        return page(request, "login.html", 401, next=_local(next), error=error)
-    response = RedirectResponse(_local(next), status_code=303)
+        return page(request, "login.html", 401, next=local_path(next), error=error)
+    response = RedirectResponse(local_path(next), status_code=303)
     response.set_cookie(
         COOKIE,
         token,
@@ -108,7 +108,7 @@ def login(
 
 @router.post("/logout")
 def logout(request: Request) -> Response:
-    _same_site(request)
+    same_site(request)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
     return response
@@ -219,7 +219,7 @@ def convert(
 ) -> Response:
     """Convert the lead into a new client. A duplicate email shows the records in the
     way and asks again (409); "convert anyway" sends ``allow_duplicate``."""
-    _same_site(request)
+    same_site(request)
     try:
         done = conversion.convert_lead(
             conn, lead_id, allow_duplicate=allow_duplicate, actor=key.name
