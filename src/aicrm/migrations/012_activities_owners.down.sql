@@ -36,6 +36,11 @@ DROP FUNCTION aicrm_next_owner(text);
 DROP TABLE assignment_rules;
 
 -- step: owners and the users of API keys
+-- The row-level history and guard triggers name owner_id in their WHEN clauses, so
+-- they go first; aicrm_history_refresh below creates them again for the columns left.
+DROP TRIGGER aicrm_history_update ON leads;
+DROP TRIGGER aicrm_history_update ON clients;
+DROP TRIGGER aicrm_guard_converted_lead ON leads;
 ALTER TABLE leads DROP COLUMN owner_id;
 ALTER TABLE clients DROP COLUMN owner_id;
 ALTER TABLE api_keys DROP COLUMN user_id;
