@@ -298,3 +298,18 @@ def test_serve_with_webhooks_delivers_beside_the_api(crm_db: Database) -> None:
             _out, err = served.communicate(timeout=60)
         assert rx.requests[0].event["data"]["record"]["email"] == "served@x.org"
         assert "delivering webhooks beside the API" in err and "Traceback" not in err
+
+
+def test_credentials_in_a_receiver_url_are_never_shown(crm_db: Database) -> None:
+    url = "https://hooks:pa55word-x@example.test/in?token=t0ken-y&team=sales"
+    added = crm_db.cli("webhooks", "add", url, "--events", "lead.*")
+    assert added.returncode == 0, added.stderr
+    listed = crm_db.cli("webhooks", "list")
+    as_json = crm_db.cli("webhooks", "list", "--json")
+    bad = crm_db.cli("webhooks", "add", "ftp://hooks:pa55word-x@example.test/?token=t0ken-y")
+    shown = added.stdout + added.stderr + listed.stdout + as_json.stdout + bad.stderr
+    assert listed.returncode == 0 and as_json.returncode == 0 and bad.returncode == 2
+    assert "pa55word-x" not in shown and "t0ken-y" not in shown
+    assert "https://hooks:***@example.test/in?token=***&team=***" in listed.stdout
+    # the worker still posts to the URL as given
+    assert crm_db.scalar("SELECT url FROM webhook_subscriptions") == url

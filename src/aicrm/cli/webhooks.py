@@ -54,7 +54,7 @@ def add(
     if not given:
         output.say(made.secret)
     output.stderr.print(
-        f"added webhook {sub.id}: {sub.url} for {','.join(sub.events)}"
+        f"added webhook {sub.id}: {subscriptions.shown_url(sub.url)} for {','.join(sub.events)}"
         + ("" if given else "; store the secret now, it is not shown again"),
         markup=False,
     )
@@ -71,7 +71,7 @@ def list_(as_json: JsonOpt = False) -> None:
     for s in found:
         error = f"  last error: {s.last_error}" if s.last_error else ""
         output.say(
-            f"{s.id:>4}  {s.url}  {','.join(s.events)}  pending {s.pending:,}  delivered "
+            f"{s.id:>4}  {subscriptions.shown_url(s.url)}  {','.join(s.events)}  pending {s.pending:,}  delivered "
             f"{s.delivered:,}  dead {s.dead:,}{error}"
         )
 

@@ -13,7 +13,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from aicrm.db import Connection
 from aicrm.errors import InvalidInput, NotFound, UsageError
@@ -87,7 +87,7 @@ class Subscription:
     def to_dict(self) -> dict[str, object]:
         return {
             "id": self.id,
-            "url": self.url,
+            "url": shown_url(self.url),
             "events": self.events,
             "active": self.active,
             "created_at": self.created_at.isoformat(),
@@ -128,12 +128,28 @@ def parse_events(text: str | list[str]) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def shown_url(url: str) -> str:
+    """``url`` as aicrm shows it: a password in it and the values of its query string
+    (where receivers often take a token) are replaced by ``***``; the stored URL, which
+    the worker posts to, keeps them."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if parts.password is not None:
+            netloc = f"{parts.username or ''}:***@{netloc.rpartition('@')[2]}"
+        query = urlencode([(k, "***") for k, _ in parse_qsl(parts.query, keep_blank_values=True)])
+    except ValueError:
+        return "(a URL that cannot be read)"
+    return urlunsplit((parts.scheme, netloc, parts.path, query.replace("%2A", "*"), ""))
+
+
 def check_url(url: str) -> str:
     """An http(s) URL with a host; raises :class:`InvalidInput` otherwise."""
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
         raise InvalidInput(
-            f"'{url}' is not an http:// or https:// URL with a host; give the receiver's full URL."
+            f"'{shown_url(url)}' is not an http:// or https:// URL with a host; give the "
+            "receiver's full URL."
         )
     return url.strip()
 
@@ -224,4 +240,5 @@ __all__ = [
     "parse_events",
     "remove_subscription",
     "replay",
+    "shown_url",
 ]
