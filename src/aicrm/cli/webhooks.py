@@ -71,7 +71,8 @@ def list_(as_json: JsonOpt = False) -> None:
     for s in found:
         error = f"  last error: {s.last_error}" if s.last_error else ""
         output.say(
-            f"{s.id:>4}  {subscriptions.shown_url(s.url)}  {','.join(s.events)}  pending {s.pending:,}  delivered "
+            f"{s.id:>4}  {subscriptions.shown_url(s.url)}  {','.join(s.events)}  "
+            f"pending {s.pending:,}  delivered "
             f"{s.delivered:,}  dead {s.dead:,}{error}"
         )
 
