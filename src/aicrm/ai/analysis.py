@@ -34,6 +34,7 @@ import numpy.typing as npt
 from psycopg import sql
 
 from aicrm.db import Connection
+from aicrm.db.errors import translated
 from aicrm.errors import NotFound, UsageError
 
 Z95 = 1.959963984540054
@@ -206,6 +207,7 @@ SELECT array_agg(id::text) FROM (SELECT id FROM leads ORDER BY md5(id::text) LIM
 """
 
 
+@translated()
 def analyze(
     conn: Connection,
     *,

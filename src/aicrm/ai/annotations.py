@@ -44,6 +44,7 @@ from psycopg.types.json import Jsonb
 
 from aicrm.crm import ids, session
 from aicrm.db import Connection
+from aicrm.db.errors import translated
 from aicrm.errors import InvalidInput, NotFound, UsageError
 
 TABLES = ("leads", "clients", "contacts")
@@ -135,6 +136,7 @@ def _annotator(name: str) -> str:
     return name
 
 
+@translated()
 def require_schema(conn: Connection) -> None:
     """Refuse clearly when migration 004 (the annotation function) is missing."""
     row = conn.execute(
@@ -147,6 +149,7 @@ def require_schema(conn: Connection) -> None:
         )
 
 
+@translated()
 def annotate(
     conn: Connection,
     table: str,
@@ -181,6 +184,7 @@ def annotate(
     return result
 
 
+@translated()
 def annotate_many(
     conn: Connection,
     table: str,
@@ -220,6 +224,7 @@ def _copy_text(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
+@translated()
 def remove(
     conn: Connection,
     table: str,
@@ -243,6 +248,7 @@ def remove(
     return True
 
 
+@translated()
 def read(conn: Connection, table: str, record_id: str | uuid.UUID) -> dict[str, Annotation]:
     """Every annotator's entry on one record; :class:`NotFound` for an unknown id."""
     key = ids.parse(record_id, f"{table[:-1]} id")

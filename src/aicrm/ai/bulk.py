@@ -33,6 +33,7 @@ from aicrm.ai.writeback import (
 )
 from aicrm.crm import ids, session
 from aicrm.db import Connection
+from aicrm.db.errors import translated
 from aicrm.errors import InvalidInput, NotFound
 
 TOP_FACTORS = 3
@@ -68,6 +69,7 @@ class ScoreResult:
 STAGING = "aicrm_scoring_staging"
 
 
+@translated()
 def score(
     conn: Connection,
     *,

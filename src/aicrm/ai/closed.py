@@ -23,6 +23,7 @@ from psycopg.rows import class_row
 
 from aicrm.ai.store import KIND, StoredModel
 from aicrm.db import Connection
+from aicrm.db.errors import translated
 
 ANNOTATOR = "lead_scoring"
 
@@ -94,6 +95,7 @@ class Outcome:
         }  # fmt: skip
 
 
+@translated()
 def write_outcomes(
     conn: Connection,
     stored: StoredModel,
@@ -117,6 +119,7 @@ def write_outcomes(
     return {str(row[0]) for row in conn.execute(query, params).fetchall()}
 
 
+@translated()
 def outcome(conn: Connection, lead_id: str) -> Outcome | None:
     """The outcome of this lead if it is converted or lost; None while it is open (or
     when no lead has that id)."""

@@ -25,6 +25,7 @@ from aicrm.ai.window import server_now
 from aicrm.ai.writeback import ANNOTATOR
 from aicrm.crm import ids, session
 from aicrm.db import Connection
+from aicrm.db.errors import translated
 from aicrm.errors import NotFound
 
 LEAD_HEADLINE = """
@@ -152,6 +153,7 @@ class Explanation:
         } | closed  # fmt: skip
 
 
+@translated()
 def explain(conn: Connection, lead_id: str, *, as_of: datetime | None = None) -> Explanation:
     """Why the active model gives this lead its score: every factor's contribution,
     largest first, computed now (the stored annotation is shown alongside)."""

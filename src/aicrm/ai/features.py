@@ -64,6 +64,7 @@ from aicrm.ai.frames import Frame as Frame
 from aicrm.ai.frames import read_frame, stream_frames
 from aicrm.ai.window import LABELLED
 from aicrm.db import Connection
+from aicrm.db.errors import translated
 
 FEATURE_SET = 2  # bump when a built-in feature's meaning changes: old models must retrain
 FloatArray = npt.NDArray[np.float64]
@@ -97,6 +98,7 @@ def feature_sql(
     return (query + sql.SQL(ORDERED) if ordered else query), params
 
 
+@translated()
 def training_frame(
     conn: Connection,
     features: Sequence[Feature],
@@ -114,6 +116,7 @@ def training_frame(
     return frame
 
 
+@translated()
 def scoring_frame(
     conn: Connection,
     features: Sequence[Feature],
@@ -151,6 +154,7 @@ def scoring_frames(
         yield frame.with_positions()
 
 
+@translated()
 def creation_frame(
     conn: Connection,
     features: Sequence[Feature],
@@ -191,6 +195,7 @@ MAX_LEVELS = 100
 MAX_ATTRIBUTES = 40
 
 
+@translated()
 def discover(
     conn: Connection, *, horizon: int, as_of: datetime, since: datetime, n_leads: int
 ) -> list[Feature]:

@@ -15,6 +15,7 @@ import numpy.typing as npt
 from psycopg import sql
 
 from aicrm.db import Connection
+from aicrm.db.errors import translated
 
 FloatArray = npt.NDArray[np.float64]
 COPY_BINARY = "COPY ({}) TO STDOUT (FORMAT binary)"
@@ -45,6 +46,7 @@ class Frame:
         return [_uuid_text(bytes(row)) for row in self.ids]
 
 
+@translated()
 def read_frame(
     conn: Connection, query: sql.Composable, params: dict[str, Any], n_features: int
 ) -> Frame:

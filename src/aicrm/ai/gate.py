@@ -26,6 +26,7 @@ from aicrm.ai.features import Feature, Frame
 from aicrm.ai.model import auc, brier, log_loss
 from aicrm.ai.window import Window, labelled_query
 from aicrm.db import Connection
+from aicrm.db.errors import translated
 from aicrm.errors import UsageError
 
 HOLDOUT_SHARE = 0.2
@@ -47,6 +48,7 @@ FloatArray = npt.NDArray[np.float64]
 Mask = npt.NDArray[np.bool_]
 
 
+@translated()
 def holdout_ids(conn: Connection, window: Window) -> list[str]:
     """The ids of the newest fifth of the window's labelled leads."""
     params = window.params() | {"share": HOLDOUT_SHARE}

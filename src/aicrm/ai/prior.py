@@ -20,6 +20,7 @@ from psycopg import sql
 from aicrm.ai.features import Feature, Frame, attribute_expr, builtin_expr, param_name
 from aicrm.ai.window import LABELLED, Window, labelled_query
 from aicrm.db import Connection
+from aicrm.db.errors import translated
 
 PRIOR_STRENGTH = 20.0  # pseudo-leads pulling a small group's rate towards its parent's
 SEGMENT_KEY = "industry"
@@ -164,6 +165,7 @@ def prior_inputs(
     return names(0), names(1)
 
 
+@translated()
 def segment_key(conn: Connection, window: Window) -> str | None:
     """:data:`SEGMENT_KEY` when at least half the labelled leads have it, else None."""
     row = conn.execute(
@@ -172,6 +174,7 @@ def segment_key(conn: Connection, window: Window) -> str | None:
     return SEGMENT_KEY if row and row[1] and row[0] >= 0.5 * row[1] else None
 
 
+@translated()
 def all_values(conn: Connection, feature: Feature, window: Window) -> list[str]:
     """Every value the category ``feature`` takes on the labelled leads, sorted."""
     expr: sql.Composable

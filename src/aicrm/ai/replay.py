@@ -26,6 +26,7 @@ from aicrm.ai.model import calibration_error, calibration_table
 from aicrm.ai.prediction import logits, predict, recalibrate
 from aicrm.ai.store import StoredModel
 from aicrm.db import Connection
+from aicrm.db.errors import translated
 
 REPLAYS = 6  # past dates replayed
 STEP_DAYS = 30  # between them
@@ -59,6 +60,7 @@ class Replayed:
     labels: list[npt.NDArray[np.int8]]
 
 
+@translated()
 def replay(conn: Connection, stored: StoredModel, *, as_of: datetime, since: datetime) -> Replayed:
     """Score the leads open on each of :data:`REPLAYS` past days as of that day."""
     newest = as_of - timedelta(days=stored.horizon)
@@ -79,6 +81,7 @@ def replay(conn: Connection, stored: StoredModel, *, as_of: datetime, since: dat
     return found
 
 
+@translated()
 def calibrate(
     conn: Connection, stored: StoredModel, *, as_of: datetime, since: datetime
 ) -> tuple[dict[str, Any] | None, str | None]:

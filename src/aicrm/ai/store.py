@@ -26,6 +26,7 @@ from aicrm.ai.model import Scorer
 from aicrm.ai.prior import Prior
 from aicrm.crm import session
 from aicrm.db import Connection
+from aicrm.db.errors import translated
 from aicrm.errors import NotFound, UsageError
 
 KIND = "lead_scoring"
@@ -140,6 +141,7 @@ class StoredModel:
         }
 
 
+@translated()
 def load_active(conn: Connection) -> StoredModel:
     """The active lead-scoring model, checked against today's schema.
 
@@ -155,6 +157,7 @@ def load_active(conn: Connection) -> StoredModel:
         return _checked(conn, row)
 
 
+@translated()
 def active_or_none(conn: Connection) -> StoredModel | None:
     """The active model, or None when there is none or it can no longer score."""
     try:
@@ -163,6 +166,7 @@ def active_or_none(conn: Connection) -> StoredModel | None:
         return None
 
 
+@translated()
 def fresh_model(conn: Connection, days: int) -> StoredModel | None:
     """The active model when it was trained less than ``days`` days ago (by the
     server's clock) and can still score; None when it is older, missing or unusable."""
@@ -232,6 +236,7 @@ def _checked(conn: Connection, row: ModelRow) -> StoredModel:
     return stored
 
 
+@translated()
 def list_models(conn: Connection) -> list[dict[str, Any]]:
     """Every stored lead-scoring model, newest first, with its headline figures and,
     for one stored inactive by the publish gate, the reason."""
@@ -256,6 +261,7 @@ def list_models(conn: Connection) -> list[dict[str, Any]]:
     ]
 
 
+@translated()
 def save(conn: Connection, model: StoredModel, *, activate: bool, actor: str | None) -> None:
     """Store ``model`` (its version made here), active when ``activate``: the model
     active before is then deactivated in the same transaction."""

@@ -40,6 +40,7 @@ from aicrm.ai.store import StoredModel, active_or_none, save
 from aicrm.ai.window import EPOCH, Window, labelled_query, server_now
 from aicrm.crm import session
 from aicrm.db import Connection
+from aicrm.db.errors import translated
 from aicrm.errors import InvalidInput, UsageError
 
 HORIZON = 90
@@ -114,6 +115,7 @@ class LabelCounts:
         return self.n - self.positives
 
 
+@translated()
 def train(
     conn: Connection,
     *,
@@ -161,6 +163,7 @@ def train(
         return _train(conn, window, options, progress)
 
 
+@translated()
 def count_labels(conn: Connection, window: Window) -> LabelCounts:
     """How many leads the window labels, and how many of them converted."""
     row = conn.execute(labelled_query(sql.SQL(LABEL_COUNTS)), window.params()).fetchone()

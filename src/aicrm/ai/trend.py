@@ -12,6 +12,7 @@ from psycopg.rows import class_row
 
 from aicrm.crm import ids
 from aicrm.db import Connection
+from aicrm.db.errors import translated
 from aicrm.errors import NotFound
 
 LEAD_EXISTS = "SELECT 1 FROM leads WHERE id = %s"
@@ -35,6 +36,7 @@ class Point:
                 "model_version": self.model_version}  # fmt: skip
 
 
+@translated()
 def trend(conn: Connection, lead_id: str) -> list[Point]:
     """The lead's recorded scores, oldest first (empty before its first scoring or on a
     database without migration 011). Raises :class:`NotFound` for an unknown lead and

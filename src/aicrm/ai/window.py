@@ -15,6 +15,7 @@ from typing import Any
 from psycopg import sql
 
 from aicrm.db import Connection
+from aicrm.db.errors import translated
 
 # The condition on ``leads l`` that makes a lead a label of the window.
 LABELLED = sql.SQL(
@@ -48,6 +49,7 @@ def labelled_query(template: sql.SQL) -> sql.Composed:
     return template.format(labelled=LABELLED)
 
 
+@translated()
 def server_now(conn: Connection) -> datetime:
     """The database server's ``now()`` (the transaction's start)."""
     row = conn.execute(NOW).fetchone()

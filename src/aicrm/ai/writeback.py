@@ -25,6 +25,7 @@ from aicrm.ai.prediction import TIERS, Predictions, groups
 from aicrm.ai.store import KIND, StoredModel
 from aicrm.crm import session
 from aicrm.db import Connection
+from aicrm.db.errors import translated
 
 ANNOTATOR = "lead_scoring"
 STAGING = "aicrm_scoring_staging"
@@ -244,6 +245,7 @@ def entry_head(stored: StoredModel, as_of: datetime | None) -> tuple[str, str]:
     return start, middle
 
 
+@translated()
 def write_back(
     conn: Connection, staged: Sequence[Staged], actor: str | None, version: str | None = None
 ) -> None:

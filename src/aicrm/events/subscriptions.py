@@ -16,6 +16,7 @@ from datetime import datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from aicrm.db import Connection
+from aicrm.db.errors import translated
 from aicrm.errors import InvalidInput, NotFound, UsageError
 
 KINDS = ("lead", "client", "contact", "activity")
@@ -154,6 +155,7 @@ def check_url(url: str) -> str:
     return url.strip()
 
 
+@translated()
 def add_subscription(
     conn: Connection, url: str, events: str | list[str], secret: str | None = None
 ) -> NewSubscription:
@@ -176,6 +178,7 @@ def add_subscription(
     return NewSubscription(Subscription(row[0], target, wanted, True, row[1]), key)
 
 
+@translated()
 def list_subscriptions(conn: Connection) -> list[Subscription]:
     """Every subscription with its delivery counts, by id (without secrets)."""
     with conn.transaction():
@@ -183,6 +186,7 @@ def list_subscriptions(conn: Connection) -> list[Subscription]:
     return [Subscription(*row) for row in rows]
 
 
+@translated()
 def remove_subscription(conn: Connection, subscription_id: int) -> None:
     """Delete a subscription and its deliveries; :class:`NotFound` if there is none."""
     with conn.transaction():
@@ -192,6 +196,7 @@ def remove_subscription(conn: Connection, subscription_id: int) -> None:
             )
 
 
+@translated()
 def replay(
     conn: Connection,
     *,
