@@ -7,13 +7,15 @@ it (and from the shared modules ``aicrm.errors``, ``aicrm.config``, ``aicrm.apik
    routing, and the one place text becomes SQL (:mod:`aicrm.db.script`).
 2. ``aicrm.migrations`` (the numbered ``.sql`` files, their checks and online forms)
    and ``aicrm.migrate`` (the engine that applies them).
-3. ``aicrm.crm``: the CRM domain (leads, clients, contacts, conversion, history).
+3. ``aicrm.crm``: the CRM domain (leads, clients, contacts, conversion, history,
+   users and owners, activities, the timeline); ``aicrm.events``: the event outbox
+   and the webhook delivery worker.
 4. ``aicrm.ai``: annotations, lead scoring and conversion analysis on the CRM.
 5. ``aicrm.sample``: synthetic databases for tests, demos and benchmarks.
 6. The interfaces: ``aicrm.api`` (REST, FastAPI), ``aicrm.web`` (the dashboard, built
    on the API's dependencies), ``aicrm.mcp`` (tools for AI assistants) and ``aicrm.cli``
-   (the ``aicrm`` command); ``aicrm.server`` composes the API and the dashboard into
-   one app, and ``aicrm.asgi`` is the entry point servers load.
+   (the ``aicrm`` command); ``aicrm.server`` composes the API, the dashboard and the
+   MCP server's HTTP endpoint into one app, and ``aicrm.asgi`` is the entry point servers load.
 
 No two packages import each other (tests/test_layout.py checks it, for modules and
 for packages).
