@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.requests import Request
 
-from aicrm.ai import scoring
+from aicrm.ai import closed, scoring, trend
 from aicrm.ai.annotations import Annotation
 from aicrm.apikeys import ApiKey
 from aicrm.crm import clients, leads, session
@@ -141,13 +141,16 @@ def test_the_lead_and_client_pages_render_any_json_and_text(
                "attributes": attributes})
         for kind, done in (("task", None), ("task", text), ("note", None), (text, annotation))
     ]  # fmt: skip
-    html = templates.get_template("lead.html").render(
-        request=request(f"/leads/{lead.id}"), key=KEY, lead=lead, client=None,
-        contacts=Page([], None), timeline=timeline, scoring=found,
-        factors=display.factors(found.values) if found else [], duplicates=None,
-        owner=None, more_url=None, work=work_of(text, attributes),
-    )  # fmt: skip
-    assert "<h1>" in html
+    points = [trend.Point(NOW, s, text) for s in (score or 0.0, 0.5)]
+    for outcome in (None, closed.Outcome(lead.id, text, text, NOW)):
+        html = templates.get_template("lead.html").render(
+            request=request(f"/leads/{lead.id}"), key=KEY, lead=lead, client=None,
+            contacts=Page([], None), timeline=timeline, scoring=found,
+            factors=display.factors(found.values) if found else [], duplicates=None,
+            owner=None, more_url=None, work=work_of(text, attributes), outcome=outcome,
+            trend=points, sparkline=trend.sparkline(points),
+        )  # fmt: skip
+        assert "<h1>" in html
     form = templates.get_template("lead_form.html").render(
         request=request(f"/leads/{lead.id}/edit"), key=KEY, lead=lead, version=text,
         values=dict.fromkeys(FORM_FIELDS, text), statuses=[text, "new"],

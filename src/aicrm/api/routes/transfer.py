@@ -133,10 +133,13 @@ AllowDuplicates = Annotated[
 MappingText = Annotated[
     str | None,
     Query(
-        max_length=32_000,
+        # 4,000 characters: percent-encoded (up to 12 bytes each) the request line stays
+        # under the 64 KiB the HTTP server reads; a longer one would get its bare 400.
+        max_length=4_000,
         description="A mapping of another CRM's export columns and values onto aicrm's: "
         'JSON, {"columns": {export column: aicrm column}, "values": {…}}, as the files in '
-        "docs/import-mappings/ (Salesforce, HubSpot) and the CLI's --mapping FILE.",
+        "docs/import-mappings/ (Salesforce, HubSpot) and the CLI's --mapping FILE; up to "
+        "4,000 characters (a longer mapping: the CLI's --mapping FILE).",
     ),
 ]
 
