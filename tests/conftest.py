@@ -125,6 +125,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         except Exception as exc:
             pytest.exit(f"cannot start the embedded PostgreSQL for the tests: {exc}", returncode=3)
         found = Server(info, home)
+        throwaway(found)
     try:
         with psycopg.connect(found.admin, autocommit=True, connect_timeout=10) as conn:
             found.major = int(conn.execute("SHOW server_version_num").fetchone()[0]) // 10000  # type: ignore[index]
@@ -134,6 +135,25 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     if found.home is not None:
         embedded.stop(found.home)
         shutil.rmtree(found.home, ignore_errors=True)
+
+
+# A test server's data is thrown away after the run, so it need not survive a crash
+# of the machine: without waiting for each commit's WAL flush (2-3 ms an fsync on the
+# CI machines' disks) the suite spends its time on the tests. A crash of PostgreSQL
+# itself (the tests kill it on purpose) still loses nothing: the WAL is in the
+# operating system's cache. Only the embedded server the suite starts is changed.
+THROWAWAY = {"fsync": "off", "synchronous_commit": "off"}
+
+
+def throwaway(server: Server) -> None:
+    if os.environ.get("AICRM_TEST_DURABLE") == "1":
+        return
+    with psycopg.connect(server.admin, autocommit=True) as conn:
+        for name, value in THROWAWAY.items():
+            conn.execute(
+                sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value))
+            )
+        conn.execute("SELECT pg_reload_conf()")
 
 
 def create_database(server: Server, name: str | None = None, template: str | None = None) -> str:
