@@ -145,7 +145,7 @@ async def lead_timeline(
     limit: Limit = 50,
     cursor: TimelineCursor = None,
 ) -> Response:
-    """The lead's activities and field history in one timeline, newest first. Needs a read key."""
+    """The lead's activities and field history in one timeline, newest first."""
     return await timelines.page_response(request, "leads", record_id, limit, cursor)
 
 
@@ -161,7 +161,7 @@ async def client_timeline(
     limit: Limit = 50,
     cursor: TimelineCursor = None,
 ) -> Response:
-    """The client's activities and field history in one timeline, newest first. Needs a read key."""
+    """The client's activities and field history in one timeline, newest first."""
     return await timelines.page_response(request, "clients", record_id, limit, cursor)
 
 
