@@ -20,7 +20,7 @@ from tests.api.conftest import Live, assert_problem, unique
 # Quotes, backslashes, unicode (astral, right-to-left, combining, separators), and
 # every kind of control character but NUL (PostgreSQL's text has none).
 ODD = (
-    "Zoë «<b>&amp;</b>» 'q\" \\ \\\" \\\\n 🙂 \u202e e\u0301 \u2028\u2029 "
+    'Zoë «<b>&amp;</b>» \'q" \\ \\" \\\\n 🙂 \u202e e\u0301 \u2028\u2029 '
     + "".join(chr(c) for c in range(1, 32))
     + "\x7f end"
 )
