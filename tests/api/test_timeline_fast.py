@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 import httpx
+from starlette.routing import Match
 
 from aicrm import apikeys
 from aicrm.api import timelines
@@ -205,3 +206,27 @@ def test_a_refused_key_never_computes_the_page(live: Live, api: httpx.Client) ->
         accepted = json.dumps(row)
     assert '"activities_lead_idx"' in accepted or '"activities"' in accepted
     assert '"Actual Loops": 0' in refused and '"Actual Loops": 0' not in accepted
+
+
+def test_the_plain_route_takes_only_plain_query_strings(live: Live) -> None:
+    plain = [r for r in live.app.router.routes if isinstance(r, timelines.PlainRoute)]
+    assert [r.path for r in plain] == [
+        "/api/leads/{record_id:uuid}/timeline",
+        "/api/clients/{record_id:uuid}/timeline",
+    ]
+    path = f"/api/leads/{uuid.uuid4()}/timeline"
+
+    def match(query: bytes, where: str = path) -> tuple[Match, Any]:
+        scope = {"type": "http", "method": "GET", "path": where, "query_string": query}
+        found, child = plain[0].matches(scope)
+        return found, child.get("aicrm.query")
+
+    assert match(b"") == (Match.FULL, (50, None))
+    assert match(b"limit=500&cursor=abc%3D") == (Match.FULL, (500, "abc="))
+    assert match(b"cursor=" + b"a" * 300) == (Match.FULL, (50, "a" * 300))
+    for refused in (
+        b"limit=501", b"limit=0", b"limit=01", b"limit=1e2", b"limit=", b"cursor=",
+        b"cursor=" + b"a" * 301, b"limit=1&limit=2", b"other=1", b"limit=1&" + b"x" * 400,
+    ):  # fmt: skip
+        assert match(refused)[0] is Match.NONE, refused
+    assert match(b"", "/api/leads/nope/timeline")[0] is Match.NONE
