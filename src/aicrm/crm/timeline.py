@@ -71,27 +71,25 @@ LIMIT %(limit)s
 PAGE_JSON = """
 SELECT convert_to(json_build_object(
     'items', coalesce(json_agg(p.item ORDER BY p.n) FILTER (WHERE p.n <= %(size)s), '[]'),
-    'next_cursor', CASE WHEN count(*) > %(size)s
-                        THEN max(p.cursor) FILTER (WHERE p.n = %(size)s) END
+    'next_cursor', CASE WHEN count(*) > %(size)s THEN rtrim(translate(encode(convert_to(
+        max('["' || p.iso || '", "' || p.entry || '", "' || p.key || '"]')
+            FILTER (WHERE p.n = %(size)s), 'UTF8'
+    ), 'base64'), E'+/\\n', '-_'), '=') END
 )::text, 'UTF8')
 FROM (
-    SELECT t.n,
+    SELECT t.n, t.iso, t.entry, t.key,
            CASE t.entry WHEN 'activity' THEN json_build_object(
                'kind', t.entry, 'id', t.key, 'at', t.iso, 'actor', t.actor, 'activity', t.data)
            ELSE json_build_object(
                'kind', t.entry, 'id', t.key::bigint, 'at', t.iso, 'actor', t.actor,
                'operation', t.data -> 'operation', 'changes', t.data -> 'changes')
-           END AS item,
-           rtrim(translate(encode(convert_to(
-               '["' || t.iso || '", "' || t.entry || '", "' || t.key || '"]', 'UTF8'
-           ), 'base64'), E'+/\n', '-_'), '=') AS cursor
+           END AS item
     FROM (
         SELECT t.entry, t.key, t.actor, t.data,
                row_number() OVER (ORDER BY t.at DESC, t.entry DESC, t.key DESC) AS n,
-               to_char(t.at, 'YYYY-MM-DD"T"HH24:MI:SS')
-               || CASE WHEN t.at = date_trunc('second', t.at) THEN ''
-                       ELSE to_char(t.at, '.US') END
-               || to_char(t.at, 'TZH:TZM') AS iso
+               CASE WHEN t.at = date_trunc('second', t.at)
+                    THEN to_char(t.at, 'YYYY-MM-DD"T"HH24:MI:SSTZH:TZM')
+                    ELSE to_char(t.at, 'YYYY-MM-DD"T"HH24:MI:SS.USTZH:TZM') END AS iso
         FROM ({timeline}) t
     ) t
 ) p
