@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aicrm import __version__
-from aicrm.api import docs, problems, reads
+from aicrm.api import docs, problems, reads, timelines
 from aicrm.api.routes import activities as activity_routes
 from aicrm.api.routes import ai, clients, contacts, leads, meta, reports, transfer
 from aicrm.api.routes import users as user_routes
@@ -165,11 +165,14 @@ def create_app(
         app.include_router(dashboard.router)
     app.include_router(docs.router)
     # The hot path, reading one record by id, is routed before everything else: the
-    # documented route functions, mounted a second time as plain routes (reads.fast_route).
+    # documented route functions, mounted a second time as plain routes (reads.fast_route);
+    # so is the timeline of a lead or client (timelines.fast_route).
     app.router.routes[0:0] = [
         reads.fast_route(leads.router, leads.get_lead, "/api"),
         reads.fast_route(clients.router, clients.get_client, "/api"),
         reads.fast_route(contacts.router, contacts.get_contact, "/api"),
+        timelines.fast_route(activity_routes.router, activity_routes.lead_timeline, "/api"),
+        timelines.fast_route(activity_routes.router, activity_routes.client_timeline, "/api"),
     ]
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -61,6 +61,40 @@ ORDER BY at DESC, entry DESC, key DESC
 LIMIT %(limit)s
 """
 
+# A page of TIMELINE as the API sends it, built by PostgreSQL (aicrm.api.timelines): the
+# JSON of Entry.to_dict() for each of the first %(size)s rows (TIMELINE runs with limit
+# size + 1) and the next_cursor _encode() writes, as one UTF-8 document that Python
+# passes on unparsed. {timeline} is TIMELINE, formatted. A moment is written as
+# Python's isoformat() writes it (fraction only when there is one, always six digits):
+# PostgreSQL's own JSON form trims trailing zeros, and the cursor must not change.
+# encode() wraps base64 every 76 characters: the newlines go with the padding.
+PAGE_JSON = """
+SELECT convert_to(json_build_object(
+    'items', coalesce(json_agg(p.item ORDER BY p.n) FILTER (WHERE p.n <= %(size)s), '[]'),
+    'next_cursor', CASE WHEN count(*) > %(size)s THEN rtrim(translate(encode(convert_to(
+        max('["' || p.iso || '", "' || p.entry || '", "' || p.key || '"]')
+            FILTER (WHERE p.n = %(size)s), 'UTF8'
+    ), 'base64'), E'+/\\n', '-_'), '=') END
+)::text, 'UTF8')
+FROM (
+    SELECT t.n, t.iso, t.entry, t.key,
+           CASE t.entry WHEN 'activity' THEN json_build_object(
+               'kind', t.entry, 'id', t.key, 'at', t.iso, 'actor', t.actor, 'activity', t.data)
+           ELSE json_build_object(
+               'kind', t.entry, 'id', t.key::bigint, 'at', t.iso, 'actor', t.actor,
+               'operation', t.data -> 'operation', 'changes', t.data -> 'changes')
+           END AS item
+    FROM (
+        SELECT t.entry, t.key, t.actor, t.data,
+               row_number() OVER (ORDER BY t.at DESC, t.entry DESC, t.key DESC) AS n,
+               CASE WHEN t.at = date_trunc('second', t.at)
+                    THEN to_char(t.at, 'YYYY-MM-DD"T"HH24:MI:SSTZH:TZM')
+                    ELSE to_char(t.at, 'YYYY-MM-DD"T"HH24:MI:SS.USTZH:TZM') END AS iso
+        FROM ({timeline}) t
+    ) t
+) p
+"""
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -108,15 +142,26 @@ def timeline(
     cls, column = TABLES[table]
     key = ids.parse(record_id, f"{table[:-1]} id")
     store.get(conn, cls, key)  # NotFound when there is none
-    at, entry, last = _decode(cursor) if cursor else (None, None, None)
-    query = sql.SQL(TIMELINE).format(column=sql.Identifier(column))
-    params = {
-        "record": key, "table": table, "at": at, "entry": entry, "key": last, "limit": limit + 1,
-    }  # fmt: skip
-    rows = conn.execute(query, params).fetchall()
+    rows = conn.execute(query(column), parameters(table, key, cursor, limit)).fetchall()
     items = [Entry(*row) for row in rows[:limit]]
     more = len(rows) > limit
     return Page(items, _encode(items[-1]) if more and items else None)
+
+
+def query(column: str) -> sql.Composed:
+    """TIMELINE of the records whose ``column`` (lead_id, client_id) is ``%(record)s``."""
+    return sql.SQL(TIMELINE).format(column=sql.Identifier(column))
+
+
+def parameters(table: str, record_id: uuid.UUID, cursor: str | None, limit: int) -> dict[str, Any]:
+    """The parameters of :func:`query` (and of PAGE_JSON, ``size``) for a page of
+    ``limit`` entries after ``cursor``; :class:`InvalidInput` for a cursor aicrm did
+    not produce."""
+    at, entry, last = _decode(cursor) if cursor else (None, None, None)
+    return {
+        "record": record_id, "table": table, "at": at, "entry": entry, "key": last,
+        "limit": limit + 1, "size": limit,
+    }  # fmt: skip
 
 
 def _encode(entry: Entry) -> str:
@@ -137,4 +182,4 @@ def _decode(cursor: str) -> tuple[datetime, str, str]:
         ) from None
 
 
-__all__ = ["Entry", "timeline"]
+__all__ = ["PAGE_JSON", "TIMELINE", "Entry", "parameters", "query", "timeline"]

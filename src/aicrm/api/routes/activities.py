@@ -5,14 +5,16 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from aicrm import apikeys
 from aicrm.api import activity_schemas as schemas
+from aicrm.api import timelines
+from aicrm.api.auth import SECURITY
 from aicrm.api.deps import Db, ReadDb, ReadKey, WriteKey
 from aicrm.api.problems import responses
 from aicrm.api.routes.common import Cursor, invalid, json_response, page_response
-from aicrm.crm import activities, session, timeline
+from aicrm.crm import activities, session
 from aicrm.crm.timeline import MAX_PAGE
 
 router = APIRouter(tags=["activities"])
@@ -135,32 +137,32 @@ def contact_activities(
     "/leads/{record_id}/timeline",
     response_model=schemas.TimelinePage,
     responses=responses(401, 403, 404, 422),
+    openapi_extra=SECURITY,
 )
-def lead_timeline(
+async def lead_timeline(
     record_id: RecordId,
-    conn: ReadDb,
-    key: ReadKey,
+    request: Request,
     limit: Limit = 50,
     cursor: TimelineCursor = None,
 ) -> Response:
     """The lead's activities and field history in one timeline, newest first."""
-    return page_response(timeline.timeline(conn, "leads", record_id, cursor=cursor, limit=limit))
+    return await timelines.page_response(request, "leads", record_id, limit, cursor)
 
 
 @router.get(
     "/clients/{record_id}/timeline",
     response_model=schemas.TimelinePage,
     responses=responses(401, 403, 404, 422),
+    openapi_extra=SECURITY,
 )
-def client_timeline(
+async def client_timeline(
     record_id: RecordId,
-    conn: ReadDb,
-    key: ReadKey,
+    request: Request,
     limit: Limit = 50,
     cursor: TimelineCursor = None,
 ) -> Response:
     """The client's activities and field history in one timeline, newest first."""
-    return page_response(timeline.timeline(conn, "clients", record_id, cursor=cursor, limit=limit))
+    return await timelines.page_response(request, "clients", record_id, limit, cursor)
 
 
 @router.get(
