@@ -102,7 +102,7 @@ def test_no_rule_no_owner_and_a_historical_import_is_not_dealt(
     path = tmp_path / "leads.csv"
     path.write_text("email\nx@x.org\n")
     with crm_db.connect() as conn:
-        (ada,) = _users(conn, "Ada")
+        _users(conn, "Ada")  # a user: without a rule, still nobody
         importer.import_leads(conn, path)
         assert _owners(conn) == {"x@x.org": None}
         with session.transaction(conn):
