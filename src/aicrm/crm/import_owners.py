@@ -26,6 +26,7 @@ from psycopg import sql
 
 from aicrm.crm.import_checks import DEALT, ERRORS, STAGING, Checks
 from aicrm.db import Connection
+from aicrm.db.errors import translated
 
 OWNERS = DEALT
 
@@ -75,6 +76,7 @@ WHERE r.id = last.rule_id
 """
 
 
+@translated()
 def deal(conn: Connection, checks: Checks, skip_errors: bool) -> bool:
     """Deal owners to the staged rows without one (in a TEMP table the INSERT joins,
     :meth:`Checks.insert_statement`) and move the rules' turns. False, with nothing

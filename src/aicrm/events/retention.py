@@ -120,8 +120,8 @@ def prune(
     params: dict[str, Any] = {"horizon": horizon, "dead": include_dead}
     if dry_run:
         with conn.transaction():
-            deliveries = _count(conn, COUNT_DELIVERIES, params)
-            events = _count(conn, COUNT_EVENTS, params)
+            deliveries = _count(conn, sql.SQL(COUNT_DELIVERIES), params)
+            events = _count(conn, sql.SQL(COUNT_EVENTS), params)
         return Pruned(deliveries, events, horizon, True)
     deliveries = events = 0
     after: tuple[datetime | str, int] = ("-infinity", 0)
@@ -133,7 +133,8 @@ def prune(
                 break
             ids = [row[0] for row in rows]
             deliveries += conn.execute(
-                _with_prunable(DELETE_DELIVERIES), {**params, "ids": ids}
+                sql.SQL(DELETE_DELIVERIES).format(prunable=sql.SQL(PRUNABLE)),
+                {**params, "ids": ids},
             ).rowcount
             events += conn.execute(DELETE_EVENTS, {"ids": ids}).rowcount
         after = (rows[-1][1], rows[-1][0])
@@ -142,12 +143,8 @@ def prune(
     return Pruned(deliveries, events, horizon, False)
 
 
-def _with_prunable(query: str) -> sql.Composed:
-    return sql.SQL(query).format(prunable=sql.SQL(PRUNABLE))
-
-
-def _count(conn: Connection, query: str, params: dict[str, Any]) -> int:
-    row = conn.execute(_with_prunable(query), params).fetchone()
+def _count(conn: Connection, query: sql.SQL, params: dict[str, Any]) -> int:
+    row = conn.execute(query.format(prunable=sql.SQL(PRUNABLE)), params).fetchone()
     assert row is not None
     return int(row[0])
 
