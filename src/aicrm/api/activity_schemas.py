@@ -4,7 +4,7 @@ the rest are in :mod:`aicrm.api.schemas`, whose conventions these follow)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, Field
@@ -84,4 +84,30 @@ class User(BaseModel):
     name: str
     email: str
     active: bool
+    created_at: datetime
+
+
+class AssignmentRuleCreate(Model):
+    """The rule for one source (or, with ``source`` null, for any source without a rule
+    of its own): new leads without an owner go in turn to ``users``."""
+
+    source: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=NAME,
+        pattern=r"\S",
+        description="The leads' source; null: any source without a rule of its own.",
+    )
+    users: list[Annotated[str, Field(min_length=1, max_length=EMAIL)]] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="The users taking turns (ids or emails); empty: every active user.",
+    )
+
+
+class AssignmentRule(BaseModel):
+    id: int
+    source: str | None
+    user_ids: list[UUID] = Field(description="Empty: every active user.")
+    last_user_id: UUID | None = Field(description="The user given the last lead.")
     created_at: datetime

@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from aicrm import __version__
 from aicrm.api import docs, problems, reads, timelines
 from aicrm.api.routes import activities as activity_routes
-from aicrm.api.routes import ai, clients, contacts, leads, meta, reports, transfer
+from aicrm.api.routes import ai, assignment_rules, clients, contacts, leads, meta, reports, transfer
 from aicrm.api.routes import users as user_routes
 from aicrm.api.security import SecurityHeaders
 from aicrm.api.throttle import Page, SignInThrottle, Throttle
@@ -159,7 +159,8 @@ def create_app(
     # transfer first: /leads/export must match before /leads/{lead_id}.
     for module in (meta, transfer, leads, clients, contacts, reports, ai):
         app.include_router(module.router, prefix="/api")
-    for module in (activity_routes, user_routes):  # issue #17: activities, owners
+    # issue #17: activities, owners and the rules that assign them
+    for module in (activity_routes, user_routes, assignment_rules):
         app.include_router(module.router, prefix="/api")
     if dashboard is not None:
         app.include_router(dashboard.router)

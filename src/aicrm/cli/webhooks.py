@@ -1,4 +1,4 @@
-"""``aicrm webhooks …``: subscriptions, replay, and the delivery worker
+"""``aicrm webhooks …``: subscriptions, replay, the delivery worker and pruning
 (docs/events-and-webhooks.md)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import typer
 
 from aicrm.cli import output
 from aicrm.cli.common import JsonOpt, database, moment
-from aicrm.events import subscriptions
+from aicrm.events import retention, subscriptions
 from aicrm.events.worker import Settings, Worker
 
 app = typer.Typer(
@@ -107,6 +107,41 @@ def replay(
         output.emit_json({"replayed": count})
     else:
         output.say(f"{count:,} deliveries queued again")
+
+
+@app.command()
+def prune(
+    older_than: Annotated[
+        int,
+        typer.Option(
+            "--older-than",
+            metavar="DAYS",
+            help="Remove what is older than this many days (at least 1).",
+        ),
+    ],
+    include_dead: Annotated[
+        bool,
+        typer.Option(
+            "--include-dead", help="Remove dead deliveries too [default: kept, to be looked at]."
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only count what would be removed.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove delivered deliveries and the events no delivery still needs, older than
+    DAYS, in short batches; pending deliveries and their events are always kept."""
+    with database() as conn:
+        pruned = retention.prune(conn, older_than, include_dead=include_dead, dry_run=dry_run)
+    if as_json:
+        output.emit_json(pruned.to_dict())
+        return
+    verb = "would remove" if dry_run else "removed"
+    output.say(
+        f"{verb} {pruned.deliveries:,} deliveries and {pruned.events:,} events from before "
+        f"{pruned.horizon.isoformat(timespec='seconds')}"
+    )
 
 
 @app.command()

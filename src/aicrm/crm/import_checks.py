@@ -16,6 +16,7 @@ from aicrm.db import Connection
 LOCK_LIMIT = 1000
 STAGING = sql.Identifier("aicrm_import_rows")
 ERRORS = sql.Identifier("aicrm_import_errors")
+DEALT = sql.Identifier("aicrm_import_owners")  # aicrm.crm.import_owners' owners
 # What Python's str.strip() removes from an email, for btrim().
 BLANKS = " \t\n\r\f\v"
 
@@ -52,6 +53,8 @@ class Checks:
         self.staged = staged or columns  # every column of the file, in order
         self.attributes = attributes  # (staged column, attribute key) of a mapping
         self.has_input_check = has_input_check
+        # owners dealt by the assignment rules, in a TEMP table (aicrm.crm.import_owners)
+        self.dealt = False
 
     def has(self, name: str) -> bool:
         return name in self.columns
@@ -331,18 +334,30 @@ INSERT INTO {errors} (line, reason) SELECT line, reason FROM found
             value = self.spec.inserted(self, name)
             if value is not None:
                 names.append(name)
-                values.append(value)
+                # a row's own owner wins over the one the rules dealt it
+                dealt = self.dealt and name == "owner_id"
+                values.append(sql.SQL("coalesce({}, o.owner_id)").format(value) if dealt else value)
+        if self.dealt and not self.has("owner_id"):
+            names.append("owner_id")
+            values.append(sql.SQL("o.owner_id"))
+        joined = (
+            sql.SQL(" LEFT JOIN {} o ON o.line = s.line").format(DEALT)
+            if self.dealt
+            else sql.SQL("")
+        )
         where = (
             sql.SQL(" WHERE NOT EXISTS (SELECT 1 FROM {} e WHERE e.line = s.line)").format(ERRORS)
             if skip_errors
             else sql.SQL("")
         )
         return sql.SQL(
-            "INSERT INTO {table} ({names}) SELECT {values} FROM {staging} s{where} ORDER BY 1"
+            "INSERT INTO {table} ({names}) SELECT {values} FROM {staging} s{joined}{where} "
+            "ORDER BY 1"
         ).format(
             table=sql.Identifier(self.spec.table),
             names=sql.SQL(", ").join(sql.Identifier(n) for n in names),
             values=sql.SQL(", ").join(values),
             staging=STAGING,
+            joined=joined,
             where=where,
         )

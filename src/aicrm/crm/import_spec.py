@@ -51,6 +51,8 @@ class Spec:
     # a historical import (aicrm.crm.import_history): dates and conversions, history
     # written as it happened
     history: bool = False
+    # rows without an owner get one from the assignment rules (aicrm.crm.import_owners)
+    assigned: bool = False
 
     @property
     def table(self) -> str:
@@ -120,6 +122,7 @@ LEADS = Spec(
     ),
     ("email", "first_name", "last_name", "company_name"),
     "an email, a name or a company",
+    assigned=True,
 )
 
 CONTACTS = Spec(

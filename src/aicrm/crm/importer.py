@@ -23,7 +23,9 @@ How an import runs, in one transaction:
    first few lines and reasons, with the total; with ``skip_invalid`` the valid
    rows are imported and the rejected ones written to a CSV (line, reason, the
    row's fields);
-5. the valid rows go in with one ``INSERT … SELECT``; the history triggers record
+5. leads without an owner get one from the assignment rules, round-robin, by a few
+   set-based statements (:mod:`aicrm.crm.import_owners`);
+6. the valid rows go in with one ``INSERT … SELECT``; the history triggers record
    them as inserted by the actor.
 
 "Line" is the CSV record's number counting the header as line 1: the line of the
@@ -52,7 +54,7 @@ from pathlib import Path
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from aicrm.crm import import_history, import_mapping, session, statuses
+from aicrm.crm import import_history, import_mapping, import_owners, session, statuses
 from aicrm.crm.import_checks import ERRORS, LOCK_LIMIT, STAGING, Checks
 from aicrm.crm.import_file import Progress, read_header, upload
 from aicrm.crm.import_history import LEADS_HISTORY
@@ -243,6 +245,9 @@ def import_csv(
             if spec.history:
                 _say(stage, "creating the clients of past conversions")
                 _prepare_history(conn, checks, errors > 0)
+            if spec.assigned:
+                _say(stage, "dealing owners by the assignment rules")
+                checks.dealt = import_owners.deal(conn, checks, errors > 0)
             _say(stage, f"inserting {rows - errors:,} {spec.table}")
             imported = conn.execute(checks.insert_statement(errors > 0)).rowcount
             if spec.history:

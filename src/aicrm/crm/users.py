@@ -45,6 +45,14 @@ ON CONFLICT (source) DO UPDATE SET user_ids = EXCLUDED.user_ids
 RETURNING id, source, user_ids, last_user_id, created_at
 """
 REMOVE_RULE = "DELETE FROM assignment_rules WHERE source IS NOT DISTINCT FROM %s"
+RULE_BY_SOURCE = """
+SELECT id, source, user_ids, last_user_id, created_at FROM assignment_rules
+WHERE source IS NOT DISTINCT FROM %s
+"""
+DELETE_RULE = """
+DELETE FROM assignment_rules WHERE id = %s
+RETURNING id, source, user_ids, last_user_id, created_at
+"""
 
 OWNED = {"leads": Lead, "clients": Client}
 
@@ -204,11 +212,29 @@ def list_rules(conn: Connection) -> list[Rule]:
 def set_rule(conn: Connection, source: str | None, users: Sequence[str | uuid.UUID] = ()) -> Rule:
     """Create or replace the rule for ``source`` (None: any source without a rule of
     its own): new leads go in turn to ``users`` (ids or emails; none: every active
-    user). :class:`NotFound` for an unknown user. Call inside a transaction."""
-    members = [get_user(conn, u).id for u in users]
+    user). :class:`InvalidInput` for an unknown user (a value given, like an owner).
+    Call inside a transaction."""
+    members = [_named(conn, u).id for u in users]
     source = source.strip() if source is not None else None
     row = conn.execute(SET_RULE, (source or None, members)).fetchone()
     assert row is not None
+    return Rule(*row)
+
+
+@translated()
+def find_rule(conn: Connection, source: str | None) -> Rule | None:
+    """The rule for ``source`` (None: the one for any source), or None."""
+    row = conn.execute(RULE_BY_SOURCE, ((source or "").strip() or None,)).fetchone()
+    return Rule(*row) if row else None
+
+
+@translated()
+def delete_rule(conn: Connection, rule_id: int) -> Rule:
+    """Remove the rule with that id and return it; :class:`NotFound` when there is
+    none. Call inside a transaction."""
+    row = conn.execute(DELETE_RULE, (rule_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"There is no assignment rule with id {rule_id}; see the list of rules.")
     return Rule(*row)
 
 
@@ -227,6 +253,8 @@ __all__ = [
     "add_user",
     "assign",
     "deactivate_user",
+    "delete_rule",
+    "find_rule",
     "get_user",
     "list_rules",
     "list_users",

@@ -3,11 +3,13 @@
 Events are written by the database, in the transaction of each change (migration
 013's triggers on leads, clients, contacts, activities and lead merges, into ``crm_events``);
 this package manages the subscriptions (:mod:`~aicrm.events.subscriptions`), signs
-the requests (:mod:`~aicrm.events.signing`) and delivers them
-(:mod:`~aicrm.events.worker`, over :mod:`~aicrm.events.client`).
+the requests (:mod:`~aicrm.events.signing`), delivers them
+(:mod:`~aicrm.events.worker`, over :mod:`~aicrm.events.client`) and prunes what is
+old (:mod:`~aicrm.events.retention`).
 """
 
 from aicrm.events.client import DeliveryFailed, Poster
+from aicrm.events.retention import Pruned, prune
 from aicrm.events.signing import HEADER, new_secret, sign, verify
 from aicrm.events.subscriptions import (
     EVENT_TYPES,
@@ -27,6 +29,7 @@ __all__ = [
     "DeliveryFailed",
     "NewSubscription",
     "Poster",
+    "Pruned",
     "Settings",
     "Subscription",
     "Worker",
@@ -34,6 +37,7 @@ __all__ = [
     "list_subscriptions",
     "new_secret",
     "parse_events",
+    "prune",
     "remove_subscription",
     "replay",
     "sign",

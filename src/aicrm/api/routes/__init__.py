@@ -7,6 +7,7 @@ parameters, history and as-of); :func:`aicrm.api.create_app` mounts them all.
 from aicrm.api.routes import (
     activities,
     ai,
+    assignment_rules,
     clients,
     common,
     contacts,
@@ -20,6 +21,7 @@ from aicrm.api.routes import (
 __all__ = [
     "activities",
     "ai",
+    "assignment_rules",
     "clients",
     "common",
     "contacts",
