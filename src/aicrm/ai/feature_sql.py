@@ -56,7 +56,30 @@ BUILTIN: dict[str, tuple[str, sql.SQL, tuple[str, ...]]] = {
     "reached_contacted": ("binary", sql.SQL("se.contacted::int"), ()),
     "reached_qualified": ("binary", sql.SQL("se.qualified::int"), ()),
     "was_disqualified": ("binary", sql.SQL("se.disqualified::int"), ()),
+    # Engagement, from the activities as of t_obs (ac: ACTIVITY_COUNTS).
+    "calls_14d": ("numeric", sql.SQL("ac.calls_14d"), ()),
+    "calls_90d": ("numeric", sql.SQL("ac.calls_90d"), ()),
+    "emails_14d": ("numeric", sql.SQL("ac.emails_14d"), ()),
+    "emails_90d": ("numeric", sql.SQL("ac.emails_90d"), ()),
+    "meetings_14d": ("numeric", sql.SQL("ac.meetings_14d"), ()),
+    "meetings_90d": ("numeric", sql.SQL("ac.meetings_90d"), ()),
+    "notes_14d": ("numeric", sql.SQL("ac.notes_14d"), ()),
+    "notes_90d": ("numeric", sql.SQL("ac.notes_90d"), ()),
+    # NULL (missing) when nothing was logged by t_obs: "no activity yet"
+    "days_since_activity": (
+        "numeric",
+        sql.SQL("greatest(extract(epoch FROM o.t_obs - ac.last_at) / 86400.0, 0)"),
+        (),
+    ),
+    "overdue_tasks": ("numeric", sql.SQL("ac.overdue_tasks"), ()),
 }
+# The built-in features read from the activities: the ACTIVITY_COUNTS join is added
+# to a query only when its spec names one of them (models trained before it read none).
+ENGAGEMENT = frozenset(
+    ("calls_14d", "calls_90d", "emails_14d", "emails_90d", "meetings_14d", "meetings_90d",
+     "notes_14d", "notes_90d", "days_since_activity", "overdue_tasks")
+)  # fmt: skip
+HAS_ACTIVITIES = "SELECT to_regclass('activities') IS NOT NULL"
 
 
 # An attribute's raw value; {p} is the key's placeholder.
@@ -173,6 +196,47 @@ CROSS JOIN LATERAL (
           AND k.created_at <= o.t_obs
     ) c
 ) ct
+{activity}"""
+
+# A lead's activities as they stood at t_obs (migration 012). Each counts only from its
+# created_at on, and a task is done only from its done_at on: no row sees what was
+# logged after it. A converted lead's activities moved to its client (012's conversion
+# trigger): they are found there, as the client's activities logged before the client
+# existed and not before the lead did. A client's own activities (logged once it
+# existed) are never the lead's: on a conversion into an older client the lead's moved
+# activities cannot be told from the client's and are left out rather than guessed.
+ACTIVITY_COUNTS = """
+CROSS JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE a.kind = 'call' AND a.created_at > o.t_obs - interval '14 days')
+               AS calls_14d,
+           count(*) FILTER (WHERE a.kind = 'call' AND a.created_at > o.t_obs - interval '90 days')
+               AS calls_90d,
+           count(*) FILTER (WHERE a.kind = 'email' AND a.created_at > o.t_obs - interval '14 days')
+               AS emails_14d,
+           count(*) FILTER (WHERE a.kind = 'email' AND a.created_at > o.t_obs - interval '90 days')
+               AS emails_90d,
+           count(*) FILTER (WHERE a.kind = 'meeting'
+                              AND a.created_at > o.t_obs - interval '14 days') AS meetings_14d,
+           count(*) FILTER (WHERE a.kind = 'meeting'
+                              AND a.created_at > o.t_obs - interval '90 days') AS meetings_90d,
+           count(*) FILTER (WHERE a.kind = 'note' AND a.created_at > o.t_obs - interval '14 days')
+               AS notes_14d,
+           count(*) FILTER (WHERE a.kind = 'note' AND a.created_at > o.t_obs - interval '90 days')
+               AS notes_90d,
+           max(greatest(a.created_at, CASE WHEN a.done_at <= o.t_obs THEN a.done_at END))
+               AS last_at,
+           count(*) FILTER (WHERE a.kind = 'task' AND a.due_at < o.t_obs
+                              AND (a.done_at IS NULL OR a.done_at > o.t_obs)) AS overdue_tasks
+    FROM (
+        SELECT a.kind, a.created_at, a.due_at, a.done_at FROM activities a
+        WHERE a.lead_id = l.id AND a.created_at <= o.t_obs
+        UNION ALL
+        SELECT a.kind, a.created_at, a.due_at, a.done_at
+        FROM clients cl JOIN activities a ON a.client_id = cl.id
+        WHERE cl.id = l.converted_to_client_id AND a.created_at <= o.t_obs
+          AND a.created_at < cl.created_at AND a.created_at >= l.created_at
+    ) a
+) ac
 """
 
 SCORING_OBS = """
