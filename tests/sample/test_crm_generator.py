@@ -74,9 +74,7 @@ def test_another_seed_other_data(crm_db: Database, other_crm_db: Database) -> No
     generate(crm_db, leads=500)
     generate(other_crm_db, leads=500, seed=8)
     ours, theirs = content(crm_db), content(other_crm_db)
-    assert all(
-        ours[name] != theirs[name] for name in ("leads", "contacts", "truth", "activities")
-    )
+    assert all(ours[name] != theirs[name] for name in ("leads", "contacts", "truth", "activities"))
 
 
 def test_counts_and_statuses_agree_with_the_tables(
