@@ -65,10 +65,11 @@ BUILTIN: dict[str, tuple[str, sql.SQL, tuple[str, ...]]] = {
     "meetings_90d": ("numeric", sql.SQL("ac.meetings_90d"), ()),
     "notes_14d": ("numeric", sql.SQL("ac.notes_14d"), ()),
     "notes_90d": ("numeric", sql.SQL("ac.notes_90d"), ()),
-    # NULL (missing) when nothing was logged by t_obs: "no activity yet"
+    # NULL (missing) when nothing was logged by t_obs, "no activity yet" (not greatest(…,
+    # 0): it would turn that NULL into 0); last_at is never after t_obs
     "days_since_activity": (
         "numeric",
-        sql.SQL("greatest(extract(epoch FROM o.t_obs - ac.last_at) / 86400.0, 0)"),
+        sql.SQL("extract(epoch FROM o.t_obs - ac.last_at) / 86400.0"),
         (),
     ),
     "overdue_tasks": ("numeric", sql.SQL("ac.overdue_tasks"), ()),
