@@ -76,9 +76,9 @@ def test_an_activity_counts_only_from_when_it_was_logged(crm_db: Database) -> No
 def test_a_converted_leads_moved_activities_count_for_its_past_not_the_clients_own(
     crm_db: Database,
 ) -> None:
+    now: datetime = crm_db.scalar("SELECT now()")
+    lead = L("web", age=30)
     with crm_db.connect() as conn:
-        now = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
-        lead = L("web", age=30)
         insert(conn, [lead], as_of=now)
         with conn.transaction():
             log(conn, "call", now - timedelta(days=20), lead=lead.id)
@@ -115,23 +115,22 @@ def test_the_model_learns_engagement_and_the_explanation_names_it(
 ) -> None:
     with trained_db.connect() as conn:
         names = [f.name for f in scoring.load_active(conn).features]
-        assert {"calls_14d", "calls_90d", "meetings_14d", "days_since_activity",
-                "overdue_tasks"} <= set(names)  # fmt: skip
-        row = conn.execute(
-            "SELECT id FROM leads WHERE status = 'contacted' AND created_at < %s "
-            "ORDER BY id LIMIT 1",
-            (AS_OF - timedelta(days=20),),
-        ).fetchone()
-        assert row is not None
+    assert {"calls_14d", "calls_90d", "meetings_14d", "days_since_activity",
+            "overdue_tasks"} <= set(names)  # fmt: skip
+    busy_id: uuid.UUID = trained_db.scalar(
+        "SELECT id FROM leads WHERE status = 'contacted' AND created_at < %s ORDER BY id LIMIT 1",
+        (AS_OF - timedelta(days=20),),
+    )
+    with trained_db.connect() as conn:
         with conn.transaction():
-            conn.execute("DELETE FROM activities WHERE lead_id = %s", (row[0],))
+            conn.execute("DELETE FROM activities WHERE lead_id = %s", (busy_id,))
             for day in range(1, 7):
-                log(conn, "call", AS_OF - timedelta(days=day), lead=row[0])
-            log(conn, "meeting", AS_OF - timedelta(days=2), lead=row[0])
-        busy = scoring.explain(conn, str(row[0]), as_of=AS_OF)
+                log(conn, "call", AS_OF - timedelta(days=day), lead=busy_id)
+            log(conn, "meeting", AS_OF - timedelta(days=2), lead=busy_id)
+        busy = scoring.explain(conn, str(busy_id), as_of=AS_OF)
         with conn.transaction():
-            conn.execute("DELETE FROM activities WHERE lead_id = %s", (row[0],))
-        quiet = scoring.explain(conn, str(row[0]), as_of=AS_OF)
+            conn.execute("DELETE FROM activities WHERE lead_id = %s", (busy_id,))
+        quiet = scoring.explain(conn, str(busy_id), as_of=AS_OF)
     calls = next(f for f in busy.factors if f.feature == "calls_14d")
     assert calls.words.startswith("6 calls in the last 14 days — raises the odds")
     # the engagement is what drives it: among the top factors, and the score higher
