@@ -104,10 +104,17 @@ class Factor:
     contribution: float
 
     @property
+    def said(self) -> str:
+        """What the factor is: its label, or an engagement factor in words ("3 calls in
+        the last 14 days")."""
+        words = engagement_words(self.feature, self.value)
+        return self.label if words is None else words[:1].upper() + words[1:]
+
+    @property
     def words(self) -> str:
         odds = math.exp(self.contribution)
-        what = engagement_words(self.feature, self.value) or f"{self.label}: {_shown(self.value)}"
-        what = what[:1].upper() + what[1:]
+        words = engagement_words(self.feature, self.value)
+        what = f"{self.label}: {_shown(self.value)}" if words is None else self.said
         if abs(self.contribution) < 0.01:
             return f"{what} — no effect"
         direction = "raises" if self.contribution > 0 else "lowers"
