@@ -20,10 +20,10 @@ HAS_ACTIVITIES = "SELECT to_regclass('activities') IS NOT NULL"
 # Activities per day of a worked lead's span (first contact to its end, or 30 days
 # after first contact when it stalls): (kind, stream, rate if it converts, rate if not).
 RATES: tuple[tuple[str, int, float, float], ...] = (
-    ("call", 1, 0.25, 0.04),
-    ("email", 2, 0.25, 0.06),
-    ("meeting", 3, 0.08, 0.008),
-    ("note", 4, 0.10, 0.02),
+    ("call", 1, 0.18, 0.05),
+    ("email", 2, 0.20, 0.08),
+    ("meeting", 3, 0.05, 0.01),
+    ("note", 4, 0.08, 0.03),
 )
 
 # Each worked lead's span and how many of each kind it gets (u(no, 120 + k)).
@@ -34,7 +34,7 @@ WITH span AS (
            l.end_status = 'converted' AND l.ended_at IS NOT NULL AS converts,
            l.contacted_at AS s,
            coalesce(l.ended_at, l.contacted_at + interval '30 days') AS e,
-           exp(0.5 * sqrt(-2 * ln(pg_temp.aicrm_gen_u(l.no, 120)))
+           exp(0.7 * sqrt(-2 * ln(pg_temp.aicrm_gen_u(l.no, 120)))
                    * cos(2 * pi() * pg_temp.aicrm_gen_u(l.no, 121))) AS diligence
     FROM aicrm_gen_lead AS l
     WHERE l.contacted_at <= %(now)s
@@ -51,8 +51,8 @@ SELECT c.no, c.lead_id, c.client_id, c.converted, c.ended_at, c.kind,
        md5(%(tag)s || '/activity/' || c.no || '/' || c.k || '/' || j)::uuid AS id,
        -- converting: more of it close to the conversion; not: soon after first contact
        c.s + (c.e - c.s) * CASE WHEN c.converts
-                                THEN sqrt(pg_temp.aicrm_gen_u((c.no * 8 + c.k) * 64 + j, 130))
-                                ELSE pg_temp.aicrm_gen_u((c.no * 8 + c.k) * 64 + j, 130) ^ 2
+                                THEN pg_temp.aicrm_gen_u((c.no * 8 + c.k) * 64 + j, 130) ^ 0.7
+                                ELSE pg_temp.aicrm_gen_u((c.no * 8 + c.k) * 64 + j, 130) ^ 1.5
                            END AS created_at,
        NULL::timestamptz AS due_at, NULL::timestamptz AS done_at
 FROM counted AS c CROSS JOIN LATERAL generate_series(1, c.n) AS j
