@@ -57,14 +57,14 @@ BUILTIN: dict[str, tuple[str, sql.SQL, tuple[str, ...]]] = {
     "reached_qualified": ("binary", sql.SQL("se.qualified::int"), ()),
     "was_disqualified": ("binary", sql.SQL("se.disqualified::int"), ()),
     # Engagement, from the activities as of t_obs (ac: ACTIVITY_COUNTS).
-    "calls_14d": ("numeric", sql.SQL("ac.calls_14d"), ()),
-    "calls_90d": ("numeric", sql.SQL("ac.calls_90d"), ()),
-    "emails_14d": ("numeric", sql.SQL("ac.emails_14d"), ()),
-    "emails_90d": ("numeric", sql.SQL("ac.emails_90d"), ()),
-    "meetings_14d": ("numeric", sql.SQL("ac.meetings_14d"), ()),
-    "meetings_90d": ("numeric", sql.SQL("ac.meetings_90d"), ()),
-    "notes_14d": ("numeric", sql.SQL("ac.notes_14d"), ()),
-    "notes_90d": ("numeric", sql.SQL("ac.notes_90d"), ()),
+    "calls_14d": ("numeric", sql.SQL("coalesce(ac.calls_14d, 0)"), ()),
+    "calls_90d": ("numeric", sql.SQL("coalesce(ac.calls_90d, 0)"), ()),
+    "emails_14d": ("numeric", sql.SQL("coalesce(ac.emails_14d, 0)"), ()),
+    "emails_90d": ("numeric", sql.SQL("coalesce(ac.emails_90d, 0)"), ()),
+    "meetings_14d": ("numeric", sql.SQL("coalesce(ac.meetings_14d, 0)"), ()),
+    "meetings_90d": ("numeric", sql.SQL("coalesce(ac.meetings_90d, 0)"), ()),
+    "notes_14d": ("numeric", sql.SQL("coalesce(ac.notes_14d, 0)"), ()),
+    "notes_90d": ("numeric", sql.SQL("coalesce(ac.notes_90d, 0)"), ()),
     # NULL (missing) when nothing was logged by t_obs, "no activity yet" (not greatest(…,
     # 0): it would turn that NULL into 0); last_at is never after t_obs
     "days_since_activity": (
@@ -72,7 +72,7 @@ BUILTIN: dict[str, tuple[str, sql.SQL, tuple[str, ...]]] = {
         sql.SQL("extract(epoch FROM o.t_obs - ac.last_at) / 86400.0"),
         (),
     ),
-    "overdue_tasks": ("numeric", sql.SQL("ac.overdue_tasks"), ()),
+    "overdue_tasks": ("numeric", sql.SQL("coalesce(ac.overdue_tasks, 0)"), ()),
 }
 # The built-in features read from the activities: the ACTIVITY_COUNTS join is added
 # to a query only when its spec names one of them (models trained before it read none).
@@ -206,39 +206,44 @@ CROSS JOIN LATERAL (
 # existed and not before the lead did. A client's own activities (logged once it
 # existed) are never the lead's: on a conversion into an older client the lead's moved
 # activities cannot be told from the client's and are left out rather than guessed.
-ACTIVITY_COUNTS = """
-CROSS JOIN LATERAL (
-    SELECT count(*) FILTER (WHERE a.kind = 'call' AND a.created_at > o.t_obs - interval '14 days')
+ACTIVITY_COUNTS = """,
+act AS (
+    SELECT a.lead_id, a.t_obs,
+           count(*) FILTER (WHERE a.kind = 'call' AND a.created_at > a.t_obs - interval '14 days')
                AS calls_14d,
-           count(*) FILTER (WHERE a.kind = 'call' AND a.created_at > o.t_obs - interval '90 days')
+           count(*) FILTER (WHERE a.kind = 'call' AND a.created_at > a.t_obs - interval '90 days')
                AS calls_90d,
-           count(*) FILTER (WHERE a.kind = 'email' AND a.created_at > o.t_obs - interval '14 days')
+           count(*) FILTER (WHERE a.kind = 'email' AND a.created_at > a.t_obs - interval '14 days')
                AS emails_14d,
-           count(*) FILTER (WHERE a.kind = 'email' AND a.created_at > o.t_obs - interval '90 days')
+           count(*) FILTER (WHERE a.kind = 'email' AND a.created_at > a.t_obs - interval '90 days')
                AS emails_90d,
            count(*) FILTER (WHERE a.kind = 'meeting'
-                              AND a.created_at > o.t_obs - interval '14 days') AS meetings_14d,
+                              AND a.created_at > a.t_obs - interval '14 days') AS meetings_14d,
            count(*) FILTER (WHERE a.kind = 'meeting'
-                              AND a.created_at > o.t_obs - interval '90 days') AS meetings_90d,
-           count(*) FILTER (WHERE a.kind = 'note' AND a.created_at > o.t_obs - interval '14 days')
+                              AND a.created_at > a.t_obs - interval '90 days') AS meetings_90d,
+           count(*) FILTER (WHERE a.kind = 'note' AND a.created_at > a.t_obs - interval '14 days')
                AS notes_14d,
-           count(*) FILTER (WHERE a.kind = 'note' AND a.created_at > o.t_obs - interval '90 days')
+           count(*) FILTER (WHERE a.kind = 'note' AND a.created_at > a.t_obs - interval '90 days')
                AS notes_90d,
-           max(greatest(a.created_at, CASE WHEN a.done_at <= o.t_obs THEN a.done_at END))
+           max(greatest(a.created_at, CASE WHEN a.done_at <= a.t_obs THEN a.done_at END))
                AS last_at,
-           count(*) FILTER (WHERE a.kind = 'task' AND a.due_at < o.t_obs
-                              AND (a.done_at IS NULL OR a.done_at > o.t_obs)) AS overdue_tasks
+           count(*) FILTER (WHERE a.kind = 'task' AND a.due_at < a.t_obs
+                              AND (a.done_at IS NULL OR a.done_at > a.t_obs)) AS overdue_tasks
     FROM (
-        SELECT a.kind, a.created_at, a.due_at, a.done_at FROM activities a
-        WHERE a.lead_id = l.id AND a.created_at <= o.t_obs
+        SELECT o.lead_id, o.t_obs, a.kind, a.created_at, a.due_at, a.done_at
+        FROM obs o JOIN activities a ON a.lead_id = o.lead_id AND a.created_at <= o.t_obs
         UNION ALL
-        SELECT a.kind, a.created_at, a.due_at, a.done_at
-        FROM clients cl JOIN activities a ON a.client_id = cl.id
-        WHERE cl.id = l.converted_to_client_id AND a.created_at <= o.t_obs
-          AND a.created_at < cl.created_at AND a.created_at >= l.created_at
+        SELECT o.lead_id, o.t_obs, a.kind, a.created_at, a.due_at, a.done_at
+        FROM obs o
+        JOIN leads l ON l.id = o.lead_id
+        JOIN clients cl ON cl.id = l.converted_to_client_id
+        JOIN activities a ON a.client_id = cl.id
+        WHERE a.created_at <= o.t_obs AND a.created_at < cl.created_at
+          AND a.created_at >= l.created_at
     ) a
-) ac
-"""
+    GROUP BY a.lead_id, a.t_obs
+)"""
+ACTIVITY_JOIN = "LEFT JOIN act ac ON ac.lead_id = o.lead_id AND ac.t_obs = o.t_obs\n"
 
 SCORING_OBS = """
 obs AS (
@@ -290,7 +295,7 @@ obs AS (
 POSITION = "((l.ctid::text::point)[0] * 65536 + (l.ctid::text::point)[1])::float8"
 
 
-FEATURE_QUERY = "WITH {obs},\n{events},\n{stages}\n{rows}"
+FEATURE_QUERY = "WITH {obs},\n{events},\n{stages}{activity}\n{rows}"
 ORDERED = " ORDER BY o.lead_id, o.landmark"
 
 BY_IDS = "l.id = ANY(%(lead_ids)s::uuid[])"

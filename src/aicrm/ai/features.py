@@ -46,6 +46,7 @@ from aicrm.ai.feature_spec import lead_columns_used as lead_columns_used
 from aicrm.ai.feature_spec import param_name as param_name
 from aicrm.ai.feature_sql import (
     ACTIVITY_COUNTS,
+    ACTIVITY_JOIN,
     ATTRIBUTE_KEYS,
     BY_IDS,
     CREATION_OBS,
@@ -93,12 +94,14 @@ def feature_sql(
         exprs.append(sql.SQL(POSITION))
     columns = sql.SQL(",\n       ").join(exprs) if exprs else sql.SQL("0::float8")
     engaged = any(f.key is None and f.name in ENGAGEMENT for f in features)
-    activity = sql.SQL(ACTIVITY_COUNTS if engaged else "")
-    rows = sql.SQL(FEATURE_ROWS).format(columns=columns, activity=activity)
+    rows = sql.SQL(FEATURE_ROWS).format(
+        columns=columns, activity=sql.SQL(ACTIVITY_JOIN if engaged else "")
+    )
     query = sql.SQL(FEATURE_QUERY).format(
         obs=obs,
         events=sql.SQL(STATUS_EVENTS),
         stages=sql.SQL(STATUS_STAGES),
+        activity=sql.SQL(ACTIVITY_COUNTS if engaged else ""),
         rows=rows,
     )
     return (query + sql.SQL(ORDERED) if ordered else query), params
