@@ -93,15 +93,16 @@ def feature_sql(
     if position:
         exprs.append(sql.SQL(POSITION))
     columns = sql.SQL(",\n       ").join(exprs) if exprs else sql.SQL("0::float8")
-    engaged = any(f.key is None and f.name in ENGAGEMENT for f in features)
-    rows = sql.SQL(FEATURE_ROWS).format(
-        columns=columns, activity=sql.SQL(ACTIVITY_JOIN if engaged else "")
-    )
+    # the activities are read only for a spec that names an engagement feature
+    counts, join = sql.SQL(""), sql.SQL("")
+    if any(f.key is None and f.name in ENGAGEMENT for f in features):
+        counts, join = sql.SQL(ACTIVITY_COUNTS), sql.SQL(ACTIVITY_JOIN)
+    rows = sql.SQL(FEATURE_ROWS).format(columns=columns, activity=join)
     query = sql.SQL(FEATURE_QUERY).format(
         obs=obs,
         events=sql.SQL(STATUS_EVENTS),
         stages=sql.SQL(STATUS_STAGES),
-        activity=sql.SQL(ACTIVITY_COUNTS if engaged else ""),
+        activity=counts,
         rows=rows,
     )
     return (query + sql.SQL(ORDERED) if ordered else query), params
