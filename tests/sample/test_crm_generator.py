@@ -23,6 +23,7 @@ CONTENT = {
     "clients": "SELECT md5(string_agg(t::text, ',' ORDER BY t.id)) FROM clients t",
     "contacts": "SELECT md5(string_agg(t::text, ',' ORDER BY t.id)) FROM contacts t",
     "truth": "SELECT md5(string_agg(t::text, ',' ORDER BY t.lead_id)) FROM sample_truth t",
+    "activities": "SELECT md5(string_agg(t::text, ',' ORDER BY t.id)) FROM activities t",
     "history": """
         SELECT md5(string_agg(concat_ws('|', table_name, row_id, operation, changed_at, actor,
                                         changes), ',' ORDER BY row_id, changed_at, changes::text))
@@ -73,7 +74,7 @@ def test_another_seed_other_data(crm_db: Database, other_crm_db: Database) -> No
     generate(crm_db, leads=500)
     generate(other_crm_db, leads=500, seed=8)
     ours, theirs = content(crm_db), content(other_crm_db)
-    assert all(ours[name] != theirs[name] for name in ("leads", "contacts", "truth"))
+    assert all(ours[name] != theirs[name] for name in ("leads", "contacts", "truth", "activities"))
 
 
 def test_counts_and_statuses_agree_with_the_tables(

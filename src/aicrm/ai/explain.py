@@ -4,6 +4,8 @@
 factor's contribution on the calibrated log-odds with its odds factor; the stored
 ``lead_scoring`` entry keeps the top factors as compact ``[feature, value,
 contribution]`` triples, which :func:`stored_factors` and :func:`readable` spell out.
+Engagement factors are put in plain words ("3 calls in the last 14 days", "no activity
+for 40 days": :mod:`aicrm.ai.engagement`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 from psycopg.rows import class_row
 
 from aicrm.ai.closed import Outcome, outcome
+from aicrm.ai.engagement import engagement_words
 from aicrm.ai.features import LABELS, Feature, scoring_frame
 from aicrm.ai.model import sigmoid
 from aicrm.ai.prediction import TIERS, predict
@@ -51,21 +54,26 @@ class Headline:
 def stored_factors(values: Any) -> list[dict[str, Any]]:
     """The factors of a stored ``lead_scoring`` entry's ``values``, readable: each a
     dict with ``feature``, ``label``, ``value`` and ``contribution``, largest effect
-    first. Reads the compact form bulk scoring writes (``[feature, value,
-    contribution]``) and the older one (a dict per factor, label included); anything
-    else is left out."""
+    first, and for an engagement factor its ``words`` ("3 calls in the last 14 days").
+    Reads the compact form bulk scoring writes (``[feature, value, contribution]``) and
+    the older one (a dict per factor, label included); anything else is left out."""
     found = values.get("factors") if isinstance(values, dict) else None
     out: list[dict[str, Any]] = []
     for item in found if isinstance(found, list) else []:
+        factor: dict[str, Any] | None = None
         if isinstance(item, dict) and "feature" in item:
-            out.append({"label": factor_label(str(item["feature"]))} | item)
+            factor = {"label": factor_label(str(item["feature"]))} | item
         elif isinstance(item, list) and len(item) == 3 and isinstance(item[0], str):
             feature, value, contribution = item
             if isinstance(contribution, int | float):
-                out.append(
-                    {"feature": feature, "label": factor_label(feature), "value": value,
-                     "contribution": float(contribution)}
-                )  # fmt: skip
+                factor = {"feature": feature, "label": factor_label(feature), "value": value,
+                          "contribution": float(contribution)}  # fmt: skip
+        if factor is None:
+            continue
+        words = engagement_words(str(factor["feature"]), factor.get("value"))
+        if words is not None and "words" not in factor:
+            factor["words"] = words  # "3 calls in the last 14 days"
+        out.append(factor)
     return out
 
 
@@ -96,9 +104,17 @@ class Factor:
     contribution: float
 
     @property
+    def said(self) -> str:
+        """What the factor is: its label, or an engagement factor in words ("3 calls in
+        the last 14 days")."""
+        words = engagement_words(self.feature, self.value)
+        return self.label if words is None else words[:1].upper() + words[1:]
+
+    @property
     def words(self) -> str:
         odds = math.exp(self.contribution)
-        what = f"{self.label}: {_shown(self.value)}"
+        words = engagement_words(self.feature, self.value)
+        what = f"{self.label}: {_shown(self.value)}" if words is None else self.said
         if abs(self.contribution) < 0.01:
             return f"{what} — no effect"
         direction = "raises" if self.contribution > 0 else "lowers"

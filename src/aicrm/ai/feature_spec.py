@@ -50,6 +50,16 @@ LABELS = {
     "reached_contacted": "Has been contacted",
     "reached_qualified": "Has been qualified",
     "was_disqualified": "Was disqualified or lost",
+    "calls_14d": "Calls in the last 14 days",
+    "calls_90d": "Calls in the last 90 days",
+    "emails_14d": "Emails in the last 14 days",
+    "emails_90d": "Emails in the last 90 days",
+    "meetings_14d": "Meetings in the last 14 days",
+    "meetings_90d": "Meetings in the last 90 days",
+    "notes_14d": "Notes in the last 14 days",
+    "notes_90d": "Notes in the last 90 days",
+    "days_since_activity": "Days since the last activity",
+    "overdue_tasks": "Overdue tasks",
 }
 
 

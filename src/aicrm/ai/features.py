@@ -10,10 +10,11 @@ can name a built-in feature but never inject SQL. This module composes the queri
 reads the frames, and profiles a training set (:func:`discover`).
 
 Every feature is computed *as of* an observation moment ``t_obs``: the status
-history and the contacts count only what had happened by then, so training rows
-(observed at a lead's creation and at later landmarks, see
-:func:`training_observations`) and the leads scored today see the same kind of
-information, and no row sees its own outcome.
+history, the contacts and the activities (calls, emails, meetings and notes in the 14
+and 90 days before, days since the last one, overdue tasks) count only what had
+happened by then, so training rows (observed at a lead's creation and at later
+landmarks, see :func:`training_observations`) and the leads scored today see the same
+kind of information, and no row sees its own outcome.
 
 Rows are read with a binary ``COPY`` whose every column is a non-null float8 (NaN
 for missing, category codes for categories), parsed by numpy in one call: a
@@ -44,11 +45,15 @@ from aicrm.ai.feature_spec import common_params, raw_expr
 from aicrm.ai.feature_spec import lead_columns_used as lead_columns_used
 from aicrm.ai.feature_spec import param_name as param_name
 from aicrm.ai.feature_sql import (
+    ACTIVITY_COUNTS,
+    ACTIVITY_JOIN,
     ATTRIBUTE_KEYS,
     BY_IDS,
     CREATION_OBS,
+    ENGAGEMENT,
     FEATURE_QUERY,
     FEATURE_ROWS,
+    HAS_ACTIVITIES,
     OPEN_ONLY,
     ORDERED,
     POSITION,
@@ -88,11 +93,16 @@ def feature_sql(
     if position:
         exprs.append(sql.SQL(POSITION))
     columns = sql.SQL(",\n       ").join(exprs) if exprs else sql.SQL("0::float8")
-    rows = sql.SQL(FEATURE_ROWS).format(columns=columns)
+    # the activities are read only for a spec that names an engagement feature
+    counts, join = sql.SQL(""), sql.SQL("")
+    if any(f.key is None and f.name in ENGAGEMENT for f in features):
+        counts, join = sql.SQL(ACTIVITY_COUNTS), sql.SQL(ACTIVITY_JOIN)
+    rows = sql.SQL(FEATURE_ROWS).format(columns=columns, activity=join)
     query = sql.SQL(FEATURE_QUERY).format(
         obs=obs,
         events=sql.SQL(STATUS_EVENTS),
         stages=sql.SQL(STATUS_STAGES),
+        activity=counts,
         rows=rows,
     )
     return (query + sql.SQL(ORDERED) if ordered else query), params
@@ -204,7 +214,11 @@ def discover(
     strings categories when a few values cover most leads)."""
     window = {"horizon": horizon, "as_of": as_of, "since": since}
     features: list[Feature] = []
+    row = conn.execute(HAS_ACTIVITIES).fetchone()
+    activities = bool(row and row[0])
     for name, (kind, _expr, _cols) in BUILTIN.items():
+        if name in ENGAGEMENT and not activities:
+            continue  # a database before migration 012: no activities to count
         feature = Feature(name, kind)
         if kind == "category":
             if name == "status":

@@ -228,7 +228,7 @@ def explain(
         if abs(factor.contribution) >= 0.01:
             direction = "raises" if factor.contribution > 0 else "lowers"
             effect = f"{direction} the odds ×{_odds(factor.contribution)}"
-        table.add_row(factor.label, _value(factor.value), f"{factor.contribution:+.2f}", effect)
+        table.add_row(factor.said, _value(factor.value), f"{factor.contribution:+.2f}", effect)
     output.stdout.print(table)
     for warning in found.warnings:
         output.say(f"warning: {warning}")

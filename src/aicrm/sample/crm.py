@@ -2,8 +2,10 @@
 
 :func:`generate` adds ``leads`` leads to a database at the newest schema (002 or
 later), and everything that goes with them: contacts (about 0.5 per lead, B2B),
-clients for the leads that converted, and the status history in ``crm_history``
-that ``lead_status_periods`` reads. The model (docs/synthetic-data.md):
+clients for the leads that converted, the status history in ``crm_history``
+that ``lead_status_periods`` reads, and the activities of the leads reps worked
+(:mod:`aicrm.sample.crm_activities`: more of them, and more recent, on the leads that
+go on to convert). The model (docs/synthetic-data.md):
 
 * every lead has features in JSONB ``attributes``: ``industry``, ``employees``,
   ``company_size``, ``region``, ``country``, ``budget`` (absent when unknown),
@@ -61,6 +63,14 @@ from psycopg import sql
 
 from aicrm.db.errors import translated
 from aicrm.errors import PrerequisiteFailed, UsageError
+from aicrm.sample.crm_activities import (
+    ANALYZE_ACTIVITIES,
+    DROP_ACTIVITIES,
+    HAS_ACTIVITIES,
+    INSERT_ACTIVITIES,
+    RATES,
+    STAGE_ACTIVITIES,
+)
 from aicrm.sample.crm_sql import (
     ANALYZE,
     CURRENT_SETTING,
@@ -210,6 +220,7 @@ class GeneratedCRM:
     history_rows: int
     truth_rows: int
     statuses: dict[str, int] = field(default_factory=dict)
+    activities: int = 0  # calls, emails, meetings, notes, tasks (migration 012 on)
     history_method: HistoryMethod = "replica"
     seconds: float = 0.0
 
@@ -229,6 +240,7 @@ class GeneratedCRM:
             "history_rows": self.history_rows,
             "truth_rows": self.truth_rows,
             "statuses": dict(self.statuses),
+            "activities": self.activities,
             "history_method": self.history_method,
             "seconds": round(self.seconds, 3),
         }
@@ -287,6 +299,7 @@ def generate(
         conn.execute(INSERT_CLIENTS)
         conn.execute(INSERT_LEADS)
         conn.execute(INSERT_CONTACTS)
+        activities = _activities(conn, params)
         history = conn.execute(INSERT_HISTORY, params).rowcount
         truth = conn.execute(INSERT_TRUTH).rowcount
         if previous_role is not None:
@@ -302,9 +315,22 @@ def generate(
     assert row is not None
     return GeneratedCRM(
         seed=seed, now=moment, leads=int(row[0]), clients=int(row[1]), contacts=int(row[2]),
-        history_rows=history, truth_rows=truth, statuses=dict(row[3] or {}),
+        history_rows=history, truth_rows=truth, statuses=dict(row[3] or {}), activities=activities,
         history_method=method, seconds=time.monotonic() - started,
     )  # fmt: skip
+
+
+def _activities(conn: psycopg.Connection[Any], params: dict[str, Any]) -> int:
+    """Write the leads' activities (:mod:`aicrm.sample.crm_activities`) when the
+    database has the table; how many."""
+    row = conn.execute(HAS_ACTIVITIES).fetchone()
+    if not (row and row[0]):
+        return 0
+    conn.execute(STAGE_ACTIVITIES, params)
+    written = conn.execute(INSERT_ACTIVITIES, params).rowcount
+    conn.execute(DROP_ACTIVITIES)
+    conn.execute(ANALYZE_ACTIVITIES)
+    return written
 
 
 def existing_rows(conn: psycopg.Connection[Any]) -> int:
@@ -413,5 +439,9 @@ def _parameters(leads: int, tag: str, moment: datetime) -> dict[str, Any]:
         "visits_effect": VISITS_EFFECT,
         "ads_drift": ADS_DRIFT,
         "intent_sd": INTENT_SD,
+        "act_kinds": [r[0] for r in RATES],
+        "act_streams": [r[1] for r in RATES],
+        "act_yes": [r[2] for r in RATES],
+        "act_no": [r[3] for r in RATES],
         **words,
     }
