@@ -250,6 +250,7 @@ def test_a_library_read_the_database_refuses_raises_an_aicrm_error(
     assert 'relation "clients" does not exist' in missing.value.message
 
 
+@pytest.mark.slow
 def test_the_cli_answers_a_refused_read_in_one_line(crm_db: Database, stranger: str) -> None:
     done = crm_db.cli("leads", "list", env={"DATABASE_URL": stranger})
     assert done.returncode == 2, done.stderr  # PrerequisiteFailed

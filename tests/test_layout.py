@@ -280,6 +280,7 @@ def _named_constant(node: ast.expr) -> bool:
     return bool(name) and name.isupper()
 
 
+@pytest.mark.slow
 def test_sql_is_never_built_by_string_formatting() -> None:
     problems: list[str] = []
     marker = "noqa" + ":"

@@ -1,7 +1,10 @@
+import pytest
+
 from tests.conftest import Database
 from tests.support import migration_count
 
 
+@pytest.mark.slow
 def test_migrate_empty_database_to_head(db: Database) -> None:
     result = db.cli("db", "migrate")
     assert result.returncode == 0, result.stderr

@@ -33,6 +33,7 @@ def fixed(crm_db: Database) -> analysis.Report:
         return analysis.analyze(conn, as_of=AS_OF)
 
 
+@pytest.mark.slow
 def test_rates_with_wilson_intervals(fixed: analysis.Report) -> None:
     assert (fixed.leads, fixed.labelled) == (9, 8)
     assert (fixed.overall["converted"], fixed.overall["rate"]) == (4, 0.5)

@@ -44,12 +44,14 @@ def test_score_and_explain(trained_db: Database) -> None:
     _one_line_error(cli(trained_db, "ai", "explain", "not-an-id"), 2, "not a valid lead id")
 
 
+@pytest.mark.slow
 def test_train_on_an_empty_crm_and_score_without_a_model(crm_db: Database) -> None:
     _one_line_error(cli(crm_db, "ai", "train"), 2, "no leads yet")
     _one_line_error(cli(crm_db, "ai", "score"), 4, "aicrm ai train")
     _one_line_error(cli(crm_db, "analyze", "conversions"), 2, "no leads yet")
 
 
+@pytest.mark.slow
 def test_train_falls_back_and_says_so(crm_db: Database) -> None:
     with crm_db.connect() as conn:
         insert(conn, [L("web", 200 + i, 10 if i % 3 == 0 else None, "tech") for i in range(40)])
@@ -60,6 +62,7 @@ def test_train_falls_back_and_says_so(crm_db: Database) -> None:
     assert data["method"] == "prior" and data["leads"] == 40 and data["conversions"] == 14
 
 
+@pytest.mark.slow
 def test_analyze_conversions_in_text_json_and_html(crm_db: Database) -> None:
     with crm_db.connect() as conn:
         insert(conn, FIXED)

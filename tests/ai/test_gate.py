@@ -99,6 +99,7 @@ def test_a_model_that_loses_on_the_newest_leads_is_stored_inactive_and_the_prior
         assert scoring.load_active(conn).version == active.version
 
 
+@pytest.mark.slow
 def test_the_gate_is_shown_by_the_cli(crm_db: Database) -> None:
     with crm_db.connect() as conn:
         insert(conn, drifting())
@@ -109,6 +110,7 @@ def test_the_gate_is_shown_by_the_cli(crm_db: Database) -> None:
     assert "gate        refused: on the holdout of the newest 80 labelled leads" in done.stdout
 
 
+@pytest.mark.slow
 def test_a_feature_that_tells_the_outcome_stops_training_until_left_out_as_advised(
     crm_db: Database,
 ) -> None:
@@ -130,6 +132,7 @@ def test_a_feature_that_tells_the_outcome_stops_training_until_left_out_as_advis
     assert "attr:won_deal" not in names and "attr:employees" in names
 
 
+@pytest.mark.slow
 def test_the_leakage_alarm_exits_2_with_one_line_on_the_cli(crm_db: Database) -> None:
     with crm_db.connect() as conn:
         insert(conn, leaking())
@@ -146,6 +149,7 @@ def test_excluding_a_feature_that_does_not_exist_is_refused(crm_db: Database) ->
             scoring.train(conn, as_of=AS_OF, exclude=["nope"], actor="test")
 
 
+@pytest.mark.slow
 def test_if_stale_retrains_only_an_old_model(crm_db: Database) -> None:
     with crm_db.connect() as conn:
         insert(conn, leaking())
@@ -164,6 +168,7 @@ def test_if_stale_retrains_only_an_old_model(crm_db: Database) -> None:
     assert crm_db.scalar("SELECT count(*) FROM ai_models") > stored
 
 
+@pytest.mark.slow
 def test_a_converted_lead_is_not_explained_as_a_chance_to_convert(trained_db: Database) -> None:
     lead_id = str(trained_db.scalar("SELECT id FROM leads WHERE is_converted ORDER BY id LIMIT 1"))
     with trained_db.connect() as conn:

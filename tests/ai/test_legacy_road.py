@@ -36,6 +36,7 @@ def upgraded(db: Database) -> Database:
     return db
 
 
+@pytest.mark.slow
 def test_the_migration_writes_the_history_the_data_proves(upgraded: Database) -> None:
     leads = upgraded.scalar("SELECT count(*) FROM leads")
     converted = upgraded.scalar(
@@ -71,6 +72,7 @@ def test_the_migration_writes_the_history_the_data_proves(upgraded: Database) ->
     )
 
 
+@pytest.mark.slow
 def test_todays_status_is_not_read_into_the_past(upgraded: Database) -> None:
     with upgraded.connect() as conn:
         frame = creation_frame(conn, [Feature("status", "category", categories=["new", "lost"])],
@@ -79,6 +81,7 @@ def test_todays_status_is_not_read_into_the_past(upgraded: Database) -> None:
     assert (frame.values[:, 0] == 0).all()  # unknown at creation, for every lead
 
 
+@pytest.mark.slow
 def test_training_leaves_the_undated_status_out_and_says_why(upgraded: Database) -> None:
     with upgraded.connect() as conn:
         result = scoring.train(conn, as_of=UNTIL, actor="test")
@@ -96,6 +99,7 @@ def test_training_leaves_the_undated_status_out_and_says_why(upgraded: Database)
     assert held["leads"] > 0 and abs(held["auc"] - result.model.metrics["auc"]) < 0.1
 
 
+@pytest.mark.slow
 def test_the_downgrade_removes_what_010_wrote(upgraded: Database) -> None:
     before = upgraded.scalar("SELECT count(*) FROM crm_history WHERE NOT reconstructed")
     done = upgraded.cli("db", "downgrade", "009")

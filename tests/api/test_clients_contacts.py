@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from tests.api.conftest import Live, assert_problem, unique
 
@@ -62,6 +63,7 @@ def test_a_client_with_conversions_is_kept(api: httpx.Client) -> None:
     assert body["conflicting"] == [{"kind": "lead", "id": lead["id"]}]
 
 
+@pytest.mark.slow
 def test_contacts_crud_and_moves(live: Live, api: httpx.Client) -> None:
     lead = api.post("/api/leads", json={"first_name": "Parent"}).json()
     client = api.post("/api/clients", json={"name": "Parent Co"}).json()

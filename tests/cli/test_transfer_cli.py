@@ -52,6 +52,7 @@ def other_db(server: Server, head_template: str, crm_db: Database) -> Iterator[D
     drop_database(server, name)
 
 
+@pytest.mark.slow
 def test_import_leads(crm_db: Database) -> None:
     source = _file(crm_db, "leads.csv", GOOD)
     done = _json(
@@ -88,6 +89,7 @@ def test_import_leads(crm_db: Database) -> None:
     ],
     ids=["unknown column", "missing column", "encoding", "ragged", "empty", "invalid", "dup"],
 )
+@pytest.mark.slow
 def test_bad_imports_exit_2_and_write_nothing(
     crm_db: Database, content: str | bytes, expected: str
 ) -> None:
@@ -115,6 +117,7 @@ def test_missing_file_and_option_mistakes(crm_db: Database) -> None:
     _nothing_written(crm_db)
 
 
+@pytest.mark.slow
 def test_skip_invalid_writes_the_rejects(crm_db: Database) -> None:
     crm_db.cli("leads", "create", "--email", "old@x.io")
     source = _file(
@@ -145,6 +148,7 @@ def test_skip_invalid_writes_the_rejects(crm_db: Database) -> None:
     assert crm_db.scalar("SELECT count(*) FROM leads") == 2
 
 
+@pytest.mark.slow
 def test_allow_duplicates(crm_db: Database) -> None:
     crm_db.cli("leads", "create", "--email", "old@x.io")
     source = _file(crm_db, "leads.csv", "email\nold@x.io\nOld@x.io\n")
@@ -201,6 +205,7 @@ def test_export_with_filters(crm_db: Database) -> None:
     assert text.stdout.strip() == f"exported 3 leads to {target}"
 
 
+@pytest.mark.slow
 def test_export_then_import_into_a_fresh_database(crm_db: Database, other_db: Database) -> None:
     crm_db.cli("leads", "create", "--first-name", "Zoë", "--email", "zoe@x.io", "--attr", "k=[1]")
     crm_db.cli("leads", "create", "--company", "Comma, Inc.", "--source", "web")
@@ -212,6 +217,7 @@ def test_export_then_import_into_a_fresh_database(crm_db: Database, other_db: Da
     assert other_db.execute(query) == crm_db.execute(query)
 
 
+@pytest.mark.slow
 def test_progress_is_drawn_on_a_terminal_only(crm_db: Database) -> None:
     source = _file(crm_db, "leads.csv", GOOD)
     shown = crm_db.cli("leads", "import", str(source), env={"FORCE_COLOR": "1"})

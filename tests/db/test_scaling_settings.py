@@ -72,6 +72,7 @@ def test_bad_values_are_refused_in_one_line(env: dict[str, str], words: str) -> 
     assert "s3cret" not in str(caught.value)
 
 
+@pytest.mark.slow
 def test_the_cli_refuses_a_bad_pool_mode_with_exit_2_and_following_the_advice_works(
     db: Database,
 ) -> None:

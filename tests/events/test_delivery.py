@@ -245,6 +245,7 @@ def test_sigkill_mid_delivery_loses_nothing(crm_db: Database) -> None:
         _in_order_per_record(rx.requests)
 
 
+@pytest.mark.slow
 def test_cli_add_list_remove_never_show_the_secret_again(crm_db: Database) -> None:
     added = crm_db.cli("webhooks", "add", "http://127.0.0.1:9/x", "--events", "lead.converted")
     assert added.returncode == 0, added.stderr
@@ -300,6 +301,7 @@ def test_serve_with_webhooks_delivers_beside_the_api(crm_db: Database) -> None:
         assert "delivering webhooks beside the API" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_credentials_in_a_receiver_url_are_never_shown(crm_db: Database) -> None:
     url = "https://hooks:pa55word-x@example.test/in?token=t0ken-y&team=sales"
     added = crm_db.cli("webhooks", "add", url, "--events", "lead.*")

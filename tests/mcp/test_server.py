@@ -200,6 +200,7 @@ def test_every_tool_over_stdio_under_a_write_key(crm_db: Database) -> None:
     assert crm_db.scalar("SELECT count(*) FROM lead_merges") == 1
 
 
+@pytest.mark.slow
 def test_a_read_key_reads_but_cannot_change_anything(crm_db: Database) -> None:
     crm = seeded(crm_db)
     lovelace, hopper = crm.leads["Lovelace"], crm.leads["Hopper"]
@@ -228,6 +229,7 @@ def test_a_read_key_reads_but_cannot_change_anything(crm_db: Database) -> None:
     assert after == before
 
 
+@pytest.mark.slow
 def test_a_key_revoked_while_serving_stops_working(crm_db: Database) -> None:
     crm = seeded(crm_db)
 

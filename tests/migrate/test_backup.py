@@ -36,6 +36,7 @@ def _take_backup(db: Database, folder: Path) -> Path:
     return Path(json.loads(result.stdout)["backup"]["path"])
 
 
+@pytest.mark.slow
 def test_backup_is_complete_private_and_named_as_the_seed_says(db: Database, tmp_path) -> None:
     folder = _legacy_with_data(db, tmp_path)
     path = _take_backup(db, folder)
@@ -116,6 +117,7 @@ def test_restore_refuses_an_incomplete_backup(db: Database, tmp_path) -> None:
     assert db.scalar("SELECT count(*) FROM pg_database WHERE datname = %s", (name,)) == 0
 
 
+@pytest.mark.slow
 def test_failed_restore_leaves_no_database_behind(db: Database, tmp_path) -> None:
     broken = tmp_path / "broken.sql"
     broken.write_text(

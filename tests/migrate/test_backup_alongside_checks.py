@@ -98,6 +98,7 @@ def test_refusing_check_while_pg_dump_runs_leaves_no_backup_and_no_change(
     assert schema_dump(db) == schema and table_digests(db) == digests
 
 
+@pytest.mark.slow
 def test_failing_pg_dump_stops_the_run_before_any_change(db: Database, tmp_path: Path) -> None:
     folder = _at_000(db, tmp_path, severity="resolvable")
     backups = tmp_path / "backups"
@@ -128,6 +129,7 @@ def test_failing_pg_dump_stops_the_run_before_any_change(db: Database, tmp_path:
     assert db.scalar("SELECT max(version) FROM aicrm_schema_migrations") == 0
 
 
+@pytest.mark.slow
 def test_dump_without_end_marker_is_never_named_a_backup(db: Database, tmp_path: Path) -> None:
     folder = _at_000(db, tmp_path, severity="resolvable")
     backups = tmp_path / "backups"
@@ -150,6 +152,7 @@ def test_dump_without_end_marker_is_never_named_a_backup(db: Database, tmp_path:
     assert db.scalar("SELECT count(*) FROM leads WHERE source = 'changed'") == 0
 
 
+@pytest.mark.slow
 def test_unwritable_backup_folder_stops_the_run_with_one_line(db: Database, tmp_path: Path) -> None:
     folder = _at_000(db, tmp_path, severity="resolvable")
     not_a_folder = tmp_path / "a-file"

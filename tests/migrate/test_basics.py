@@ -29,6 +29,7 @@ def test_empty_database_goes_to_head_and_ledger_records_it(db: Database) -> None
     assert db.scalar("SELECT to_regclass('leads') IS NOT NULL") is True
 
 
+@pytest.mark.slow
 def test_second_run_has_nothing_to_do(db: Database) -> None:
     assert db.cli("db", "migrate").returncode == 0
     again = db.cli("db", "migrate", "--json")
@@ -90,6 +91,7 @@ def test_verify_passes_after_migrate_and_fails_when_broken(db: Database) -> None
     assert any("contacts" in failure for c in report["checks"] for failure in c["failures"])
 
 
+@pytest.mark.slow
 def test_downgrade_below_000_and_without_ledger_are_refused(db: Database) -> None:
     none = db.cli("db", "downgrade", "000")
     assert none.returncode == 2
@@ -109,6 +111,7 @@ def test_downgrade_without_a_down_file_is_refused(db: Database, tmp_path) -> Non
     assert db.scalar("SELECT max(version) FROM aicrm_schema_migrations") == 1
 
 
+@pytest.mark.slow
 def test_downgrade_runs_the_down_file_after_a_backup(db: Database, tmp_path) -> None:
     folder = copy_migrations(tmp_path / "m", (0,))
     (folder / "001_extra.sql").write_text("-- step: add\nCREATE TABLE extra (id int);\n")

@@ -31,6 +31,7 @@ def _database_at_000_with_data(db: Database, tmp_path):
     return folder
 
 
+@pytest.mark.slow
 def test_dry_run_leaves_schema_and_data_unchanged(db: Database, tmp_path) -> None:
     folder = _database_at_000_with_data(db, tmp_path)
     schema, digests = schema_dump(db), table_digests(db)

@@ -80,6 +80,7 @@ def test_wrong_password_exits_2_and_never_shows_the_password(embedded_db: Databa
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
+@pytest.mark.slow
 def test_password_in_database_url_never_appears(db: Database, tmp_path: Path) -> None:
     secret = "s3cr3t-in-the-url"
     params = psycopg.conninfo.conninfo_to_dict(db.url)
@@ -139,6 +140,7 @@ def test_disk_too_small_for_the_backup_exits_2(db: Database, tmp_path: Path) -> 
     assert db.scalar("SELECT to_regclass('leads') IS NULL") is True
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("can_read_ledger", [False, True])
 def test_user_without_privilege_on_the_tables_exits_2(
     db: Database, tmp_path: Path, can_read_ledger: bool

@@ -41,6 +41,7 @@ def test_second_runner_is_refused_naming_the_holder(db: Database, tmp_path) -> N
     assert _version(db) == 0
 
 
+@pytest.mark.slow
 def test_lock_timeout_retries_then_gives_up_naming_the_blocker(db: Database, tmp_path) -> None:
     folder = _at_000_with_pending(db, tmp_path)
     with db.connect() as blocker:

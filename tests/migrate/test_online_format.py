@@ -94,6 +94,7 @@ def _folder(db: Database, tmp_path: Path, online: str = ONLINE) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_a_new_migration_runs_online_from_its_declared_phases(db: Database, tmp_path) -> None:
     folder = _folder(db, tmp_path)
     result = db.cli("db", "migrate", "--online", "--json", "--migrations-dir", str(folder))
@@ -114,6 +115,7 @@ def test_a_new_migration_runs_online_from_its_declared_phases(db: Database, tmp_
     assert db.cli("db", "verify", "--migrations-dir", str(folder)).returncode == 0
 
 
+@pytest.mark.slow
 def test_an_unfinished_run_of_a_new_migration_is_undone_by_its_abort(
     db: Database, tmp_path
 ) -> None:
@@ -151,6 +153,7 @@ def test_an_autocommit_step_outside_an_online_form_is_refused(db: Database, tmp_
     assert db.scalar("SELECT max(version) FROM aicrm_schema_migrations") == 0
 
 
+@pytest.mark.slow
 def test_a_malformed_online_form_is_refused(db: Database, tmp_path) -> None:
     folder = _folder(db, tmp_path, ONLINE.replace("-- phase: switch", "-- phase: swap", 1))
     result = db.cli("db", "migrate", "--online", "--migrations-dir", str(folder))

@@ -40,6 +40,7 @@ def _at_000_with_pending(db: Database, tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_migrate_behind_a_pooler_is_refused_and_the_advice_works(
     db: Database, pgbouncer: str, tmp_path: Path
 ) -> None:

@@ -174,6 +174,7 @@ def test_archive_orphans_archives_and_clears(db: Database, category: str) -> Non
     assert db.cli("db", "verify").returncode == 0
 
 
+@pytest.mark.slow
 def test_text_report_names_each_category_with_count_samples_and_query(db: Database) -> None:
     legacy = Legacy(db)
     cases = {category: CASES[category](legacy) for category in BLOCKING}

@@ -55,6 +55,7 @@ def test_round_trip_gives_back_every_reference_of_the_resolvable_anomalies(db: D
     assert again.returncode == 0, again.stderr
 
 
+@pytest.mark.slow
 def test_round_trip_with_archived_orphans_puts_them_back(db: Database) -> None:
     every = build_every_anomaly(db)
     references, rows, keys = legacy_references(db), rows_as_json(db), foreign_keys(db)
@@ -77,6 +78,7 @@ def test_round_trip_with_archived_orphans_puts_them_back(db: Database) -> None:
     }
 
 
+@pytest.mark.slow
 def test_pg_dump_circular_warning_before_and_not_after(db: Database) -> None:
     build_every_anomaly(db, blocking=False)
     before = pg_dump_data_only(db)
@@ -92,6 +94,7 @@ def test_pg_dump_circular_warning_before_and_not_after(db: Database) -> None:
     assert CIRCULAR_WARNING in pg_dump_data_only(db).stderr
 
 
+@pytest.mark.slow
 def test_round_trip_through_every_later_migration_is_exact(db: Database) -> None:
     """Legacy → head (002 also rewrites converted leads' statuses) → 000 gives back
     every row as it was, statuses and updated_at included."""

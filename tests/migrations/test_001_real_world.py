@@ -47,6 +47,7 @@ CREATE TRIGGER contacts_statement AFTER UPDATE ON contacts
 """
 
 
+@pytest.mark.slow
 def test_unrecognised_constraint_names_are_found_by_their_columns(db: Database) -> None:
     build_every_anomaly(db, blocking=False)
     db.execute('ALTER TABLE leads RENAME CONSTRAINT leads_client_id_fkey TO "Lead → Client"')
@@ -206,6 +207,7 @@ ADD_DEFERRED_KEY = sql.SQL(
 )
 
 
+@pytest.mark.slow
 def test_deferrable_keys_and_a_referencing_table(db: Database) -> None:
     every = build_every_anomaly(db)
     for table, name, column, referenced in (

@@ -4,6 +4,8 @@ findings equal the real run's and the archive's, every legacy reference survives
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import Database
 from tests.migrations.legacy import (
     archived_references,
@@ -33,6 +35,7 @@ CHECKS = (
 )
 
 
+@pytest.mark.slow
 def test_dry_run_findings_equal_the_real_run_and_the_archive(db: Database) -> None:
     every = build_every_anomaly(db)
     expected = {name: every.findings.get(name, 0) for name in CHECKS}
@@ -88,6 +91,7 @@ def test_every_legacy_reference_is_expressed_or_archived(db: Database) -> None:
     assert archived_references(db) <= before
 
 
+@pytest.mark.slow
 def test_every_legacy_reference_survives_without_blocking_anomalies(db: Database) -> None:
     build_every_anomaly(db, blocking=False)
     before = legacy_references(db)

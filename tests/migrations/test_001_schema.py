@@ -173,6 +173,7 @@ def test_seed_example_queries_can_use_the_new_indexes(
         ("UPDATE contacts SET client_id = %(CA)s WHERE id = %(K)s", psycopg.errors.CheckViolation),
     ],
 )
+@pytest.mark.slow
 def test_checks_reject_bad_rows(
     db: Database, migrated: dict[str, str], statement: str, error: type[Exception]
 ) -> None:
@@ -195,6 +196,7 @@ def test_good_rows_are_accepted(db: Database, migrated: dict[str, str]) -> None:
     assert db.scalar("SELECT count(*) FROM leads WHERE is_converted") == 4
 
 
+@pytest.mark.slow
 def test_verify_passes_and_finds_a_cycle_by_the_catalog(
     db: Database, migrated: dict[str, str]
 ) -> None:

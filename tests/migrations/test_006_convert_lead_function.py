@@ -25,6 +25,7 @@ def _exists(db: Database) -> bool:
     return bool(db.scalar("SELECT to_regprocedure(%s) IS NOT NULL", (FUNCTION,)))
 
 
+@pytest.mark.slow
 def test_006_adds_the_function_and_its_down_file_drops_it(db: Database, tmp_path: Path) -> None:
     versions = [m.version for m in loader.load(head_migrations())]
     assert 6 in versions

@@ -221,6 +221,7 @@ def test_writes_the_new_structure_cannot_express_are_refused_clearly(db: Databas
     assert back.returncode == 0, back.stdout + back.stderr
 
 
+@pytest.mark.slow
 def test_a_security_invoker_view_keeps_reading_as_its_caller(db: Database) -> None:
     with production(db, Shape(custom_statuses=False, materialized_view=False)) as prod:
         db.execute(
@@ -267,6 +268,7 @@ def test_impossible_window_requests_are_refused(db: Database) -> None:
     assert none.returncode == 2 and "No compatibility window is open" in none.stderr
 
 
+@pytest.mark.slow
 def test_a_rebuilt_view_keeps_its_owner_grants_and_comments(db: Database) -> None:
     owner = f"crm_reports_{uuid.uuid4().hex[:8]}"
     with production(db, Shape(custom_statuses=False, materialized_view=False)) as prod:

@@ -141,6 +141,7 @@ def test_aicrm_own_objects_are_not_dependents(db: Database) -> None:
     assert report["dependents"] == []
 
 
+@pytest.mark.slow
 def test_the_online_mode_refuses_the_same_way_before_anything(db: Database) -> None:
     with production(db, NO_STATUSES):
         before = schema_dump(db)

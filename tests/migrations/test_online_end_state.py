@@ -64,6 +64,7 @@ def test_online_then_downgrade_gives_back_every_row(db: Database) -> None:
     assert rows_as_json(db) == rows
 
 
+@pytest.mark.slow
 def test_orphans_refused_without_the_flag(db: Database) -> None:
     build_every_anomaly(db, blocking=True)
     done = db.cli("db", "migrate", "--online", "--json")

@@ -183,6 +183,7 @@ def _assert_same(online: dict[str, Any], reference: dict[str, Any]) -> None:
     assert online["schema"] == reference["schema"]
 
 
+@pytest.mark.slow
 def test_contact_without_parent_refused_during_the_run(db: Database) -> None:
     build_every_anomaly(db, blocking=False)
 

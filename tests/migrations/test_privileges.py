@@ -160,6 +160,7 @@ def test_app_role_keeps_every_crm_operation(roles: Roles) -> None:
     assert roles.execute(app, "SELECT count(*) FROM leads WHERE id = %s", (ids["won"],)) == [(1,)]
 
 
+@pytest.mark.slow
 def test_definer_functions_cannot_be_abused(roles: Roles) -> None:
     ids = legacy_as_owner(roles)
     migrate_as_owner(roles)
@@ -195,6 +196,7 @@ def test_definer_functions_cannot_be_abused(roles: Roles) -> None:
     assert recorded == [(1,)]
 
 
+@pytest.mark.slow
 def test_row_level_security_holds_through_the_views(roles: Roles) -> None:
     if roles.db.server.major < 15:
         pytest.skip("security_invoker views need PostgreSQL 15")
@@ -229,6 +231,7 @@ def test_row_level_security_holds_through_the_views(roles: Roles) -> None:
     assert roles.execute(roles.reader, "SELECT count(*) FROM leads") == [(3,)]
 
 
+@pytest.mark.slow
 def test_views_readable_only_by_roles_that_read_their_tables(roles: Roles) -> None:
     legacy_as_owner(roles)
     with psycopg.connect(roles.url(roles.owner), autocommit=True) as conn:

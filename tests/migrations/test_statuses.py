@@ -50,6 +50,7 @@ def backups(db: Database) -> list[Path]:
     return sorted(folder.iterdir()) if folder.exists() else []
 
 
+@pytest.mark.slow
 def test_custom_statuses_carried_to_head(db: Database) -> None:
     ids = custom_crm(db)
     stamps = dict(db.execute("SELECT id, updated_at FROM leads"))
@@ -91,6 +92,7 @@ def test_custom_statuses_carried_to_head(db: Database) -> None:
     assert verify.returncode == 0, verify.stdout
 
 
+@pytest.mark.slow
 def test_map_status_on_the_way(db: Database) -> None:
     ids = custom_crm(db)
     result, report = run_json(
@@ -206,6 +208,7 @@ def test_open_lead_with_status_converted_refused_then_mapped(db: Database) -> No
     assert statuses(db)[lead] == "qualified"
 
 
+@pytest.mark.slow
 def test_refusal_inside_the_transaction_leaves_no_backup(db: Database, tmp_path: Path) -> None:
     """A later migration's integrity check runs inside the transaction, after the
     backup was taken: its refusal deletes the backup too."""

@@ -54,6 +54,7 @@ def generated(crm_db: Database) -> tuple[Database, crm.GeneratedCRM]:
     return crm_db, generate(crm_db)
 
 
+@pytest.mark.slow
 def test_same_seed_same_data_either_history_method(
     crm_db: Database, other_crm_db: Database
 ) -> None:

@@ -93,6 +93,7 @@ def found(db: Database) -> dict[str, int]:
     return {name: int(db.scalar(query)) for name, query in ANOMALIES.items()}
 
 
+@pytest.mark.slow
 def test_counts_and_the_shape_of_clean_data(legacy: Database) -> None:
     counts = generate(legacy, anomalies=False)
     leads, clients, contacts = legacy.execute(TABLE_COUNTS)[0]
@@ -132,6 +133,7 @@ def test_counts_and_the_shape_of_clean_data(legacy: Database) -> None:
     assert emails > 0.9 and attributes > 0
 
 
+@pytest.mark.slow
 def test_same_seed_same_database_other_seed_other_data(legacy: Database) -> None:
     first = generate(legacy, orphans=True)
     digests = table_digests(legacy)
@@ -144,6 +146,7 @@ def test_same_seed_same_database_other_seed_other_data(legacy: Database) -> None
     assert all(other[table] != digests[table] for table in ("leads", "clients", "contacts"))
 
 
+@pytest.mark.slow
 def test_every_anomaly_exactly_as_returned(legacy: Database) -> None:
     counts = generate(legacy, orphans=True)
     assert {name: counts[name] for name in ANOMALIES} == found(legacy)
@@ -153,6 +156,7 @@ def test_every_anomaly_exactly_as_returned(legacy: Database) -> None:
     assert all(valid for _, valid in legacy.execute(FOREIGN_KEYS))
 
 
+@pytest.mark.slow
 def test_orphans_through_not_valid_foreign_keys(legacy: Database) -> None:
     counts = generate(legacy, orphans=True, orphan_method="not_valid")
     assert {name: counts[name] for name in ANOMALIES} == found(legacy)
@@ -164,6 +168,7 @@ def test_orphans_through_not_valid_foreign_keys(legacy: Database) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_the_engine_recognises_000_and_migrates_it(legacy: Database) -> None:
     generate(legacy)
     status = legacy.cli("db", "status", "--json")
@@ -180,6 +185,7 @@ def test_the_engine_recognises_000_and_migrates_it(legacy: Database) -> None:
     assert json.loads(done.stdout)["outcome"] == "applied"
 
 
+@pytest.mark.slow
 def test_001_integrity_checks_count_what_was_made(legacy: Database) -> None:
     if not (MIGRATIONS / "001_resolve_circular_fk.checks.sql").exists():
         pytest.skip("migration 001 is not there yet")
@@ -204,6 +210,7 @@ def test_001_integrity_checks_count_what_was_made(legacy: Database) -> None:
     }
 
 
+@pytest.mark.slow
 def test_refuses_a_database_that_is_not_an_empty_000(db: Database) -> None:
     with pytest.raises(UsageError, match="not at migration 000"):
         generate(db)
@@ -213,6 +220,7 @@ def test_refuses_a_database_that_is_not_an_empty_000(db: Database) -> None:
         generate(db)
 
 
+@pytest.mark.slow
 def test_too_few_leads_for_the_anomalies_is_refused(legacy: Database) -> None:
     with pytest.raises(UsageError, match="too few"):
         generate(legacy, leads=20, orphans=True)

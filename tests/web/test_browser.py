@@ -93,6 +93,7 @@ def offline_context(browser: Any, live_url: str) -> Any:
     return context
 
 
+@pytest.mark.slow
 def test_the_pages_work_under_their_content_security_policy(
     browser: Any, live_url: str, crm: Crm
 ) -> None:
