@@ -73,6 +73,24 @@ def test_any_scoring_annotation_renders(client: TestClient, crm: Crm) -> None:
     assert "×" in display.odds(1000) and display.odds("abc") == "—"
 
 
+def test_an_engagement_factor_is_shown_in_words_and_any_words_are_escaped(
+    client: TestClient, crm: Crm
+) -> None:
+    odd = '<b>"3 calls"</b> \u202e & more'
+    entry = {"values": {"factors": [
+        ["calls_14d", 3, 0.8],
+        {"feature": "status", "value": "new", "contribution": 0.1, "words": odd},
+    ]}}  # fmt: skip
+    sign_in(client, crm.data.read_token)
+    with crm.db.connect() as conn, session.transaction(conn, "test"):
+        lead = leads.create_lead(conn, ai_score=0.5, ai_annotations={scoring.ANNOTATOR: entry})
+    page = client.get(f"/leads/{lead.id}")
+    assert page.status_code == 200
+    assert "3 calls in the last 14 days" in page.text
+    assert "Calls in the last 14 days: <b>" not in page.text  # the words, not label: value
+    assert "&lt;b&gt;&#34;3 calls&#34;&lt;/b&gt;" in page.text and odd not in page.text
+
+
 # --- property tests of the renderers, no database ------------------------------------
 
 JSON = st.recursive(

@@ -102,8 +102,10 @@ def updates(changes: Any) -> list[tuple[str, Any, Any]]:
 
 def factors(values: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The ``factors`` of a scoring entry's ``values`` ready to show: each with a
-    ``label`` (text), a ``value`` and a ``contribution`` that is a finite float or
-    None. Entries that are not factors at all are left out."""
+    ``label`` (text), a ``value``, a ``contribution`` that is a finite float or
+    None, and ``words`` (text or None): an engagement factor in plain words, shown
+    instead of "label: value" ("3 calls in the last 14 days"). Entries that are not
+    factors at all are left out."""
     from aicrm.ai import scoring
 
     out = []
@@ -114,6 +116,7 @@ def factors(values: Mapping[str, Any]) -> list[dict[str, Any]]:
             {
                 "label": MISSING if label is None or label == "" else str(label),
                 "value": item.get("value"),
+                "words": str(item["words"]) if item.get("words") else None,
                 "contribution": float(contribution)
                 if isinstance(contribution, int | float) and _finite(contribution)
                 else None,
