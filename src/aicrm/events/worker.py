@@ -1,10 +1,13 @@
 """The delivery worker (``aicrm webhooks run``): pending deliveries to their URLs.
 
-One loop: claim a batch of due deliveries (``FOR UPDATE SKIP LOCKED``, so several
-workers share the work), POST them concurrently, record each outcome and commit;
-then wait for ``NOTIFY aicrm_events`` (sent by the fan-out trigger) or the next retry
-or the poll interval, whichever comes first (polling is the fallback, e.g. behind a
-transaction pooler, where LISTEN does not work).
+One loop per lane: claim a batch of due deliveries (``FOR UPDATE SKIP LOCKED``, so
+several lanes and workers share the work), POST them concurrently, record each outcome
+and commit; then wait for ``NOTIFY aicrm_events`` (sent by the fan-out trigger) or the
+next retry or the poll interval, whichever comes first (polling is the fallback, e.g.
+behind a transaction pooler, where LISTEN does not work). A worker runs ``lanes``
+loops (two by default), each on a connection of its own: while one lane's POSTs are
+out, another claims or records in the database, so neither the database nor the
+receivers wait for the other.
 
 Guarantees (docs/events-and-webhooks.md):
 
@@ -26,37 +29,31 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from psycopg import sql
-
 from aicrm import __version__
 from aicrm.db import Connection, Target, connect
 from aicrm.events import signing
 from aicrm.events.client import DeliveryFailed, Poster
 
 CHANNEL = "aicrm_events"
+STOP_CHECK = 0.2  # seconds: the longest a waiting lane takes to see a stop
 LISTEN = "LISTEN aicrm_events"
 
-# The due deliveries first (locked, skipping those another worker holds), then their
+# The due deliveries in order, locked (skipping those another worker holds), then their
 # bodies, built for the claimed rows only. A delivery waits while an earlier event of
-# the same record is pending for the same subscription. {window}: CLAIM looks at the
-# first due deliveries only (a bounded amount of work per batch, however long the
-# backlog); CLAIM_ALL at all of them, when those are all waiting.
-CLAIM_TEMPLATE = """
-WITH due AS MATERIALIZED (
-    SELECT d.subscription_id, d.event_id, d.record_id
+# the same record is pending for the same subscription. The plan matters: a walk of
+# the due index in order, each row's earlier-event test an index probe
+# (webhook_deliveries_record_idx), stopped at the batch's size. An earlier form that
+# first took a window of due rows and joined them back hash-joined every pending row
+# twice per batch: its cost grew with the backlog.
+CLAIM = """
+WITH claimed AS (
+    SELECT d.subscription_id, d.event_id, d.attempts
     FROM webhook_deliveries d
     WHERE d.state = 'pending' AND d.next_attempt_at <= now()
-    ORDER BY d.next_attempt_at, d.event_id
-    {window}
-), claimed AS (
-    SELECT d.subscription_id, d.event_id, d.attempts
-    FROM due u
-    JOIN webhook_deliveries d ON d.subscription_id = u.subscription_id AND d.event_id = u.event_id
-    WHERE d.state = 'pending'
       AND NOT EXISTS (
           SELECT 1 FROM webhook_deliveries p
-          WHERE p.subscription_id = u.subscription_id AND p.record_id = u.record_id
-            AND p.state = 'pending' AND p.event_id < u.event_id)
+          WHERE p.subscription_id = d.subscription_id AND p.record_id = d.record_id
+            AND p.state = 'pending' AND p.event_id < d.event_id)
     ORDER BY d.next_attempt_at, d.event_id
     LIMIT %(batch)s
     FOR UPDATE OF d SKIP LOCKED
@@ -71,8 +68,6 @@ JOIN webhook_subscriptions s ON s.id = c.subscription_id
 JOIN crm_events e ON e.id = c.event_id
 ORDER BY c.event_id
 """
-CLAIM = sql.SQL(CLAIM_TEMPLATE).format(window=sql.SQL("LIMIT %(window)s"))
-CLAIM_ALL = sql.SQL(CLAIM_TEMPLATE).format(window=sql.SQL(""))
 DELIVERED = """
 UPDATE webhook_deliveries d
 SET state = 'delivered', attempts = d.attempts + 1, delivered_at = now(), last_error = NULL,
@@ -105,7 +100,8 @@ WHERE d.state = 'pending'
 class Settings:
     """How the worker delivers. ``backoff``: seconds before the first retry, doubled
     after each failure up to ``backoff_max``, each delay drawn between half and all of
-    it (jitter); ``poll``: the longest wait without a notification."""
+    it (jitter); ``poll``: the longest wait without a notification; ``lanes``: claim
+    loops at once, each on a connection of its own (``concurrency`` is shared)."""
 
     batch: int = 200
     concurrency: int = 8
@@ -114,6 +110,7 @@ class Settings:
     backoff_max: float = 3600.0
     poll: float = 2.0
     timeout: float = 10.0
+    lanes: int = 2
 
     def delay(self, attempts: int) -> float:
         """The wait after the ``attempts``-th failure, with jitter."""
@@ -145,36 +142,55 @@ class Worker:
         self.poster = Poster(self.settings.timeout)
         self.delivered = 0
         self.failed = 0
+        self._counting = threading.Lock()  # the lanes' threads add to the counts
 
     def run(self, stop: threading.Event | None = None, *, once: bool = False) -> None:
-        """Deliver until ``stop`` is set (or, ``once``, until nothing is due)."""
+        """Deliver until ``stop`` is set (or, ``once``, until nothing is due). The first
+        lane runs on this thread (so Ctrl-C reaches it at once), the others on threads
+        of their own; an error in any lane stops the others and is raised here."""
         stop = stop or threading.Event()
+        halt = threading.Event()  # a lane failed: the others stop too
+        extra = max(1, self.settings.lanes) - 1
         try:
             with (
-                connect(self.where, application_name="aicrm webhooks") as conn,
                 ThreadPoolExecutor(self.settings.concurrency, "aicrm-webhook") as pool,
+                ThreadPoolExecutor(max(1, extra), "aicrm-webhook-lane") as lanes,
             ):
+                others = [lanes.submit(self._lane, stop, halt, pool, once) for _ in range(extra)]
+                self._lane(stop, halt, pool, once)
+                for other in others:
+                    other.result()
+        finally:
+            self.poster.close()
+
+    def _lane(
+        self, stop: threading.Event, halt: threading.Event, pool: ThreadPoolExecutor, once: bool
+    ) -> None:
+        try:
+            with connect(self.where, application_name="aicrm webhooks") as conn:
                 listener = None if once else self._listen()
                 try:
-                    while not stop.is_set():
+                    while not (stop.is_set() or halt.is_set()):
                         claimed = self.run_batch(conn, pool)
                         if claimed == self.settings.batch:
                             continue
                         if once and claimed == 0:
                             return
                         if not once:
-                            self._wait(conn, listener, claimed)
+                            self._wait(
+                                conn, listener, claimed, lambda: stop.is_set() or halt.is_set()
+                            )
                 finally:
                     if listener is not None:
                         listener.close()
-        finally:
-            self.poster.close()
+        except BaseException:
+            halt.set()
+            raise
 
     def run_batch(self, conn: Connection, pool: ThreadPoolExecutor | None = None) -> int:
         """Claim, deliver and record one batch in one transaction; returns its size."""
         with conn.transaction():
-            size = {"batch": self.settings.batch, "window": 4 * self.settings.batch}
-            rows = conn.execute(CLAIM, size).fetchall() or conn.execute(CLAIM_ALL, size).fetchall()
+            rows = conn.execute(CLAIM, {"batch": self.settings.batch}).fetchall()
             if not rows:
                 return 0
             if pool is None or len(rows) == 1:
@@ -209,10 +225,12 @@ class Worker:
                 DELIVERED,
                 ([o.subscription_id for o in good], [o.event_id for o in good]),
             )
-            self.delivered += len(good)
+            with self._counting:
+                self.delivered += len(good)
         if not bad:
             return
-        self.failed += len(bad)
+        with self._counting:
+            self.failed += len(bad)
         limit = self.settings.max_attempts
         delays = [self.settings.delay(o.attempts) for o in bad]
         dead = [o.attempts >= limit for o in bad]
@@ -244,7 +262,13 @@ class Worker:
         listener.execute(LISTEN)
         return listener
 
-    def _wait(self, conn: Connection, listener: Connection | None, claimed: int) -> None:
+    def _wait(
+        self,
+        conn: Connection,
+        listener: Connection | None,
+        claimed: int,
+        stopping: Callable[[], bool],
+    ) -> None:
         if claimed:
             return  # the batch was not full: look again at once for what became due
         with conn.transaction():
@@ -256,11 +280,13 @@ class Worker:
             wait = min(self.settings.poll, 0.05)  # held by another worker: look again soon
         else:
             wait = min(self.settings.poll, due)
-        if listener is None:
-            time.sleep(wait)
-            return
-        for _ in listener.notifies(timeout=wait, stop_after=1):
-            pass
+        # In slices, so that a stop (or another lane's failure) is seen within one.
+        until = time.monotonic() + wait
+        while (left := until - time.monotonic()) > 0 and not stopping():
+            if listener is None:
+                time.sleep(min(left, STOP_CHECK))
+            elif any(True for _ in listener.notifies(timeout=min(left, STOP_CHECK), stop_after=1)):
+                return
 
 
 __all__ = ["CHANNEL", "Outcome", "Settings", "Worker"]
