@@ -26,8 +26,11 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
+
+import psycopg
 
 from aicrm import __version__
 from aicrm.db import Connection, Target, connect
@@ -36,6 +39,7 @@ from aicrm.events.client import DeliveryFailed, Poster
 
 CHANNEL = "aicrm_events"
 STOP_CHECK = 0.2  # seconds: the longest a waiting lane takes to see a stop
+SETTLE = 0.1  # seconds: a lane's first wait after it registered as asleep
 LISTEN = "LISTEN aicrm_events"
 
 # The due deliveries in order, locked (skipping those another worker holds), then their
@@ -84,6 +88,17 @@ FROM unnest(%s::bigint[], %s::bigint[], %s::float8[], %s::boolean[], %s::text[])
      AS f (subscription_id, event_id, delay, dead, error)
 WHERE d.subscription_id = f.subscription_id AND d.event_id = f.event_id
 """
+# A lane about to wait registers its LISTEN session (migration 014): the fan-out
+# notifies only when one is registered. Rows of sessions that no longer exist (a lane
+# killed while asleep) are deleted on the way: until then, writers notify in vain.
+SLEEP = """
+WITH gone AS (
+    DELETE FROM webhook_sleepers s
+    WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = s.pid)
+)
+INSERT INTO webhook_sleepers (pid) VALUES (pg_backend_pid()) ON CONFLICT (pid) DO NOTHING
+"""
+WAKE = "DELETE FROM webhook_sleepers WHERE pid = pg_backend_pid()"
 # Seconds until the next delivery that is not waiting for an earlier one is due.
 NEXT_DUE = """
 SELECT extract(epoch FROM min(d.next_attempt_at) - now())::float8
@@ -166,22 +181,35 @@ class Worker:
     def _lane(
         self, stop: threading.Event, halt: threading.Event, pool: ThreadPoolExecutor, once: bool
     ) -> None:
+        def stopping() -> bool:
+            return stop.is_set() or halt.is_set()
+
         try:
             with connect(self.where, application_name="aicrm webhooks") as conn:
                 listener = None if once else self._listen()
+                asleep = False  # registered in webhook_sleepers: writers notify
                 try:
-                    while not (stop.is_set() or halt.is_set()):
+                    while not stopping():
                         claimed = self.run_batch(conn, pool)
+                        if claimed and asleep and listener is not None:
+                            listener.execute(WAKE)
+                            asleep = False
                         if claimed == self.settings.batch:
                             continue
                         if once and claimed == 0:
                             return
-                        if not once:
-                            self._wait(
-                                conn, listener, claimed, lambda: stop.is_set() or halt.is_set()
-                            )
+                        if once:
+                            continue
+                        settle = False
+                        if not claimed and listener is not None and not asleep:
+                            listener.execute(SLEEP)
+                            asleep = settle = True
+                        self._wait(conn, listener, claimed, stopping, settle)
                 finally:
                     if listener is not None:
+                        with suppress(psycopg.Error):  # a lost session: its row is stale
+                            if asleep:
+                                listener.execute(WAKE)
                         listener.close()
         except BaseException:
             halt.set()
@@ -268,6 +296,7 @@ class Worker:
         listener: Connection | None,
         claimed: int,
         stopping: Callable[[], bool],
+        settle: bool = False,
     ) -> None:
         if claimed:
             return  # the batch was not full: look again at once for what became due
@@ -280,6 +309,10 @@ class Worker:
             wait = min(self.settings.poll, 0.05)  # held by another worker: look again soon
         else:
             wait = min(self.settings.poll, due)
+        if settle:
+            # Just registered as asleep: a writer that looked before that may commit
+            # without a NOTIFY. A short first wait, then a claim, catches it.
+            wait = min(wait, SETTLE)
         # In slices, so that a stop (or another lane's failure) is seen within one.
         until = time.monotonic() + wait
         while (left := until - time.monotonic()) > 0 and not stopping():
