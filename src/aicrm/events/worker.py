@@ -30,10 +30,10 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
-
 from aicrm import __version__
 from aicrm.db import Connection, Target, connect
+from aicrm.db.errors import translated
+from aicrm.errors import AicrmError
 from aicrm.events import signing
 from aicrm.events.client import DeliveryFailed, Poster
 
@@ -88,8 +88,8 @@ FROM unnest(%s::bigint[], %s::bigint[], %s::float8[], %s::boolean[], %s::text[])
      AS f (subscription_id, event_id, delay, dead, error)
 WHERE d.subscription_id = f.subscription_id AND d.event_id = f.event_id
 """
-# A lane about to wait registers its LISTEN session (migration 014): the fan-out
-# notifies only when one is registered. Rows of sessions that no longer exist (a lane
+# The worker's last lane to fall asleep registers its LISTEN session (migration 014):
+# the fan-out notifies only when one is registered. Rows of sessions that no longer exist (a lane
 # killed while asleep) are deleted on the way: until then, writers notify in vain.
 SLEEP = """
 WITH gone AS (
@@ -98,7 +98,7 @@ WITH gone AS (
 )
 INSERT INTO webhook_sleepers (pid) VALUES (pg_backend_pid()) ON CONFLICT (pid) DO NOTHING
 """
-WAKE = "DELETE FROM webhook_sleepers WHERE pid = pg_backend_pid()"
+WAKE = "DELETE FROM webhook_sleepers WHERE pid = %s"
 # Seconds until the next delivery that is not waiting for an earlier one is due.
 NEXT_DUE = """
 SELECT extract(epoch FROM min(d.next_attempt_at) - now())::float8
@@ -158,6 +158,10 @@ class Worker:
         self.delivered = 0
         self.failed = 0
         self._counting = threading.Lock()  # the lanes' threads add to the counts
+        self._sleeping = threading.Lock()  # guards the three below
+        self._awake = 0  # lanes not asleep
+        self._registered: int | None = None  # the session registered as asleep
+        self._left = False
 
     def run(self, stop: threading.Event | None = None, *, once: bool = False) -> None:
         """Deliver until ``stop`` is set (or, ``once``, until nothing is due). The first
@@ -166,6 +170,7 @@ class Worker:
         stop = stop or threading.Event()
         halt = threading.Event()  # a lane failed: the others stop too
         extra = max(1, self.settings.lanes) - 1
+        self._awake, self._registered, self._left = extra + 1, None, False
         try:
             with (
                 ThreadPoolExecutor(self.settings.concurrency, "aicrm-webhook") as pool,
@@ -187,12 +192,12 @@ class Worker:
         try:
             with connect(self.where, application_name="aicrm webhooks") as conn:
                 listener = None if once else self._listen()
-                asleep = False  # registered in webhook_sleepers: writers notify
+                asleep = False
                 try:
                     while not stopping():
                         claimed = self.run_batch(conn, pool)
                         if claimed and asleep and listener is not None:
-                            listener.execute(WAKE)
+                            self._wake_up(listener)
                             asleep = False
                         if claimed == self.settings.batch:
                             continue
@@ -202,18 +207,45 @@ class Worker:
                             continue
                         settle = False
                         if not claimed and listener is not None and not asleep:
-                            listener.execute(SLEEP)
-                            asleep = settle = True
+                            asleep = True
+                            settle = self._fall_asleep(listener)
                         self._wait(conn, listener, claimed, stopping, settle)
                 finally:
                     if listener is not None:
-                        with suppress(psycopg.Error):  # a lost session: its row is stale
-                            if asleep:
-                                listener.execute(WAKE)
+                        # a lost session: its row is stale (the next sleeper clears it)
+                        with suppress(AicrmError), translated():
+                            self._leave(listener)
                         listener.close()
         except BaseException:
             halt.set()
             raise
+
+    # While any lane is awake it claims again without being told, so writers need not
+    # notify: only the last lane of the worker to fall asleep registers (migration 014),
+    # and the first to wake with work deletes the worker's row.
+    def _fall_asleep(self, listener: Connection) -> bool:
+        """This lane found nothing to do; True if it registered the worker as asleep."""
+        with self._sleeping:
+            self._awake -= 1
+            if self._awake > 0 or self._left:
+                return False
+            listener.execute(SLEEP)
+            self._registered = listener.info.backend_pid
+            return True
+
+    def _wake_up(self, listener: Connection) -> None:
+        with self._sleeping:
+            if self._registered is not None:
+                listener.execute(WAKE, (self._registered,))
+                self._registered = None
+            self._awake += 1
+
+    def _leave(self, listener: Connection) -> None:
+        with self._sleeping:
+            self._left = True  # the lanes are stopping: none registers again
+            if self._registered is not None:
+                listener.execute(WAKE, (self._registered,))
+                self._registered = None
 
     def run_batch(self, conn: Connection, pool: ThreadPoolExecutor | None = None) -> int:
         """Claim, deliver and record one batch in one transaction; returns its size."""

@@ -15,6 +15,8 @@
 
 -- step: the sleeping lanes
 CREATE UNLOGGED TABLE webhook_sleepers (
+    -- a backend's pid, as pg_backend_pid() returns it (an integer)
+    -- squawk-ignore prefer-bigint-over-int
     pid integer PRIMARY KEY,
     since timestamptz NOT NULL DEFAULT now()
 );
