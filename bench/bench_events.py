@@ -18,8 +18,11 @@ convert  ``aicrm.crm.conversion.convert_lead`` by ``--workers`` threads for
          ``--duration`` seconds (bench_crm.py's single-conversion workload) on a fresh
          copy of the same seeded database in three variants, alternating A B C A B C …:
          A the event triggers disabled (no outbox), B the outbox with no subscription,
-         C the outbox with a subscription to every event (deliveries and NOTIFY written;
-         no worker running). Target: B and C ≥ 0.85× A (the outbox adds ≤ 15 %).
+         C the outbox with a subscription to every event (deliveries written; no worker
+         running, so no NOTIFY since migration 014), D as C with a worker registered as
+         asleep (every transaction sends a NOTIFY, as all did before 014; a running
+         worker is asleep only while it has nothing to do). Target: B and C ≥ 0.85× A
+         (the outbox adds ≤ 15 %).
 
 The server is the one aicrm would use (bench_crm.py's rules: DATABASE_URL, else the
 embedded PostgreSQL under AICRM_HOME, bench/out/home when unset). The results
@@ -73,6 +76,7 @@ INSERT INTO leads (first_name, email, source)
 SELECT 'E' || g, 'event' || g || '@bench.example', 'bench' FROM generate_series(1, %s) AS g
 """
 DELIVERED = "SELECT count(*) FROM webhook_deliveries WHERE state = 'delivered'"
+ASLEEP = "INSERT INTO webhook_sleepers (pid) VALUES (0)"  # no session has pid 0
 
 
 # --- the receiver ---------------------------------------------------------------------
@@ -244,10 +248,19 @@ def bench_deliver(server: Server, template: str, args: argparse.Namespace) -> di
 
 
 def variant_templates(server: Server, base: str) -> dict[str, str]:
-    """Copies of the seeded template: without the event triggers, and with a subscription."""
-    names = {"no outbox": f"{base}_off", "outbox": base, "outbox + subscription": f"{base}_sub"}
-    for label in ("no outbox", "outbox + subscription"):
-        conninfo = create_database(server, names[label], base)
+    """Copies of the seeded template: without the event triggers, with a subscription,
+    and with a subscription and a worker registered as asleep (so every writing
+    transaction sends a NOTIFY, as all did before migration 014)."""
+    names = {
+        "no outbox": f"{base}_off",
+        "outbox": base,
+        "outbox + subscription": f"{base}_sub",
+        "outbox + subscription, worker asleep": f"{base}_asleep",
+    }
+    for label, name in names.items():
+        if name == base:
+            continue
+        conninfo = create_database(server, name, base)
         with psycopg.connect(conninfo, autocommit=True) as conn:
             if label == "no outbox":
                 for table, trigger in TRIGGERS:
@@ -256,8 +269,10 @@ def variant_templates(server: Server, base: str) -> dict[str, str]:
                             psycopg.sql.Identifier(table), psycopg.sql.Identifier(trigger)
                         )
                     )
-            else:
-                conn.execute(SUBSCRIBE, ("http://127.0.0.1:9/hook", ["*"], SECRET))
+                continue
+            conn.execute(SUBSCRIBE, ("http://127.0.0.1:9/hook", ["*"], SECRET))
+            if label.endswith("asleep"):
+                conn.execute(ASLEEP)
     return names
 
 
@@ -323,7 +338,7 @@ def section(
         f"{args.convert_leads:,} open leads (bench_crm.py's single-conversion workload), the "
         f"variants alternating, {args.rounds} rounds. Each conversion writes `lead.converted`, "
         "`client.created` and a `contact.updated` per moved contact; with the subscription, a "
-        "delivery row for each and a NOTIFY.",
+        "delivery row for each, and a NOTIFY when a worker is asleep.",
         "| variant | conversions/s per round | median | vs no outbox |\n|---|---|---|---|\n" + rows,
         "Target: the outbox adds ≤ 15 % (≥ 0.85×) with and without subscriptions: "
         f"{ok_cost} it (worst {worst:.3f}×).",
