@@ -213,9 +213,9 @@ def bench_deliver(server: Server, template: str, args: argparse.Namespace) -> di
                     cpu_before = [cpu_seconds(pid) for pid in watched]
                     server_before = {pid: cpu_seconds(pid) for pid in server_pids(conn)}
                     deadline = committed + 600
-                    while sum(counts) < args.events and time.time() < deadline:
+                    while sum(counts[:]) < args.events and time.time() < deadline:
                         time.sleep(0.05)
-                    received, ended = sum(counts), max(last)
+                    received, ended = sum(counts[:]), max(last[:])
                     cpu = [cpu_seconds(p) - c for p, c in zip(watched, cpu_before, strict=True)]
                     # the server's processes now (those started meanwhile in full; one that
                     # ended meanwhile, an autovacuum worker, is left out)
@@ -236,7 +236,7 @@ def bench_deliver(server: Server, template: str, args: argparse.Namespace) -> di
     per = 1000 / max(received, 1)
     w = args.worker_processes
     return {
-        "events": args.events, "received": received, "bad_signatures": sum(bad),
+        "events": args.events, "received": received, "bad_signatures": sum(bad[:]),
         "seconds": seconds, "rate": received / seconds if seconds > 0 else 0.0,
         "delivered_rows": delivered[0] if delivered else 0, "load": load,
         "cpu_worker": sum(cpu[:w]) * per, "cpu_receiver": sum(cpu[w : w + n]) * per,

@@ -19,7 +19,7 @@ SLEEPERS = "SELECT count(*) FROM webhook_sleepers"
 
 def _payloads_until_mark(listener: psycopg.Connection[tuple[object, ...]]) -> list[str]:
     """The notifications before the marker, in commit order (NOTIFY's guarantee)."""
-    seen = []
+    seen: list[str] = []
     for note in listener.notifies(timeout=60):
         if note.payload == "mark":
             return seen
