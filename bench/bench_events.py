@@ -6,16 +6,23 @@
 Two measurements in one run:
 
 deliver  ``--events`` leads inserted in one transaction into a CRM database with one
-         subscription to ``*`` on a local receiver (an asyncio HTTP/1.1 server in a
-         process of its own, which checks every signature); one ``aicrm webhooks run``
-         process (``--concurrency``, ``--batch``) already listening. Throughput is
-         events received / (last received - commit), end to end. Target ≥ 2,000/s.
+         subscription to ``*`` on a local receiver (``--receivers`` asyncio HTTP/1.1
+         processes sharing a port, each checking every signature);
+         ``--worker-processes`` ``aicrm webhooks run`` processes (``--concurrency``,
+         ``--batch``, ``--lanes``) already listening. Throughput is events received /
+         (last received - commit), end to end; CPU per event of the workers, the
+         receivers and the PostgreSQL server's processes over the same span (from
+         /proc: the machine's load does not inflate it as it does the rate).
+         Target ≥ 2,000/s.
 convert  ``aicrm.crm.conversion.convert_lead`` by ``--workers`` threads for
          ``--duration`` seconds (bench_crm.py's single-conversion workload) on a fresh
          copy of the same seeded database in three variants, alternating A B C A B C …:
          A the event triggers disabled (no outbox), B the outbox with no subscription,
-         C the outbox with a subscription to every event (deliveries and NOTIFY written;
-         no worker running). Target: B and C ≥ 0.85× A (the outbox adds ≤ 15 %).
+         C the outbox with a subscription to every event (deliveries written; no worker
+         running, so no NOTIFY since migration 014), D as C with a worker registered as
+         asleep (every transaction sends a NOTIFY, as all did before 014; a running
+         worker is asleep only while it has nothing to do). Target: B and C ≥ 0.85× A
+         (the outbox adds ≤ 15 %).
 
 The server is the one aicrm would use (bench_crm.py's rules: DATABASE_URL, else the
 embedded PostgreSQL under AICRM_HOME, bench/out/home when unset). The results
@@ -28,6 +35,7 @@ import argparse
 import asyncio
 import multiprocessing
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -68,82 +76,171 @@ INSERT INTO leads (first_name, email, source)
 SELECT 'E' || g, 'event' || g || '@bench.example', 'bench' FROM generate_series(1, %s) AS g
 """
 DELIVERED = "SELECT count(*) FROM webhook_deliveries WHERE state = 'delivered'"
+ASLEEP = "INSERT INTO webhook_sleepers (pid) VALUES (0)"  # no session has pid 0
 
 
 # --- the receiver ---------------------------------------------------------------------
 
 
-def receiver_process(port_out: Any, counter: Any, bad: Any, last: Any) -> None:
-    """An HTTP/1.1 keep-alive receiver: counts requests, checks each signature."""
+class Receiving(asyncio.Protocol):
+    """One keep-alive connection: requests parsed from a buffer (asyncio's protocol
+    callbacks, not streams: a third of the CPU per request), each signature checked."""
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                headers = dict(
-                    line.split(": ", 1) for line in head.decode().split("\r\n")[1:] if ": " in line
-                )
-                body = await reader.readexactly(int(headers.get("Content-Length", "0")))
-                try:
-                    signing.verify(SECRET, headers.get(signing.HEADER), body)
-                except Exception:
-                    bad.value += 1
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-                counter.value += 1
-                last.value = time.time()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            writer.close()
+    def __init__(self, slot: int, counts: Any, bad: Any, last: Any) -> None:
+        self.slot, self.counts, self.bad, self.last = slot, counts, bad, last
+        self.buffer = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        answered = 0
+        while True:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                break
+            headers = dict(
+                line.split(": ", 1)
+                for line in self.buffer[:end].decode("latin-1").split("\r\n")[1:]
+                if ": " in line
+            )
+            length = int(headers.get("Content-Length", "0"))
+            if len(self.buffer) < end + 4 + length:
+                break
+            body = self.buffer[end + 4 : end + 4 + length]
+            self.buffer = self.buffer[end + 4 + length :]
+            try:
+                signing.verify(SECRET, headers.get(signing.HEADER), body)
+            except Exception:
+                self.bad[self.slot] += 1
+            answered += 1
+        if answered and self.transport is not None:
+            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n" * answered)
+            self.counts[self.slot] += answered
+            self.last[self.slot] = time.time()
+
+
+def receiver_process(slot: int, port: int, counts: Any, bad: Any, last: Any, ready: Any) -> None:
+    """An HTTP/1.1 keep-alive receiver process; several share ``port`` (SO_REUSEPORT)."""
 
     async def main() -> None:
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        port_out.put(server.sockets[0].getsockname()[1])
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: Receiving(slot, counts, bad, last), "127.0.0.1", port, reuse_port=True
+        )
+        ready.release()
         async with server:
             await server.serve_forever()
 
     asyncio.run(main())
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """A process's CPU seconds (user + system) so far, from /proc (0 when unreadable)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_pids(conn: psycopg.Connection[Any]) -> list[int]:
+    """The PostgreSQL server's processes (the postmaster's children), when it runs here."""
+    try:
+        with open(f"/proc/{conn.info.backend_pid}/stat") as handle:
+            parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return []
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    if int(handle.read().rsplit(")", 1)[1].split()[1]) == parent:
+                        found.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
 def bench_deliver(server: Server, template: str, args: argparse.Namespace) -> dict[str, Any]:
     context = multiprocessing.get_context("spawn")
-    ports = context.Queue()
-    counter, bad, last = context.Value("q", 0), context.Value("q", 0), context.Value("d", 0.0)
-    receiver = context.Process(target=receiver_process, args=(ports, counter, bad, last))
-    receiver.start()
-    port = ports.get(timeout=60)
+    n = args.receivers
+    counts, bad, last = context.Array("q", n), context.Array("q", n), context.Array("d", n)
+    ready = context.Semaphore(0)
+    port = free_port()
+    receivers = [
+        context.Process(target=receiver_process, args=(slot, port, counts, bad, last, ready))
+        for slot in range(n)
+    ]
+    for receiver in receivers:
+        receiver.start()
+    for _ in receivers:
+        ready.acquire(timeout=60)
     try:
         with copy_of(server, template, "events") as conninfo:
             with psycopg.connect(conninfo, autocommit=True) as conn:
                 conn.execute(SUBSCRIBE, (f"http://127.0.0.1:{port}/hook", ["*"], SECRET))
             env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "DB_"))}
             env["DATABASE_URL"] = conninfo
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "aicrm", "webhooks", "run",
-                 "--concurrency", str(args.concurrency), "--batch", str(args.batch)],
-                env=env, stderr=subprocess.PIPE, text=True,
-            )  # fmt: skip
+            command = [sys.executable, "-m", "aicrm", "webhooks", "run", "--concurrency",
+                       str(args.concurrency), "--batch", str(args.batch)]  # fmt: skip
+            if args.lanes is not None:  # unset: the worker's default (and older workers run)
+                command += ["--lanes", str(args.lanes)]
+            workers = [
+                subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+                for _ in range(args.worker_processes)
+            ]
             try:
                 with psycopg.connect(conninfo) as conn:
-                    time.sleep(3)  # the worker starts and LISTENs (a bench, not a test)
+                    time.sleep(3)  # the workers start and LISTEN (a bench, not a test)
                     load = os.getloadavg()[0]
+                    watched = [w.pid for w in workers] + [r.pid or 0 for r in receivers]
                     conn.execute(INSERT_LEADS, (args.events,))
                     conn.commit()
                     committed = time.time()
+                    cpu_before = [cpu_seconds(pid) for pid in watched]
+                    server_before = {pid: cpu_seconds(pid) for pid in server_pids(conn)}
                     deadline = committed + 600
-                    while counter.value < args.events and time.time() < deadline:
+                    while sum(counts[:]) < args.events and time.time() < deadline:
                         time.sleep(0.05)
-                    received, ended = counter.value, last.value
+                    received, ended = sum(counts[:]), max(last[:])
+                    cpu = [cpu_seconds(p) - c for p, c in zip(watched, cpu_before, strict=True)]
+                    # the server's processes now (those started meanwhile in full; one that
+                    # ended meanwhile, an autovacuum worker, is left out)
+                    server_cpu = sum(
+                        cpu_seconds(pid) - server_before.get(pid, 0.0) for pid in server_pids(conn)
+                    )
                     delivered = conn.execute(DELIVERED).fetchone()
             finally:
-                worker.terminate()
-                worker.communicate(timeout=60)
+                for worker in workers:
+                    worker.terminate()
+                for worker in workers:
+                    worker.communicate(timeout=60)
     finally:
-        receiver.terminate()
-        receiver.join()
+        for receiver in receivers:
+            receiver.terminate()
+            receiver.join()
     seconds = ended - committed
+    per = 1000 / max(received, 1)
+    w = args.worker_processes
     return {
-        "events": args.events, "received": received, "bad_signatures": bad.value,
+        "events": args.events, "received": received, "bad_signatures": sum(bad[:]),
         "seconds": seconds, "rate": received / seconds if seconds > 0 else 0.0,
         "delivered_rows": delivered[0] if delivered else 0, "load": load,
+        "cpu_worker": sum(cpu[:w]) * per, "cpu_receiver": sum(cpu[w : w + n]) * per,
+        "cpu_postgres": server_cpu * per,
     }  # fmt: skip
 
 
@@ -151,10 +248,19 @@ def bench_deliver(server: Server, template: str, args: argparse.Namespace) -> di
 
 
 def variant_templates(server: Server, base: str) -> dict[str, str]:
-    """Copies of the seeded template: without the event triggers, and with a subscription."""
-    names = {"no outbox": f"{base}_off", "outbox": base, "outbox + subscription": f"{base}_sub"}
-    for label in ("no outbox", "outbox + subscription"):
-        conninfo = create_database(server, names[label], base)
+    """Copies of the seeded template: without the event triggers, with a subscription,
+    and with a subscription and a worker registered as asleep (so every writing
+    transaction sends a NOTIFY, as all did before migration 014)."""
+    names = {
+        "no outbox": f"{base}_off",
+        "outbox": base,
+        "outbox + subscription": f"{base}_sub",
+        "outbox + subscription, worker asleep": f"{base}_asleep",
+    }
+    for label, name in names.items():
+        if name == base:
+            continue
+        conninfo = create_database(server, name, base)
         with psycopg.connect(conninfo, autocommit=True) as conn:
             if label == "no outbox":
                 for table, trigger in TRIGGERS:
@@ -163,8 +269,10 @@ def variant_templates(server: Server, base: str) -> dict[str, str]:
                             psycopg.sql.Identifier(table), psycopg.sql.Identifier(trigger)
                         )
                     )
-            else:
-                conn.execute(SUBSCRIBE, ("http://127.0.0.1:9/hook", ["*"], SECRET))
+                continue
+            conn.execute(SUBSCRIBE, ("http://127.0.0.1:9/hook", ["*"], SECRET))
+            if label.endswith("asleep"):
+                conn.execute(ASLEEP)
     return names
 
 
@@ -216,19 +324,21 @@ def section(
         f"{max(loads):.2f} during the conversion rounds, {d['load']:.2f} before the delivery run.",
         f"**Delivery**: {d['events']:,} leads inserted in one transaction (so {d['events']:,} "
         "`lead.created` events) into a database with one subscription to `*`; one `aicrm "
-        f"webhooks run --concurrency {args.concurrency} --batch {args.batch}` process, already "
-        "listening, POSTing to an asyncio HTTP/1.1 receiver in its own process on loopback that "
-        f"checks every signature. {d['received']:,} received in {d['seconds']:.2f} s from the "
+        f"webhooks run --concurrency {args.concurrency} --batch {args.batch}` process(es) "
+        f"(× {args.worker_processes}, lanes {args.lanes or 'default'}), already listening, "
+        f"POSTing to {args.receivers} asyncio HTTP/1.1 receiver process(es) on loopback that "
+        f"check every signature. {d['received']:,} received in {d['seconds']:.2f} s from the "
         f"commit: **{d['rate']:,.0f} events/s** end to end ({d['bad_signatures']} bad "
-        f"signatures; {d['delivered_rows']:,} deliveries marked delivered). Target ≥ 2,000/s: "
-        f"{ok_rate} it.",
+        f"signatures; {d['delivered_rows']:,} deliveries marked delivered). CPU per event: "
+        f"worker {d['cpu_worker']:.3f} ms, receiver {d['cpu_receiver']:.3f} ms, PostgreSQL "
+        f"{d['cpu_postgres']:.3f} ms. Target ≥ 2,000/s: {ok_rate} it.",
         f"**The outbox's cost to single conversions**: `conversion.convert_lead` by "
         f"{args.workers} worker threads ({args.processes} process(es)) for {args.duration:.0f} s "
         "per round, each round on a fresh copy of a database seeded with "
         f"{args.convert_leads:,} open leads (bench_crm.py's single-conversion workload), the "
         f"variants alternating, {args.rounds} rounds. Each conversion writes `lead.converted`, "
         "`client.created` and a `contact.updated` per moved contact; with the subscription, a "
-        "delivery row for each and a NOTIFY.",
+        "delivery row for each, and a NOTIFY when a worker is asleep.",
         "| variant | conversions/s per round | median | vs no outbox |\n|---|---|---|---|\n" + rows,
         "Target: the outbox adds ≤ 15 % (≥ 0.85×) with and without subscriptions: "
         f"{ok_cost} it (worst {worst:.3f}×).",
@@ -241,6 +351,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=20_000, help="events to deliver")
     parser.add_argument("--concurrency", type=int, default=16, help="worker's requests at once")
     parser.add_argument("--batch", type=int, default=500, help="worker's deliveries per batch")
+    parser.add_argument(
+        "--worker-processes", type=int, default=1, help="aicrm webhooks run processes"
+    )
+    parser.add_argument("--receivers", type=int, default=2, help="receiver processes")
+    parser.add_argument("--lanes", type=int, help="each worker's claim loops (its default)")
     parser.add_argument("--workers", type=int, default=4, help="converting threads")
     parser.add_argument("--processes", type=int, default=2, help="processes for those threads")
     parser.add_argument("--duration", type=float, default=15, help="seconds per round")
@@ -257,7 +372,11 @@ def main(argv: list[str] | None = None) -> int:
     ids = seeded_template(server, base, args.convert_leads)
     try:
         deliver = bench_deliver(server, base, args)
-        say(f"delivery: {deliver['rate']:,.0f} events/s ({deliver['received']:,})")
+        say(
+            f"delivery: {deliver['rate']:,.0f} events/s ({deliver['received']:,}); CPU ms per "
+            f"event: worker {deliver['cpu_worker']:.3f}, receiver {deliver['cpu_receiver']:.3f}, "
+            f"PostgreSQL {deliver['cpu_postgres']:.3f}; load {deliver['load']:.2f}"
+        )
         convert = (
             {"runs": {"no outbox": [1.0], "outbox": [1.0], "outbox + subscription": [1.0]},
              "loads": [0.0]}

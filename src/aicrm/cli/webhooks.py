@@ -164,11 +164,16 @@ def run(
         float, typer.Option(min=0.01, help="Seconds between looks when no NOTIFY comes.")
     ] = 2.0,
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for a receiver.")] = 10.0,
+    lanes: Annotated[
+        int, typer.Option(min=1, max=16, help="Claim loops at once, a connection each.")
+    ] = 2,
 ) -> None:
     """Run the delivery worker: POST each pending event to its subscriptions."""
     from aicrm.db import target
 
-    settings = Settings(batch, concurrency, max_attempts, backoff, backoff_max, poll, timeout)
+    settings = Settings(
+        batch, concurrency, max_attempts, backoff, backoff_max, poll, timeout, lanes
+    )
     with database():
         pass  # refuses an unreachable or unmigrated database, in one line
     worker = Worker(target(), settings, log=_log)

@@ -1,10 +1,13 @@
 """The delivery worker (``aicrm webhooks run``): pending deliveries to their URLs.
 
-One loop: claim a batch of due deliveries (``FOR UPDATE SKIP LOCKED``, so several
-workers share the work), POST them concurrently, record each outcome and commit;
-then wait for ``NOTIFY aicrm_events`` (sent by the fan-out trigger) or the next retry
-or the poll interval, whichever comes first (polling is the fallback, e.g. behind a
-transaction pooler, where LISTEN does not work).
+One loop per lane: claim a batch of due deliveries (``FOR UPDATE SKIP LOCKED``, so
+several lanes and workers share the work), POST them concurrently, record each outcome
+and commit; then wait for ``NOTIFY aicrm_events`` (sent by the fan-out trigger) or the
+next retry or the poll interval, whichever comes first (polling is the fallback, e.g.
+behind a transaction pooler, where LISTEN does not work). A worker runs ``lanes``
+loops (two by default), each on a connection of its own: while one lane's POSTs are
+out, another claims or records in the database, so neither the database nor the
+receivers wait for the other.
 
 Guarantees (docs/events-and-webhooks.md):
 
@@ -23,40 +26,38 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
-from psycopg import sql
-
 from aicrm import __version__
 from aicrm.db import Connection, Target, connect
+from aicrm.db.errors import translated
+from aicrm.errors import AicrmError
 from aicrm.events import signing
 from aicrm.events.client import DeliveryFailed, Poster
 
 CHANNEL = "aicrm_events"
+STOP_CHECK = 0.2  # seconds: the longest a waiting lane takes to see a stop
+SETTLE = 0.1  # seconds: a lane's first wait after it registered as asleep
 LISTEN = "LISTEN aicrm_events"
 
-# The due deliveries first (locked, skipping those another worker holds), then their
+# The due deliveries in order, locked (skipping those another worker holds), then their
 # bodies, built for the claimed rows only. A delivery waits while an earlier event of
-# the same record is pending for the same subscription. {window}: CLAIM looks at the
-# first due deliveries only (a bounded amount of work per batch, however long the
-# backlog); CLAIM_ALL at all of them, when those are all waiting.
-CLAIM_TEMPLATE = """
-WITH due AS MATERIALIZED (
-    SELECT d.subscription_id, d.event_id, d.record_id
+# the same record is pending for the same subscription. The plan matters: a walk of
+# the due index in order, each row's earlier-event test an index probe
+# (webhook_deliveries_record_idx), stopped at the batch's size. An earlier form that
+# first took a window of due rows and joined them back hash-joined every pending row
+# twice per batch: its cost grew with the backlog.
+CLAIM = """
+WITH claimed AS (
+    SELECT d.subscription_id, d.event_id, d.attempts
     FROM webhook_deliveries d
     WHERE d.state = 'pending' AND d.next_attempt_at <= now()
-    ORDER BY d.next_attempt_at, d.event_id
-    {window}
-), claimed AS (
-    SELECT d.subscription_id, d.event_id, d.attempts
-    FROM due u
-    JOIN webhook_deliveries d ON d.subscription_id = u.subscription_id AND d.event_id = u.event_id
-    WHERE d.state = 'pending'
       AND NOT EXISTS (
           SELECT 1 FROM webhook_deliveries p
-          WHERE p.subscription_id = u.subscription_id AND p.record_id = u.record_id
-            AND p.state = 'pending' AND p.event_id < u.event_id)
+          WHERE p.subscription_id = d.subscription_id AND p.record_id = d.record_id
+            AND p.state = 'pending' AND p.event_id < d.event_id)
     ORDER BY d.next_attempt_at, d.event_id
     LIMIT %(batch)s
     FOR UPDATE OF d SKIP LOCKED
@@ -71,8 +72,6 @@ JOIN webhook_subscriptions s ON s.id = c.subscription_id
 JOIN crm_events e ON e.id = c.event_id
 ORDER BY c.event_id
 """
-CLAIM = sql.SQL(CLAIM_TEMPLATE).format(window=sql.SQL("LIMIT %(window)s"))
-CLAIM_ALL = sql.SQL(CLAIM_TEMPLATE).format(window=sql.SQL(""))
 DELIVERED = """
 UPDATE webhook_deliveries d
 SET state = 'delivered', attempts = d.attempts + 1, delivered_at = now(), last_error = NULL,
@@ -89,6 +88,17 @@ FROM unnest(%s::bigint[], %s::bigint[], %s::float8[], %s::boolean[], %s::text[])
      AS f (subscription_id, event_id, delay, dead, error)
 WHERE d.subscription_id = f.subscription_id AND d.event_id = f.event_id
 """
+# The worker's last lane to fall asleep registers its LISTEN session (migration 014):
+# the fan-out notifies only when one is registered. Rows of sessions that no longer exist (a lane
+# killed while asleep) are deleted on the way: until then, writers notify in vain.
+SLEEP = """
+WITH gone AS (
+    DELETE FROM webhook_sleepers s
+    WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = s.pid)
+)
+INSERT INTO webhook_sleepers (pid) VALUES (pg_backend_pid()) ON CONFLICT (pid) DO NOTHING
+"""
+WAKE = "DELETE FROM webhook_sleepers WHERE pid = %s"
 # Seconds until the next delivery that is not waiting for an earlier one is due.
 NEXT_DUE = """
 SELECT extract(epoch FROM min(d.next_attempt_at) - now())::float8
@@ -105,7 +115,8 @@ WHERE d.state = 'pending'
 class Settings:
     """How the worker delivers. ``backoff``: seconds before the first retry, doubled
     after each failure up to ``backoff_max``, each delay drawn between half and all of
-    it (jitter); ``poll``: the longest wait without a notification."""
+    it (jitter); ``poll``: the longest wait without a notification; ``lanes``: claim
+    loops at once, each on a connection of its own (``concurrency`` is shared)."""
 
     batch: int = 200
     concurrency: int = 8
@@ -114,6 +125,7 @@ class Settings:
     backoff_max: float = 3600.0
     poll: float = 2.0
     timeout: float = 10.0
+    lanes: int = 2
 
     def delay(self, attempts: int) -> float:
         """The wait after the ``attempts``-th failure, with jitter."""
@@ -145,36 +157,100 @@ class Worker:
         self.poster = Poster(self.settings.timeout)
         self.delivered = 0
         self.failed = 0
+        self._counting = threading.Lock()  # the lanes' threads add to the counts
+        self._sleeping = threading.Lock()  # guards the three below
+        self._awake = 0  # lanes not asleep
+        self._registered: int | None = None  # the session registered as asleep
+        self._left = False
 
     def run(self, stop: threading.Event | None = None, *, once: bool = False) -> None:
-        """Deliver until ``stop`` is set (or, ``once``, until nothing is due)."""
+        """Deliver until ``stop`` is set (or, ``once``, until nothing is due). The first
+        lane runs on this thread (so Ctrl-C reaches it at once), the others on threads
+        of their own; an error in any lane stops the others and is raised here."""
         stop = stop or threading.Event()
+        halt = threading.Event()  # a lane failed: the others stop too
+        extra = max(1, self.settings.lanes) - 1
+        self._awake, self._registered, self._left = extra + 1, None, False
         try:
             with (
-                connect(self.where, application_name="aicrm webhooks") as conn,
                 ThreadPoolExecutor(self.settings.concurrency, "aicrm-webhook") as pool,
+                ThreadPoolExecutor(max(1, extra), "aicrm-webhook-lane") as lanes,
             ):
+                others = [lanes.submit(self._lane, stop, halt, pool, once) for _ in range(extra)]
+                self._lane(stop, halt, pool, once)
+                for other in others:
+                    other.result()
+        finally:
+            self.poster.close()
+
+    def _lane(
+        self, stop: threading.Event, halt: threading.Event, pool: ThreadPoolExecutor, once: bool
+    ) -> None:
+        def stopping() -> bool:
+            return stop.is_set() or halt.is_set()
+
+        try:
+            with connect(self.where, application_name="aicrm webhooks") as conn:
                 listener = None if once else self._listen()
+                asleep = False
                 try:
-                    while not stop.is_set():
+                    while not stopping():
                         claimed = self.run_batch(conn, pool)
+                        if claimed and asleep and listener is not None:
+                            self._wake_up(listener)
+                            asleep = False
                         if claimed == self.settings.batch:
                             continue
                         if once and claimed == 0:
                             return
-                        if not once:
-                            self._wait(conn, listener, claimed)
+                        if once:
+                            continue
+                        settle = False
+                        if not claimed and listener is not None and not asleep:
+                            asleep = True
+                            settle = self._fall_asleep(listener)
+                        self._wait(conn, listener, claimed, stopping, settle)
                 finally:
                     if listener is not None:
+                        # a lost session: its row is stale (the next sleeper clears it)
+                        with suppress(AicrmError), translated():
+                            self._leave(listener)
                         listener.close()
-        finally:
-            self.poster.close()
+        except BaseException:
+            halt.set()
+            raise
+
+    # While any lane is awake it claims again without being told, so writers need not
+    # notify: only the last lane of the worker to fall asleep registers (migration 014),
+    # and the first to wake with work deletes the worker's row.
+    def _fall_asleep(self, listener: Connection) -> bool:
+        """This lane found nothing to do; True if it registered the worker as asleep."""
+        with self._sleeping:
+            self._awake -= 1
+            if self._awake > 0 or self._left:
+                return False
+            listener.execute(SLEEP)
+            self._registered = listener.info.backend_pid
+            return True
+
+    def _wake_up(self, listener: Connection) -> None:
+        with self._sleeping:
+            if self._registered is not None:
+                listener.execute(WAKE, (self._registered,))
+                self._registered = None
+            self._awake += 1
+
+    def _leave(self, listener: Connection) -> None:
+        with self._sleeping:
+            self._left = True  # the lanes are stopping: none registers again
+            if self._registered is not None:
+                listener.execute(WAKE, (self._registered,))
+                self._registered = None
 
     def run_batch(self, conn: Connection, pool: ThreadPoolExecutor | None = None) -> int:
         """Claim, deliver and record one batch in one transaction; returns its size."""
         with conn.transaction():
-            size = {"batch": self.settings.batch, "window": 4 * self.settings.batch}
-            rows = conn.execute(CLAIM, size).fetchall() or conn.execute(CLAIM_ALL, size).fetchall()
+            rows = conn.execute(CLAIM, {"batch": self.settings.batch}).fetchall()
             if not rows:
                 return 0
             if pool is None or len(rows) == 1:
@@ -209,10 +285,12 @@ class Worker:
                 DELIVERED,
                 ([o.subscription_id for o in good], [o.event_id for o in good]),
             )
-            self.delivered += len(good)
+            with self._counting:
+                self.delivered += len(good)
         if not bad:
             return
-        self.failed += len(bad)
+        with self._counting:
+            self.failed += len(bad)
         limit = self.settings.max_attempts
         delays = [self.settings.delay(o.attempts) for o in bad]
         dead = [o.attempts >= limit for o in bad]
@@ -244,7 +322,14 @@ class Worker:
         listener.execute(LISTEN)
         return listener
 
-    def _wait(self, conn: Connection, listener: Connection | None, claimed: int) -> None:
+    def _wait(
+        self,
+        conn: Connection,
+        listener: Connection | None,
+        claimed: int,
+        stopping: Callable[[], bool],
+        settle: bool = False,
+    ) -> None:
         if claimed:
             return  # the batch was not full: look again at once for what became due
         with conn.transaction():
@@ -256,11 +341,17 @@ class Worker:
             wait = min(self.settings.poll, 0.05)  # held by another worker: look again soon
         else:
             wait = min(self.settings.poll, due)
-        if listener is None:
-            time.sleep(wait)
-            return
-        for _ in listener.notifies(timeout=wait, stop_after=1):
-            pass
+        if settle:
+            # Just registered as asleep: a writer that looked before that may commit
+            # without a NOTIFY. A short first wait, then a claim, catches it.
+            wait = min(wait, SETTLE)
+        # In slices, so that a stop (or another lane's failure) is seen within one.
+        until = time.monotonic() + wait
+        while (left := until - time.monotonic()) > 0 and not stopping():
+            if listener is None:
+                time.sleep(min(left, STOP_CHECK))
+            elif any(True for _ in listener.notifies(timeout=min(left, STOP_CHECK), stop_after=1)):
+                return
 
 
 __all__ = ["CHANNEL", "Outcome", "Settings", "Worker"]
