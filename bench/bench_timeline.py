@@ -5,7 +5,7 @@
 Creates a database (``aicrm_bench_timeline``, dropped and made anew) as
 bench/bench_api.py does, with ``--leads`` leads and two activities on each, then gives
 ONE lead 1,000 activities and 1,000 history rows (spread over months, so the two
-sources interleave). One server process (``uvicorn aicrm.api.asgi:app``, ``--workers``)
+sources interleave). One server process (``uvicorn aicrm.asgi:app``, ``--workers``)
 is loaded with ``wrk`` on loopback at ``--connections`` connections, alternating:
 
 L. ``GET /api/leads/{id}`` of that lead (the API's hot path);
@@ -163,7 +163,7 @@ def section(
         f"{facts['load_before']} before, {os.getloadavg()[0]:.2f} after: a shared machine, "
         "other work ran beside it (the sides alternate so that it weighs on each alike).",
         "",
-        f"Server: one `uvicorn aicrm.api.asgi:app` with {args.workers} worker process(es), "
+        f"Server: one `uvicorn aicrm.asgi:app` with {args.workers} worker process(es), "
         f"pool of {args.pool_size} per worker. Load: `wrk -t1 -c{args.connections} "
         f"-d{args.duration}s --latency`, the two endpoints alternating, {args.rounds} rounds "
         f"each, after a {args.warmup} s warm-up. Data: {args.leads:,} leads with 2 activities "
