@@ -1,0 +1,1 @@
+../src/aicrm/migrations/014_event_wakeups.sql
