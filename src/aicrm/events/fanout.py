@@ -1,0 +1,89 @@
+"""The fan-out: each committed event becomes a delivery for every subscription that wants it.
+
+Writers only write their events (``crm_events``, migration 013's triggers); the
+delivery worker inserts the deliveries, in batches, at the start of every claim pass
+(migration 015, docs/events-and-webhooks.md, "Fan-out"). Which events are new is
+decided by snapshots, as PgQ does: ``webhook_fanout`` holds the snapshot of the last
+fan-out; a fan-out takes every event whose transaction (``crm_events.xid``) is visible
+in its own statement's snapshot and was not in the stored one, then stores its own.
+
+Why not event ids or a horizon of the oldest running transaction: ids are handed out
+in insertion order, not commit order, so "after the last id" skips an event whose
+transaction began early and committed late; and a horizon releases a later
+transaction's event before an earlier-committed one of the same record may be seen.
+Visibility follows commit order: an event is fanned out exactly once, in the first
+fan-out whose snapshot sees its transaction committed.
+
+One fan-out at a time: it locks the ``webhook_fanout`` row (``SKIP LOCKED``: a lane
+that finds it taken goes on to claim, the other lane's fan-out will do); and the
+deliveries' key (``ON CONFLICT DO NOTHING``) is the second guard.
+"""
+
+from __future__ import annotations
+
+from aicrm.db import Connection
+from aicrm.db.errors import translated
+
+# The row is locked first, in its own statement: the fan-out statement's snapshot is
+# then taken after any other fan-out committed, so it is never older than the stored one.
+LOCK = "SELECT 1 FROM webhook_fanout FOR UPDATE SKIP LOCKED"
+# In one statement, so that the snapshot stored is the one the events were chosen by
+# (pg_current_snapshot() is the statement's). The index on xid is walked from the
+# stored snapshot's xmin: every transaction before it was visible in it already.
+# A subscription gets the events committed after it was created (its snapshot, since),
+# as 013's trigger gave them; NULL: created before 015, every new event.
+FAN_OUT = """
+WITH cur AS (SELECT pg_current_snapshot() AS snapshot),
+prev AS (SELECT snapshot FROM webhook_fanout),
+added AS (
+    INSERT INTO webhook_deliveries (subscription_id, event_id, record_id)
+    SELECT s.id, e.id, e.record_id
+    FROM prev, cur, crm_events e
+    JOIN webhook_subscriptions s
+      ON s.active AND (e.type = ANY (s.events) OR '*' = ANY (s.events)
+                       OR e.record_kind || '.*' = ANY (s.events))
+    WHERE e.xid >= pg_snapshot_xmin(prev.snapshot)
+      AND pg_visible_in_snapshot(e.xid, cur.snapshot)
+      AND NOT pg_visible_in_snapshot(e.xid, prev.snapshot)
+      AND (s.since IS NULL OR NOT pg_visible_in_snapshot(e.xid, s.since))
+    ORDER BY e.id
+    ON CONFLICT (subscription_id, event_id) DO NOTHING
+    RETURNING 1
+),
+stored AS (
+    UPDATE webhook_fanout SET snapshot = cur.snapshot, updated_at = now() FROM cur
+)
+SELECT count(*) FROM added
+"""
+# Events committed that no fan-out has seen yet: visible now, not in the stored snapshot.
+# (Retention keeps them; see retention.py.)
+NOT_FANNED_OUT = """
+SELECT count(*) FROM webhook_fanout f
+JOIN crm_events e ON e.xid >= pg_snapshot_xmin(f.snapshot)
+                 AND NOT pg_visible_in_snapshot(e.xid, f.snapshot)
+"""
+
+
+@translated()
+def fan_out(conn: Connection) -> int | None:
+    """Insert the deliveries of the events committed since the last fan-out, in a
+    transaction of its own (or the caller's); returns how many, or None when another
+    session is fanning out at this moment (it will have them)."""
+    with conn.transaction():
+        if conn.execute(LOCK).fetchone() is None:
+            return None
+        row = conn.execute(FAN_OUT).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@translated()
+def waiting(conn: Connection) -> int:
+    """How many committed events no fan-out has seen yet."""
+    with conn.transaction():
+        row = conn.execute(NOT_FANNED_OUT).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+__all__ = ["fan_out", "waiting"]
