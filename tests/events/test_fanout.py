@@ -34,8 +34,9 @@ def test_an_early_event_committed_late_is_delivered_in_order(crm_db: Database) -
                 second = leads.create_lead(late, email="late@x.org").id
             assert fan_out(worker) == 1  # T2's; T1 is still running
             leads.update_lead(early, first, {"status": "contacted"})
-        (created, updated), (other,) = crm_db.execute(EVENTS_OF, (first,)), crm_db.execute(
-            EVENTS_OF, (second,)
+        (created, updated), (other,) = (
+            crm_db.execute(EVENTS_OF, (first,)),
+            crm_db.execute(EVENTS_OF, (second,)),
         )
         assert created[0] < other[0] < updated[0]  # ids are not in commit order
         assert fan_out(worker) == 2  # T1's two events, now that it committed
