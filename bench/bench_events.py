@@ -18,10 +18,11 @@ convert  ``aicrm.crm.conversion.convert_lead`` by ``--workers`` threads for
          ``--duration`` seconds (bench_crm.py's single-conversion workload) on a fresh
          copy of the same seeded database in three variants, alternating A B C A B C …:
          A the event triggers disabled (no outbox), B the outbox with no subscription,
-         C the outbox with a subscription to every event (deliveries written; no worker
-         running, so no NOTIFY since migration 014), D as C with a worker registered as
-         asleep (every transaction sends a NOTIFY, as all did before 014; a running
-         worker is asleep only while it has nothing to do). Target: B and C ≥ 0.85× A
+         C the outbox with a subscription to every event (no worker running, so no
+         NOTIFY since migration 014, and no deliveries written: since 015 the worker
+         fans events out), D as C with a worker registered as asleep (every
+         transaction sends a NOTIFY, as all did before 014; a running worker is asleep
+         only while it has nothing to do). Target: B and C ≥ 0.85× A
          (the outbox adds ≤ 15 %).
 
 The server is the one aicrm would use (bench_crm.py's rules: DATABASE_URL, else the
