@@ -26,10 +26,12 @@ from aicrm.db.errors import translated
 
 # The row is locked first, in its own statement: the fan-out statement's snapshot is
 # then taken after any other fan-out committed, so it is never older than the stored one.
-LOCK = "SELECT 1 FROM webhook_fanout FOR UPDATE SKIP LOCKED"
+# It returns the stored snapshot's xmin: every transaction before it was visible in it.
+LOCK = "SELECT pg_snapshot_xmin(snapshot)::text FROM webhook_fanout FOR UPDATE SKIP LOCKED"
 # In one statement, so that the snapshot stored is the one the events were chosen by
-# (pg_current_snapshot() is the statement's). The index on xid is walked from the
-# stored snapshot's xmin: every transaction before it was visible in it already.
+# (pg_current_snapshot() is the statement's). The xmin comes as a parameter, a value
+# the planner sees: it walks the index on xid from there (with the bound taken from the
+# stored row inside the statement, it scanned every event by id and filtered).
 # A subscription gets the events committed after it was created (its snapshot, since),
 # as 013's trigger gave them; NULL: created before 015, every new event.
 FAN_OUT = """
@@ -42,11 +44,10 @@ added AS (
     JOIN webhook_subscriptions s
       ON s.active AND (e.type = ANY (s.events) OR '*' = ANY (s.events)
                        OR e.record_kind || '.*' = ANY (s.events))
-    WHERE e.xid >= pg_snapshot_xmin(prev.snapshot)
+    WHERE e.xid >= %(xmin)s::xid8
       AND pg_visible_in_snapshot(e.xid, cur.snapshot)
       AND NOT pg_visible_in_snapshot(e.xid, prev.snapshot)
       AND (s.since IS NULL OR NOT pg_visible_in_snapshot(e.xid, s.since))
-    ORDER BY e.id
     ON CONFLICT (subscription_id, event_id) DO NOTHING
     RETURNING 1
 ),
@@ -54,13 +55,6 @@ stored AS (
     UPDATE webhook_fanout SET snapshot = cur.snapshot, updated_at = now() FROM cur
 )
 SELECT count(*) FROM added
-"""
-# Events committed that no fan-out has seen yet: visible now, not in the stored snapshot.
-# (Retention keeps them; see retention.py.)
-NOT_FANNED_OUT = """
-SELECT count(*) FROM webhook_fanout f
-JOIN crm_events e ON e.xid >= pg_snapshot_xmin(f.snapshot)
-                 AND NOT pg_visible_in_snapshot(e.xid, f.snapshot)
 """
 
 
@@ -70,20 +64,12 @@ def fan_out(conn: Connection) -> int | None:
     transaction of its own (or the caller's); returns how many, or None when another
     session is fanning out at this moment (it will have them)."""
     with conn.transaction():
-        if conn.execute(LOCK).fetchone() is None:
+        locked = conn.execute(LOCK).fetchone()
+        if locked is None:
             return None
-        row = conn.execute(FAN_OUT).fetchone()
+        row = conn.execute(FAN_OUT, {"xmin": locked[0]}).fetchone()
     assert row is not None
     return int(row[0])
 
 
-@translated()
-def waiting(conn: Connection) -> int:
-    """How many committed events no fan-out has seen yet."""
-    with conn.transaction():
-        row = conn.execute(NOT_FANNED_OUT).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
-__all__ = ["fan_out", "waiting"]
+__all__ = ["fan_out"]
