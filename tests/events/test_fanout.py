@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from aicrm.crm import leads, session
 from aicrm.events import Settings, Worker, add_subscription, fan_out
 from tests.conftest import Database
@@ -116,3 +118,23 @@ def test_a_subscription_gets_the_events_committed_after_it(crm_db: Database) -> 
             after = leads.create_lead(conn, email="after@x.org").id
         assert fan_out(conn) == 1
     assert crm_db.scalar("SELECT record_id FROM webhook_deliveries") == after
+
+
+@pytest.mark.slow
+def test_a_downgrade_fans_out_what_is_left_and_the_trigger_again(crm_db: Database) -> None:
+    with crm_db.connect() as conn:
+        add_subscription(conn, "http://127.0.0.1:9/hook", "*")
+        conn.commit()
+        with session.transaction(conn):
+            leads.create_lead(conn, email="left@x.org")
+    assert crm_db.scalar(DELIVERIES) == 0  # not fanned out yet
+    down = crm_db.cli("db", "downgrade", "014")
+    assert down.returncode == 0, down.stderr
+    assert crm_db.scalar(DELIVERIES) == 1  # by 015's down file
+    with crm_db.connect() as conn, session.transaction(conn):
+        leads.create_lead(conn, email="trigger@x.org")
+    assert crm_db.scalar(DELIVERIES) == 2  # by 014's trigger, in the writer's transaction
+    up = crm_db.cli("db", "migrate")
+    assert up.returncode == 0, up.stderr
+    with crm_db.connect() as conn:
+        assert fan_out(conn) == 0  # what 014 wrote is not fanned out again
