@@ -11,11 +11,12 @@ import pytest
 from aicrm.crm import leads, session
 from aicrm.events import Settings, Worker, add_subscription, fan_out
 from tests.conftest import Database
-from tests.events.receiver import receiving
+from tests.events.receiver import receiving, wait_until
 
 ONCE = Settings(batch=50, concurrency=2, max_attempts=3, backoff=0.05, poll=0.2)
 DELIVERIES = "SELECT count(*) FROM webhook_deliveries"
 EVENTS_OF = "SELECT id FROM crm_events WHERE record_id = %s ORDER BY id"
+WAITING_FOR_A_LOCK = "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s"
 
 
 def test_an_early_event_committed_late_is_delivered_in_order(crm_db: Database) -> None:
@@ -138,3 +139,33 @@ def test_a_downgrade_fans_out_what_is_left_and_the_trigger_again(crm_db: Databas
     assert up.returncode == 0, up.stderr
     with crm_db.connect() as conn:
         assert fan_out(conn) == 0  # what 014 wrote is not fanned out again
+
+
+def test_a_subscription_removed_during_a_fan_out_stops_nothing(crm_db: Database) -> None:
+    """The fan-out's statement sees the subscription, whose removal commits before the
+    deliveries' foreign key check: that fan-out gives way, the next one does the rest."""
+    with crm_db.connect() as conn, crm_db.connect() as remover:
+        gone = add_subscription(conn, "http://127.0.0.1:9/gone", "*").subscription.id
+        add_subscription(conn, "http://127.0.0.1:9/kept", "*")
+        conn.commit()
+        with session.transaction(conn):
+            leads.create_lead(conn, email="race@x.org")
+        remover.execute("DELETE FROM webhook_subscriptions WHERE id = %s", (gone,))
+        result: list[int | None] = []
+        with crm_db.connect() as worker:
+            pid = worker.info.backend_pid
+            thread = threading.Thread(target=lambda: result.append(fan_out(worker)))
+            thread.start()
+            wait_until(
+                lambda: crm_db.scalar(WAITING_FOR_A_LOCK, (pid,)) == "Lock",
+                what="the fan-out's foreign key check waiting for the removal",
+            )
+            remover.commit()
+            thread.join(60)
+            assert not thread.is_alive()
+            assert result == [None]
+            assert fan_out(worker) == 1  # the kept subscription's, on the next pass
+    assert (
+        crm_db.scalar("SELECT count(*) FROM webhook_deliveries WHERE subscription_id = %s", (gone,))
+        == 0
+    )

@@ -21,6 +21,8 @@ deliveries' key (``ON CONFLICT DO NOTHING``) is the second guard.
 
 from __future__ import annotations
 
+import psycopg
+
 from aicrm.db import Connection
 from aicrm.db.errors import translated
 
@@ -62,12 +64,19 @@ SELECT count(*) FROM added
 def fan_out(conn: Connection) -> int | None:
     """Insert the deliveries of the events committed since the last fan-out, in a
     transaction of its own (or the caller's); returns how many, or None when another
-    session is fanning out at this moment (it will have them)."""
-    with conn.transaction():
-        locked = conn.execute(LOCK).fetchone()
-        if locked is None:
-            return None
-        row = conn.execute(FAN_OUT, {"xmin": locked[0]}).fetchone()
+    session is fanning out at this moment (it will have them) or a subscription was
+    removed while it ran (nothing was stored: the next fan-out does it again)."""
+    try:
+        with conn.transaction():
+            locked = conn.execute(LOCK).fetchone()
+            if locked is None:
+                return None
+            row = conn.execute(FAN_OUT, {"xmin": locked[0]}).fetchone()
+    except psycopg.errors.ForeignKeyViolation:
+        # The statement saw the subscription; its removal committed before the
+        # deliveries' foreign key check. Not a worker's error: the next pass no longer
+        # sees the subscription.
+        return None
     assert row is not None
     return int(row[0])
 
