@@ -21,10 +21,9 @@ deliveries' key (``ON CONFLICT DO NOTHING``) is the second guard.
 
 from __future__ import annotations
 
-import psycopg
-
 from aicrm.db import Connection
 from aicrm.db.errors import translated
+from aicrm.errors import Conflict
 
 # The row is locked first, in its own statement: the fan-out statement's snapshot is
 # then taken after any other fan-out committed, so it is never older than the stored one.
@@ -67,15 +66,17 @@ def fan_out(conn: Connection) -> int | None:
     session is fanning out at this moment (it will have them) or a subscription was
     removed while it ran (nothing was stored: the next fan-out does it again)."""
     try:
-        with conn.transaction():
+        with translated(), conn.transaction():
             locked = conn.execute(LOCK).fetchone()
             if locked is None:
                 return None
             row = conn.execute(FAN_OUT, {"xmin": locked[0]}).fetchone()
-    except psycopg.errors.ForeignKeyViolation:
-        # The statement saw the subscription; its removal committed before the
-        # deliveries' foreign key check. Not a worker's error: the next pass no longer
-        # sees the subscription.
+    except Conflict:
+        # The deliveries' foreign key (ON CONFLICT DO NOTHING leaves no other conflict):
+        # the statement saw a subscription whose removal committed before the check.
+        # Not a worker's error: the next pass no longer sees the subscription. (A
+        # read-only server, ReadOnly, a Conflict too, fans nothing out either: the
+        # claim that follows says so.)
         return None
     assert row is not None
     return int(row[0])
