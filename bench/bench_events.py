@@ -18,10 +18,11 @@ convert  ``aicrm.crm.conversion.convert_lead`` by ``--workers`` threads for
          ``--duration`` seconds (bench_crm.py's single-conversion workload) on a fresh
          copy of the same seeded database in three variants, alternating A B C A B C …:
          A the event triggers disabled (no outbox), B the outbox with no subscription,
-         C the outbox with a subscription to every event (deliveries written; no worker
-         running, so no NOTIFY since migration 014), D as C with a worker registered as
-         asleep (every transaction sends a NOTIFY, as all did before 014; a running
-         worker is asleep only while it has nothing to do). Target: B and C ≥ 0.85× A
+         C the outbox with a subscription to every event (no worker running, so no
+         NOTIFY since migration 014, and no deliveries written: since 015 the worker
+         fans events out), D as C with a worker registered as asleep (every
+         transaction sends a NOTIFY, as all did before 014; a running worker is asleep
+         only while it has nothing to do). Target: B and C ≥ 0.85× A
          (the outbox adds ≤ 15 %).
 
 The server is the one aicrm would use (bench_crm.py's rules: DATABASE_URL, else the
@@ -337,8 +338,8 @@ def section(
         "per round, each round on a fresh copy of a database seeded with "
         f"{args.convert_leads:,} open leads (bench_crm.py's single-conversion workload), the "
         f"variants alternating, {args.rounds} rounds. Each conversion writes `lead.converted`, "
-        "`client.created` and a `contact.updated` per moved contact; with the subscription, a "
-        "delivery row for each, and a NOTIFY when a worker is asleep.",
+        "`client.created` and a `contact.updated` per moved contact; with the subscription and "
+        "a worker asleep, a NOTIFY (the deliveries are the worker's since migration 015).",
         "| variant | conversions/s per round | median | vs no outbox |\n|---|---|---|---|\n" + rows,
         "Target: the outbox adds ≤ 15 % (≥ 0.85×) with and without subscriptions: "
         f"{ok_cost} it (worst {worst:.3f}×).",

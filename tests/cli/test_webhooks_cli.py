@@ -39,6 +39,10 @@ def test_prune_counts_dry_run_and_dead_ones(crm_db: Database) -> None:
     for email in ("a@x.org", "b@x.org", "c@x.org"):
         made = crm_db.cli("leads", "create", "--email", email)
         assert made.returncode == 0, made.stderr
+    # the worker's fan-out (migration 015), which listing runs first
+    listed = crm_db.cli("webhooks", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout)[0]["pending"] == 3
     crm_db.execute("UPDATE crm_events SET occurred_at = occurred_at - interval '40 days'")
     crm_db.execute(DELIVERED_LONG_AGO, ("a@x.org",))
     crm_db.execute(DEAD_LONG_AGO, ("b@x.org",))  # c@x.org's stays pending

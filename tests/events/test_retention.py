@@ -11,7 +11,7 @@ import pytest
 
 from aicrm.crm import leads, session
 from aicrm.errors import InvalidInput, UsageError
-from aicrm.events import add_subscription, prune
+from aicrm.events import add_subscription, fan_out, prune
 from tests.conftest import Database
 
 # The events and deliveries as they are, to compare before and after.
@@ -40,6 +40,7 @@ def _seed(db: Database) -> dict[str, uuid.UUID]:
             for name in ("old1", "old2", "old3", "dead", "pending", "recent"):
                 made[name] = leads.create_lead(conn, email=f"{name}@x.org").id
             leads.update_lead(conn, made["old1"], {"status": "contacted"})
+        assert fan_out(conn) == 6  # the worker's step: the creations' deliveries
     db.execute(AGE_EVENTS, (40,))
     states = {
         "old1": ("delivered", 40),
@@ -53,6 +54,8 @@ def _seed(db: Database) -> dict[str, uuid.UUID]:
         db.execute(SET_DELIVERY, (state, state, days, days, made[name]))
     with db.connect() as conn, session.transaction(conn):
         made["new"] = leads.create_lead(conn, email="new@x.org").id  # now, pending
+    with db.connect() as conn:
+        assert fan_out(conn) == 1
     return made
 
 
@@ -99,3 +102,27 @@ def test_days_below_one_and_an_open_transaction_are_refused(crm_db: Database) ->
                 prune(conn, days)
         with conn.transaction(), pytest.raises(UsageError):
             prune(conn, 30)
+
+
+def test_an_event_not_fanned_out_yet_is_never_pruned(crm_db: Database) -> None:
+    """Its deliveries do not exist yet: without the fan-out's snapshot to go by, an old
+    event nobody has a delivery of would look prunable."""
+    with crm_db.connect() as conn:
+        add_subscription(conn, "http://127.0.0.1:9/hook", "lead.created")
+        conn.commit()
+        with session.transaction(conn):
+            wanted = leads.create_lead(conn, email="wanted@x.org").id
+            unwanted = leads.create_lead(conn, email="unwanted@x.org").id
+            leads.update_lead(conn, unwanted, {"status": "contacted"})  # nobody's
+    crm_db.execute(AGE_EVENTS, (40,))
+    with crm_db.connect() as conn:
+        assert prune(conn, 30, dry_run=True).events == 0
+        assert prune(conn, 30).events == 0
+        assert crm_db.scalar("SELECT count(*) FROM crm_events") == 3
+        assert fan_out(conn) == 2  # the creations, both wanted
+        crm_db.execute(SET_DELIVERY, ("delivered", "delivered", 35, 35, wanted))
+        gone = prune(conn, 30)
+    # wanted's creation (delivered 35 days ago) and unwanted's update (fanned out, no
+    # delivery) go; unwanted's pending creation keeps its event
+    assert (gone.deliveries, gone.events) == (1, 2)
+    assert _records(crm_db) == {unwanted: ["pending"]}

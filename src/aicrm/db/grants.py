@@ -16,7 +16,8 @@ The scopes match the API keys' ones:
 ``admin``
     ``write``, and managing API keys, users, assignment rules, training models
     (``ai_models``), statuses and webhooks (``aicrm webhooks``: subscriptions with
-    their secrets, deliveries; the delivery worker runs at this scope), and the
+    their secrets, deliveries; the delivery worker runs at this scope: it fans events
+    out, ``webhook_fanout``, and registers its sleeping lanes, ``webhook_sleepers``), and the
     historical import (``leads import --historical``), which writes the history as it
     happened: ``INSERT`` and ``UPDATE`` on ``crm_history``.
 
@@ -75,6 +76,8 @@ ADMIN: tuple[tuple[str, str, str | None], ...] = (
         for t in ("webhook_subscriptions", "webhook_deliveries")
         for p in ("SELECT", "INSERT", "UPDATE", "DELETE")
     ),
+    *(("webhook_sleepers", p, None) for p in ("SELECT", "INSERT", "DELETE")),
+    *(("webhook_fanout", p, None) for p in ("SELECT", "UPDATE")),
 )
 PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
 

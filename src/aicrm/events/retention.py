@@ -9,7 +9,9 @@
   has to look at (``aicrm webhooks list``) and may replay;
 * events that occurred before the horizon and that no delivery still points at (no
   pending one, no dead one kept, no delivered one newer than the horizon, such as a
-  replay's). A pending delivery's event is never removed.
+  replay's). A pending delivery's event is never removed, nor an event the worker has
+  not fanned out yet (not visible in ``webhook_fanout``'s snapshot, migration 015):
+  its deliveries do not exist yet.
 
 It walks the old events in their order (the ``(occurred_at, id)`` index) in batches
 of ``batch`` events, one short transaction each: first the batch's prunable
@@ -55,9 +57,16 @@ LIMIT %(limit)s
 DELETE_DELIVERIES = """
 DELETE FROM webhook_deliveries d WHERE d.event_id = ANY (%(ids)s) AND {prunable}
 """
+# An event of 015 (with an xid) goes only once a fan-out has seen it; NULL: fanned out
+# by 013's trigger in its own transaction. A fan-out running meanwhile has not stored
+# its snapshot for this statement, and its deliveries' foreign key holds their events.
+FANNED_OUT = """
+(e.xid IS NULL OR pg_visible_in_snapshot(e.xid, (SELECT f.snapshot FROM webhook_fanout f)))
+"""
+# {fanned_out} is FANNED_OUT, composed in with psycopg.sql.
 DELETE_EVENTS = """
 DELETE FROM crm_events e
-WHERE e.id = ANY (%(ids)s)
+WHERE e.id = ANY (%(ids)s) AND {fanned_out}
   AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id)
 """
 
@@ -68,7 +77,7 @@ WHERE e.occurred_at < %(horizon)s AND {prunable}
 """
 COUNT_EVENTS = """
 SELECT count(*) FROM crm_events e
-WHERE e.occurred_at < %(horizon)s
+WHERE e.occurred_at < %(horizon)s AND {fanned_out}
   AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id AND NOT {prunable})
 """
 
@@ -136,7 +145,9 @@ def prune(
                 sql.SQL(DELETE_DELIVERIES).format(prunable=sql.SQL(PRUNABLE)),
                 {**params, "ids": ids},
             ).rowcount
-            events += conn.execute(DELETE_EVENTS, {"ids": ids}).rowcount
+            events += conn.execute(
+                sql.SQL(DELETE_EVENTS).format(fanned_out=sql.SQL(FANNED_OUT)), {"ids": ids}
+            ).rowcount
         after = (rows[-1][1], rows[-1][0])
         if len(rows) < batch:
             break
@@ -144,7 +155,8 @@ def prune(
 
 
 def _count(conn: Connection, query: sql.SQL, params: dict[str, Any]) -> int:
-    row = conn.execute(query.format(prunable=sql.SQL(PRUNABLE)), params).fetchone()
+    composed = query.format(prunable=sql.SQL(PRUNABLE), fanned_out=sql.SQL(FANNED_OUT))
+    row = conn.execute(composed, params).fetchone()
     assert row is not None
     return int(row[0])
 

@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from aicrm.db import Connection
 from aicrm.db.errors import translated
 from aicrm.errors import InvalidInput, NotFound, UsageError
+from aicrm.events.fanout import fan_out
 
 KINDS = ("lead", "client", "contact", "activity")
 ACTIONS: dict[str, tuple[str, ...]] = {
@@ -180,7 +181,10 @@ def add_subscription(
 
 @translated()
 def list_subscriptions(conn: Connection) -> list[Subscription]:
-    """Every subscription with its delivery counts, by id (without secrets)."""
+    """Every subscription with its delivery counts, by id (without secrets). What was
+    committed since the worker's last fan-out is fanned out first, so that the pending
+    counts include it (unless a worker is fanning out at this very moment)."""
+    fan_out(conn)
     with conn.transaction():
         rows = conn.execute(LIST).fetchall()
     return [Subscription(*row) for row in rows]

@@ -1,10 +1,12 @@
 """The delivery worker (``aicrm webhooks run``): pending deliveries to their URLs.
 
-One loop per lane: claim a batch of due deliveries (``FOR UPDATE SKIP LOCKED``, so
-several lanes and workers share the work), POST them concurrently, record each outcome
-and commit; then wait for ``NOTIFY aicrm_events`` (sent by the fan-out trigger) or the
-next retry or the poll interval, whichever comes first (polling is the fallback, e.g.
-behind a transaction pooler, where LISTEN does not work). A worker runs ``lanes``
+One loop per lane: fan out the events committed since the last pass into deliveries
+(:mod:`~aicrm.events.fanout`, one lane at a time), claim a batch of due deliveries
+(``FOR UPDATE SKIP LOCKED``, so several lanes and workers share the work), POST them
+concurrently, record each outcome and commit; then wait for ``NOTIFY aicrm_events``
+(sent by the event trigger when a lane sleeps) or the next retry or the poll interval,
+whichever comes first (polling is the fallback, e.g. behind a transaction pooler,
+where LISTEN does not work). A worker runs ``lanes``
 loops (two by default), each on a connection of its own: while one lane's POSTs are
 out, another claims or records in the database, so neither the database nor the
 receivers wait for the other.
@@ -36,6 +38,7 @@ from aicrm.db.errors import translated
 from aicrm.errors import AicrmError
 from aicrm.events import signing
 from aicrm.events.client import DeliveryFailed, Poster
+from aicrm.events.fanout import fan_out
 
 CHANNEL = "aicrm_events"
 STOP_CHECK = 0.2  # seconds: the longest a waiting lane takes to see a stop
@@ -248,7 +251,10 @@ class Worker:
                 self._registered = None
 
     def run_batch(self, conn: Connection, pool: ThreadPoolExecutor | None = None) -> int:
-        """Claim, deliver and record one batch in one transaction; returns its size."""
+        """Fan out what was committed since (a short transaction of its own, so the
+        fan-out's lock is not held while the batch's POSTs are out), then claim, deliver
+        and record one batch in one transaction; returns its size."""
+        fan_out(conn)
         with conn.transaction():
             rows = conn.execute(CLAIM, {"batch": self.settings.batch}).fetchall()
             if not rows:
