@@ -1,0 +1,1 @@
+../src/aicrm/migrations/015_fanout_by_snapshot.down.sql
