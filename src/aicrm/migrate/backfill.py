@@ -13,7 +13,7 @@ With ``max_replica_lag`` the backfill waits after each batch (between its
 transactions, never inside one) while a streaming standby lags more than that, so
 that it never outruns the replicas by more than the bound. With ``max_wal_rate`` it
 pauses after a batch for as long as the WAL it has written since it started
-(``pg_current_wal_lsn()``, the whole server's, so the bound is conservative) exceeds
+(``pg_current_wal_insert_lsn()``, the whole server's, so the bound is conservative) exceeds
 that many bytes per second.
 """
 
@@ -36,7 +36,9 @@ T = TypeVar("T")
 
 BATCH = "SELECT last_id::text, done FROM {}(%s, %s, %s)"
 WAL_PAUSE_MAX = 1.0  # seconds: the longest pause for the WAL rate after one batch
-WAL_POSITION = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint"
+# The insert position, not the write position: with synchronous_commit off (as on some
+# managed servers) a commit leaves its WAL in the buffers, and the write position lags.
+WAL_POSITION = "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::bigint"
 WAIT_SLICE = 5.0  # seconds: while waiting for the replicas, a progress line this often
 HIDDEN = (
     "the throttle could not see the progress of {count} standby(s): this login lacks "

@@ -28,7 +28,7 @@ class OnlineSettings:
     ``max_replica_lag``: after each batch, wait while a streaming standby lags more
     than this many seconds (None: no throttle; see docs/online-migration.md);
     ``max_wal_rate``: the WAL the backfill may write, in bytes per second on average
-    since it started, measured with ``pg_current_wal_lsn()`` after each batch (None:
+    since it started, measured with ``pg_current_wal_insert_lsn()`` after each batch (None:
     no bound): every commit of the application waits for the WAL before it to be
     flushed, the backfill's included, so on a busy disk the backfill's WAL rate is
     the application's commit latency."""
