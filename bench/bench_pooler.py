@@ -179,7 +179,7 @@ def section(
             "",
             "Each round: " + " ".join(rounds),
             "",
-            "On a machine this loaded (load average far above its 2 cores) the rounds vary by",
+            "On a shared 2-core machine (server, pooler, database and wrk on the same cores) the rounds vary by",
             "up to 2x from one to the next, so the ratio is indicative; what does not vary is",
             "that every request succeeded through the pooler (before AICRM_POOL_MODE, 362 of",
             "500 failed: tests/api/test_pooler.py).",
