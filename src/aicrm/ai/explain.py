@@ -113,8 +113,8 @@ class Factor:
     @property
     def words(self) -> str:
         odds = math.exp(self.contribution)
-        words = engagement_words(self.feature, self.value)
-        what = f"{self.label}: {_shown(self.value)}" if words is None else self.said
+        said = self.said  # an engagement factor's words already hold its value
+        what = f"{self.label}: {_shown(self.value)}" if said == self.label else said
         if abs(self.contribution) < 0.01:
             return f"{what} — no effect"
         direction = "raises" if self.contribution > 0 else "lowers"

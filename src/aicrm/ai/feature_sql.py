@@ -56,7 +56,11 @@ BUILTIN: dict[str, tuple[str, sql.SQL, tuple[str, ...]]] = {
     "reached_contacted": ("binary", sql.SQL("se.contacted::int"), ()),
     "reached_qualified": ("binary", sql.SQL("se.qualified::int"), ()),
     "was_disqualified": ("binary", sql.SQL("se.disqualified::int"), ()),
-    # Engagement, from the activities as of t_obs (ac: ACTIVITY_COUNTS).
+}
+# The built-in features read from the activities (ac: ACTIVITY_COUNTS), as of t_obs. The
+# ACTIVITY_COUNTS join is added to a query only when its spec names one of them (models
+# trained before they existed read none).
+ENGAGEMENT_FEATURES: dict[str, tuple[str, sql.SQL, tuple[str, ...]]] = {
     "calls_14d": ("numeric", sql.SQL("coalesce(ac.calls_14d, 0)"), ()),
     "calls_90d": ("numeric", sql.SQL("coalesce(ac.calls_90d, 0)"), ()),
     "emails_14d": ("numeric", sql.SQL("coalesce(ac.emails_14d, 0)"), ()),
@@ -74,12 +78,8 @@ BUILTIN: dict[str, tuple[str, sql.SQL, tuple[str, ...]]] = {
     ),
     "overdue_tasks": ("numeric", sql.SQL("coalesce(ac.overdue_tasks, 0)"), ()),
 }
-# The built-in features read from the activities: the ACTIVITY_COUNTS join is added
-# to a query only when its spec names one of them (models trained before it read none).
-ENGAGEMENT = frozenset(
-    ("calls_14d", "calls_90d", "emails_14d", "emails_90d", "meetings_14d", "meetings_90d",
-     "notes_14d", "notes_90d", "days_since_activity", "overdue_tasks")
-)  # fmt: skip
+BUILTIN |= ENGAGEMENT_FEATURES
+ENGAGEMENT = frozenset(ENGAGEMENT_FEATURES)
 HAS_ACTIVITIES = "SELECT to_regclass('activities') IS NOT NULL"
 
 

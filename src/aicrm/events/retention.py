@@ -82,6 +82,15 @@ WHERE e.occurred_at < %(horizon)s AND {fanned_out}
 """
 
 
+# The statements as run, composed once.
+DELETING_DELIVERIES = sql.SQL(DELETE_DELIVERIES).format(prunable=sql.SQL(PRUNABLE))
+DELETING_EVENTS = sql.SQL(DELETE_EVENTS).format(fanned_out=sql.SQL(FANNED_OUT))
+COUNTING_DELIVERIES = sql.SQL(COUNT_DELIVERIES).format(prunable=sql.SQL(PRUNABLE))
+COUNTING_EVENTS = sql.SQL(COUNT_EVENTS).format(
+    prunable=sql.SQL(PRUNABLE), fanned_out=sql.SQL(FANNED_OUT)
+)
+
+
 @dataclass(frozen=True)
 class Pruned:
     """What :func:`prune` removed (or, for a dry run, would remove)."""
@@ -129,8 +138,8 @@ def prune(
     params: dict[str, Any] = {"horizon": horizon, "dead": include_dead}
     if dry_run:
         with conn.transaction():
-            deliveries = _count(conn, sql.SQL(COUNT_DELIVERIES), params)
-            events = _count(conn, sql.SQL(COUNT_EVENTS), params)
+            deliveries = _count(conn, COUNTING_DELIVERIES, params)
+            events = _count(conn, COUNTING_EVENTS, params)
         return Pruned(deliveries, events, horizon, True)
     deliveries = events = 0
     after: tuple[datetime | str, int] = ("-infinity", 0)
@@ -141,22 +150,16 @@ def prune(
             if not rows:
                 break
             ids = [row[0] for row in rows]
-            deliveries += conn.execute(
-                sql.SQL(DELETE_DELIVERIES).format(prunable=sql.SQL(PRUNABLE)),
-                {**params, "ids": ids},
-            ).rowcount
-            events += conn.execute(
-                sql.SQL(DELETE_EVENTS).format(fanned_out=sql.SQL(FANNED_OUT)), {"ids": ids}
-            ).rowcount
+            deliveries += conn.execute(DELETING_DELIVERIES, {**params, "ids": ids}).rowcount
+            events += conn.execute(DELETING_EVENTS, {"ids": ids}).rowcount
         after = (rows[-1][1], rows[-1][0])
         if len(rows) < batch:
             break
     return Pruned(deliveries, events, horizon, False)
 
 
-def _count(conn: Connection, query: sql.SQL, params: dict[str, Any]) -> int:
-    composed = query.format(prunable=sql.SQL(PRUNABLE), fanned_out=sql.SQL(FANNED_OUT))
-    row = conn.execute(composed, params).fetchone()
+def _count(conn: Connection, query: sql.Composed, params: dict[str, Any]) -> int:
+    row = conn.execute(query, params).fetchone()
     assert row is not None
     return int(row[0])
 
