@@ -172,8 +172,9 @@ def run(
     from aicrm.db import target
 
     settings = Settings(
-        batch, concurrency, max_attempts, backoff, backoff_max, poll, timeout, lanes
-    )
+        batch=batch, concurrency=concurrency, max_attempts=max_attempts, backoff=backoff,
+        backoff_max=backoff_max, poll=poll, timeout=timeout, lanes=lanes,
+    )  # fmt: skip
     with database():
         pass  # refuses an unreachable or unmigrated database, in one line
     worker = Worker(target(), settings, log=_log)
