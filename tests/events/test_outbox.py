@@ -77,6 +77,35 @@ def test_conversion_emits_lead_converted_and_the_new_client(crm_db: Database) ->
     assert converted["changes"]["status"] == ["new", "converted"]
 
 
+def test_one_trigger_writes_the_history_and_the_event_of_an_update(crm_db: Database) -> None:
+    """Migration 016: the history's changes, less the ai_* columns the history records
+    while aicrm.history_ai is on; an update of ai_* columns alone announces nothing."""
+    with crm_db.connect() as conn:
+        with session.transaction(conn, "alice"):
+            lead = leads.create_lead(conn, email="h@x.org")
+        with session.transaction(conn, "bob"):
+            conn.execute("SELECT set_config('aicrm.history_ai', 'on', true)")
+            leads.update_lead(conn, lead.id, {"status": "contacted", "ai_score": 0.7})
+        with session.transaction(conn, "scorer"):
+            conn.execute("SELECT set_config('aicrm.history_ai', 'on', true)")
+            leads.update_lead(conn, lead.id, {"ai_score": 0.2})
+    history = crm_db.execute(
+        "SELECT actor, changes FROM crm_history WHERE row_id = %s AND operation = 'update'"
+        " ORDER BY id",
+        (lead.id,),
+    )
+    assert history == [
+        ("bob", {"status": ["new", "contacted"], "ai_score": [None, 0.7]}),
+        ("scorer", {"ai_score": [0.7, 0.2]}),
+    ]
+    updated = [(a, p["changes"]) for t, _, _, p, a in _events(crm_db) if t == "lead.updated"]
+    assert updated == [("bob", {"status": ["new", "contacted"]})]
+    assert crm_db.scalar(
+        "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'aicrm_events_%%'"
+        " AND tgrelid IN ('leads'::regclass, 'clients'::regclass, 'contacts'::regclass)"
+    ) == 0
+
+
 def test_bulk_conversion_emits_an_event_per_lead(crm_db: Database) -> None:
     with crm_db.connect() as conn:
         with session.transaction(conn):

@@ -45,6 +45,15 @@ def test_writers_notify_only_while_a_worker_sleeps(crm_db: Database) -> None:
         conn.execute(MARK)
         conn.commit()
         assert _payloads_until_mark(listener) == [""]  # a sleeper: one NOTIFY
+        # asked once per transaction (016), by whichever write comes first: an update
+        with session.transaction(conn):
+            first = leads.create_lead(conn, email="first@x.org")
+        with session.transaction(conn):
+            leads.update_lead(conn, first.id, {"status": "contacted"})
+            leads.create_lead(conn, email="second@x.org")
+        conn.execute(MARK)
+        conn.commit()
+        assert _payloads_until_mark(listener) == ["", ""]
 
 
 def test_a_sleeping_worker_is_woken_and_clears_stale_sleepers(crm_db: Database) -> None:

@@ -2,7 +2,7 @@
 
 -- name: event_triggers_present
 -- kind: verify
--- description: leads, clients, contacts and activities write their events (insert, update and delete triggers), merges and the fan-out too
+-- description: leads, clients, contacts and activities write their events (insert, update and delete triggers), merges and the fan-out too; since 016 the history triggers of leads, clients and contacts write their events, and the writers wake the worker themselves
 SELECT t.relname || '.' || t.tgname || ' missing' AS missing
 FROM (VALUES ('leads', 'aicrm_events_insert'), ('leads', 'aicrm_events_update'),
              ('leads', 'aicrm_events_delete'), ('clients', 'aicrm_events_insert'),
@@ -15,8 +15,16 @@ FROM (VALUES ('leads', 'aicrm_events_insert'), ('leads', 'aicrm_events_update'),
 WHERE NOT EXISTS (
     SELECT 1 FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid
     WHERE c.relnamespace = current_schema()::regnamespace AND c.relname = t.relname
-      AND g.tgname = t.tgname AND g.tgenabled <> 'D'
-);
+      AND g.tgenabled <> 'D'
+      AND (g.tgname = t.tgname
+           -- 016: the history's trigger of the same operation, whose function writes events
+           OR (t.relname IN ('leads', 'clients', 'contacts')
+               AND g.tgname = replace(t.tgname, 'aicrm_events_', 'aicrm_history_')
+               AND EXISTS (SELECT 1 FROM pg_proc p WHERE p.oid = g.tgfoid
+                           AND position('crm_events' IN p.prosrc) > 0)))
+)
+-- 016: no trigger on crm_events; the writers call aicrm_events_wake()
+AND NOT (t.relname = 'crm_events' AND to_regprocedure('aicrm_events_wake()') IS NOT NULL);
 
 -- name: event_triggers_cover_columns
 -- kind: verify

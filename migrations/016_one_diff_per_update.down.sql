@@ -1,0 +1,1 @@
+../src/aicrm/migrations/016_one_diff_per_update.down.sql
