@@ -100,10 +100,13 @@ def test_one_trigger_writes_the_history_and_the_event_of_an_update(crm_db: Datab
     ]
     updated = [(a, p["changes"]) for t, _, _, p, a in _events(crm_db) if t == "lead.updated"]
     assert updated == [("bob", {"status": ["new", "contacted"]})]
-    assert crm_db.scalar(
-        "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'aicrm_events_%%'"
-        " AND tgrelid IN ('leads'::regclass, 'clients'::regclass, 'contacts'::regclass)"
-    ) == 0
+    assert (
+        crm_db.scalar(
+            "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'aicrm_events_%%'"
+            " AND tgrelid IN ('leads'::regclass, 'clients'::regclass, 'contacts'::regclass)"
+        )
+        == 0
+    )
 
 
 def test_bulk_conversion_emits_an_event_per_lead(crm_db: Database) -> None:
