@@ -17,7 +17,10 @@ deliver  ``--events`` leads inserted in one transaction into a CRM database with
 convert  ``aicrm.crm.conversion.convert_lead`` by ``--workers`` threads for
          ``--duration`` seconds (bench_crm.py's single-conversion workload) on a fresh
          copy of the same seeded database in three variants, alternating A B C A B C …:
-         A the event triggers disabled (no outbox), B the outbox with no subscription,
+         A no outbox (the same database taken back to migration 012, before the
+         outbox, by ``aicrm db downgrade``: since 016 the history's triggers write
+         the events, so there is no event trigger to switch off), B the outbox with no
+         subscription,
          C the outbox with a subscription to every event (no worker running, so no
          NOTIFY since migration 014, and no deliveries written: since 015 the worker
          fans events out), D as C with a worker registered as asleep (every
@@ -47,6 +50,7 @@ from typing import Any
 
 import psycopg
 from bench_crm import (
+    OUT,
     RESULTS,
     Server,
     aicrm_conversions,
@@ -60,17 +64,15 @@ from bench_crm import (
     write_section,
 )
 
+from aicrm import config
+from aicrm.db import target
 from aicrm.events import signing
+from aicrm.migrate import Options, downgrade
 
 TITLE = "Event stream: webhook delivery and the outbox's cost to conversions"
 SECRET = "whsec_bench-secret-0123456789"
-TRIGGERS = (
-    ("leads", "aicrm_events_insert"), ("leads", "aicrm_events_update"),
-    ("leads", "aicrm_events_delete"), ("clients", "aicrm_events_insert"),
-    ("clients", "aicrm_events_update"), ("clients", "aicrm_events_delete"),
-    ("contacts", "aicrm_events_insert"), ("contacts", "aicrm_events_update"),
-    ("contacts", "aicrm_events_delete"), ("lead_merges", "aicrm_events_merge"),
-)  # fmt: skip
+# The last migration before the outbox (013): the "no outbox" variant's schema.
+BEFORE_OUTBOX = 12
 SUBSCRIBE = "INSERT INTO webhook_subscriptions (url, events, secret) VALUES (%s, %s, %s)"
 INSERT_LEADS = """
 INSERT INTO leads (first_name, email, source)
@@ -262,19 +264,28 @@ def variant_templates(server: Server, base: str) -> dict[str, str]:
         if name == base:
             continue
         conninfo = create_database(server, name, base)
+        if label == "no outbox":
+            downgrade_to(conninfo, BEFORE_OUTBOX)
+            continue
         with psycopg.connect(conninfo, autocommit=True) as conn:
-            if label == "no outbox":
-                for table, trigger in TRIGGERS:
-                    conn.execute(
-                        psycopg.sql.SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(
-                            psycopg.sql.Identifier(table), psycopg.sql.Identifier(trigger)
-                        )
-                    )
-                continue
             conn.execute(SUBSCRIBE, ("http://127.0.0.1:9/hook", ["*"], SECRET))
             if label.endswith("asleep"):
                 conn.execute(ASLEEP)
     return names
+
+
+def downgrade_to(conninfo: str, version: int) -> None:
+    """The database taken back to ``version`` by the migration engine (its backup
+    deleted afterwards), then vacuumed like the seeded template."""
+    backups = OUT / "backups" / "bench_events"
+    where = target(
+        config.resolve({"DATABASE_URL": conninfo, "AICRM_HOME": os.environ["AICRM_HOME"]})
+    )
+    downgrade(version, Options(backup_dir=backups), where)
+    for backup in backups.glob("*.sql"):
+        backup.unlink()
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
 
 
 def bench_convert(
@@ -339,7 +350,9 @@ def section(
         f"{args.convert_leads:,} open leads (bench_crm.py's single-conversion workload), the "
         f"variants alternating, {args.rounds} rounds. Each conversion writes `lead.converted`, "
         "`client.created` and a `contact.updated` per moved contact; with the subscription and "
-        "a worker asleep, a NOTIFY (the deliveries are the worker's since migration 015).",
+        "a worker asleep, a NOTIFY (the deliveries are the worker's since migration 015). "
+        "*No outbox* is the same seeded database taken back to migration "
+        f"{BEFORE_OUTBOX:03d}, before the outbox, by the engine's downgrade.",
         "| variant | conversions/s per round | median | vs no outbox |\n|---|---|---|---|\n" + rows,
         "Target: the outbox adds ≤ 15 % (≥ 0.85×) with and without subscriptions: "
         f"{ok_cost} it (worst {worst:.3f}×).",
