@@ -64,9 +64,8 @@ from bench_crm import (
     write_section,
 )
 
-from aicrm import config
+from aicrm import config, events
 from aicrm.db import target
-from aicrm.events import signing
 from aicrm.migrate import Options, downgrade
 
 TITLE = "Event stream: webhook delivery and the outbox's cost to conversions"
@@ -116,7 +115,7 @@ class Receiving(asyncio.Protocol):
             body = self.buffer[end + 4 : end + 4 + length]
             self.buffer = self.buffer[end + 4 + length :]
             try:
-                signing.verify(SECRET, headers.get(signing.HEADER), body)
+                events.verify(SECRET, headers.get(events.HEADER), body)
             except Exception:
                 self.bad[self.slot] += 1
             answered += 1

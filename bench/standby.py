@@ -27,7 +27,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from aicrm.db import embedded
-from aicrm.db.routing import primary_lsn, replica_lag, replication_lag
+from aicrm.db._routing import primary_lsn, replica_lag, replication_lag
 
 RUN_AS = "pgserver"
 SLOT = "aicrm_bench_standby"

@@ -40,7 +40,7 @@ CONVERT = """
 CREATE OR REPLACE FUNCTION bench_convert_lead(p_lead uuid, p_client uuid, p_name text)
 RETURNS void LANGUAGE plpgsql AS $$
 -- The legacy columns' names are put together, not written out: the engine's search
--- for functions using the columns 001 drops (aicrm.migrate.dependents, a textual
+-- for functions using the columns 001 drops (aicrm.migrate._dependents, a textual
 -- search) would otherwise refuse the migration, and this function is written to
 -- work on both sides of the switch (it reads the catalog first).
 DECLARE

@@ -28,8 +28,8 @@ from aicrm import apikeys
 from aicrm.crm import clients, leads, store
 from aicrm.db import errors as db_errors
 from aicrm.errors import AicrmError, Conflict, InvalidInput, NotFound, PrerequisiteFailed, Stale
-from aicrm.mcp.backend import Backend
-from aicrm.mcp.server import build_server
+from aicrm.mcp._backend import Backend
+from aicrm.mcp._server import build_server
 from aicrm.server import create_app
 from tests.conftest import Database
 from tests.web.conftest import sign_in
@@ -43,10 +43,10 @@ INTERFACES = ("cli", "api", "web", "mcp")
 ALLOWED = {
     "config.py": "conninfo_to_dict's ProgrammingError: a malformed connection string, "
     "parsed before any database is involved (config sits below db/)",
-    "migrate/lock.py": "the lock retries: LockNotAvailable and DeadlockDetected are "
+    "migrate/_lock.py": "the lock retries: LockNotAvailable and DeadlockDetected are "
     "retried, a failed rollback of a broken connection is ignored, and a missing "
     "privilege on pg_stat_activity only shortens the report of lock holders",
-    "migrate/checks.py": "the parallel integrity checks cancel their own helper "
+    "migrate/_checks.py": "the parallel integrity checks cancel their own helper "
     "connections when one fails: the helpers' QueryCanceled is expected, not the run's",
 }
 

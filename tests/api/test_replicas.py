@@ -23,7 +23,7 @@ from psycopg import sql
 from aicrm import apikeys, config
 from aicrm.db import Router, target
 from aicrm.errors import Unauthorized
-from aicrm.mcp.backend import Backend
+from aicrm.mcp._backend import Backend
 from aicrm.migrate import Options, migrate
 from aicrm.server import create_app
 from tests.api.conftest import start_server, stop_server
@@ -131,7 +131,7 @@ def test_a_lagging_replica_is_skipped_and_the_log_says_so(
         name = f"Lagged{uuid.uuid4().hex[:6]}"
         create(client, name)
         deadline = time.monotonic() + 60
-        with caplog.at_level(logging.WARNING, logger="aicrm.db.routing"):
+        with caplog.at_level(logging.WARNING, logger="aicrm.db._routing"):
             # the lag passes 0.5 s while replay stands still and writes go on
             while not listed(client, name):
                 create(client, f"Filler{uuid.uuid4().hex[:6]}")
@@ -159,7 +159,7 @@ def test_a_stopped_replica_sends_reads_to_the_primary(
     standby.stop()
     try:
         name = f"Down{uuid.uuid4().hex[:6]}"
-        with caplog.at_level(logging.WARNING, logger="aicrm.db.routing"):
+        with caplog.at_level(logging.WARNING, logger="aicrm.db._routing"):
             create(client, name)
             assert listed(client, name)  # from the primary
             for path in ("/api/reports/status-funnel", "/api/reports/conversion-summary"):

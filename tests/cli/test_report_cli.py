@@ -19,7 +19,7 @@ from tests.migrate.test_failures import assert_one_line_error
 # register them itself (yet): the same error handling and exit codes as `aicrm`.
 BOOT = """
 import sys
-from aicrm.cli import main, report
+from aicrm.cli import main, _report as report
 names = {group.name for group in main.app.registered_groups}
 if "report" not in names:
     main.app.add_typer(report.app, name="report")

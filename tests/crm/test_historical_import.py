@@ -1,4 +1,4 @@
-"""Historical CSV import of leads (aicrm.crm.import_history): past leads with their
+"""Historical CSV import of leads (aicrm.crm._import_history): past leads with their
 status dates and conversions, the history written as it happened; refused rows say
 why; the plain import points to the mode; and lead scoring learns from the result."""
 

@@ -97,11 +97,11 @@ def test_a_lagging_replica_is_skipped_and_the_log_says_so(
     router = Router(where, check_every=0, retry_every=0)
     try:
         assert lag_beyond(replicated, where, 0.5) > 0.5
-        with caplog.at_level(logging.WARNING, logger="aicrm.db.routing"):
+        with caplog.at_level(logging.WARNING, logger="aicrm.db._routing"):
             with connect_read(where) as conn:
                 assert conn.execute(IN_RECOVERY).fetchone() == (False,)  # the primary
             assert not router.use_replica()
-        warnings = [r.getMessage() for r in caplog.records if r.name == "aicrm.db.routing"]
+        warnings = [r.getMessage() for r in caplog.records if r.name == "aicrm.db._routing"]
         assert any(
             "reads go to the primary" in w and "AICRM_READ_MAX_LAG=0.5" in w for w in warnings
         )
@@ -132,11 +132,11 @@ def test_a_stopped_replica_sends_reads_to_the_primary(
     assert router.use_replica()
     replicated.stop()
     try:
-        with caplog.at_level(logging.WARNING, logger="aicrm.db.routing"):
+        with caplog.at_level(logging.WARNING, logger="aicrm.db._routing"):
             with connect_read(where) as conn:
                 assert conn.execute(IN_RECOVERY).fetchone() == (False,)
             assert not router.use_replica()
-        warnings = [r.getMessage() for r in caplog.records if r.name == "aicrm.db.routing"]
+        warnings = [r.getMessage() for r in caplog.records if r.name == "aicrm.db._routing"]
         assert sum("cannot be reached" in w for w in warnings) == 2, warnings
         assert all("@" in w and "password" not in w for w in warnings)
     finally:

@@ -93,4 +93,4 @@ def test_without_a_replica_reads_and_bulk_writers_use_the_primary_silently(
     with db.connect(autocommit=True) as conn:
         assert replication_lag(conn) is None
         assert wait_for_replicas(conn, 0.1, timeout=0) is None
-    assert not [r for r in caplog.records if r.name == "aicrm.db.routing"]
+    assert not [r for r in caplog.records if r.name == "aicrm.db._routing"]

@@ -1,4 +1,4 @@
-"""The fan-out by snapshots (migration 015, aicrm.events.fanout): writers write events
+"""The fan-out by snapshots (migration 015, aicrm.events._fanout): writers write events
 only; the worker makes their deliveries once their transactions are visible, in
 commit order, whatever the order of their ids; exactly once, however many workers."""
 

@@ -1,4 +1,4 @@
-"""The salesperson's MCP tools (``aicrm.mcp.tools_work``) over stdio, with the SDK's client."""
+"""The salesperson's MCP tools (``aicrm.mcp._tools_work``) over stdio, with the SDK's client."""
 
 from __future__ import annotations
 

@@ -13,9 +13,10 @@ import pytest
 
 from aicrm.db import Connection, tools
 from aicrm.errors import BackupFailed
-from aicrm.migrate import Options, backup, checks, migrate
+from aicrm.migrate import Options, backup, migrate
+from aicrm.migrate import _checks as checks
+from aicrm.migrate._report import Finding
 from aicrm.migrate.loader import Check, Migration
-from aicrm.migrate.report import Finding
 from tests.conftest import Database
 from tests.support import copy_migrations, schema_dump, table_digests
 

@@ -63,26 +63,26 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
 
 def test_no_import_cycle_between_engine_modules() -> None:
     graph = _graph()
-    assert "aicrm.migrate.runner" in graph and "aicrm.migrate.online" in graph
-    assert "aicrm.migrate.online" in graph["aicrm.migrate.runner"]
+    assert "aicrm.migrate.runner" in graph and "aicrm.migrate._online" in graph
+    assert "aicrm.migrate._online" in graph["aicrm.migrate.runner"]
     assert _cycle(graph) is None, " -> ".join(_cycle(graph) or [])
 
 
 def test_online_mode_does_not_reach_into_the_runner() -> None:
     graph = _graph()
-    for module in ("online", "backfill", "online_state", "checks", "preflight", "lock"):
+    for module in ("_online", "_backfill", "_online_state", "_checks", "_preflight", "_lock"):
         assert "aicrm.migrate.runner" not in graph[f"aicrm.migrate.{module}"], module
 
 
 def test_one_module_takes_table_locks_and_retries() -> None:
     for path in PACKAGE.glob("*.py"):
         text = path.read_text("utf-8")
-        if path.stem != "lock":
-            assert "LOCK TABLE" not in text, path.name  # lock.lock_tables
+        if path.stem != "_lock":
+            assert "LOCK TABLE" not in text, path.name  # _lock.lock_tables
             assert "InsufficientPrivilege" not in text, path.name  # lock.replica_mode_allowed
             assert "LockNotAvailable" not in text, path.name  # lock.retrying
             # The backfill's throttle is its one pause that is not a retry's backoff.
-            assert "time.sleep(" not in text or path.stem == "backfill", path.name
+            assert "time.sleep(" not in text or path.stem == "_backfill", path.name
 
 
 def test_engine_modules_stay_readable() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from aicrm.migrate.lock import CLASS_ID, OBJECT_ID
+from aicrm.migrate._lock import CLASS_ID, OBJECT_ID
 from tests.conftest import Database
 from tests.support import copy_migrations, wait_for
 

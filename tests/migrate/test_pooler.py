@@ -13,7 +13,7 @@ from psycopg.conninfo import make_conninfo
 from aicrm import config
 from aicrm.db import Target, target
 from aicrm.errors import LockHeld
-from aicrm.migrate import lock
+from aicrm.migrate import _lock as lock
 from tests.conftest import Database
 from tests.support import copy_migrations
 

@@ -10,8 +10,8 @@ from typing import LiteralString
 import psycopg
 import pytest
 
-from aicrm.migrate.lock import CLASS_ID
-from aicrm.migrate.online import PAUSE_ENV, PAUSE_OBJECT
+from aicrm.migrate._lock import CLASS_ID
+from aicrm.migrate._online import PAUSE_ENV, PAUSE_OBJECT
 from tests.conftest import Database
 from tests.migrations.legacy import Legacy, day, new_id
 from tests.migrations.test_online_helpers import (

@@ -15,8 +15,8 @@ import psycopg
 import pytest
 
 from aicrm.db import embedded
-from aicrm.migrate.lock import CLASS_ID
-from aicrm.migrate.online import PAUSE_ENV, PAUSE_OBJECT
+from aicrm.migrate._lock import CLASS_ID
+from aicrm.migrate._online import PAUSE_ENV, PAUSE_OBJECT
 from tests.conftest import Database, Server, clean_env, create_database
 from tests.migrations.test_online_helpers import (
     aicrm,

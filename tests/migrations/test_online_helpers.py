@@ -14,8 +14,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from aicrm.migrate.lock import CLASS_ID
-from aicrm.migrate.online import PAUSE_ENV, PAUSE_OBJECT
+from aicrm.migrate._lock import CLASS_ID
+from aicrm.migrate._online import PAUSE_ENV, PAUSE_OBJECT
 from tests.conftest import Database, create_database, drop_database
 from tests.migrations.legacy import ROWS_AS_JSON
 from tests.support import schema_dump, wait_for

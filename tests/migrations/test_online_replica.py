@@ -21,8 +21,8 @@ from psycopg.conninfo import make_conninfo
 from aicrm import config
 from aicrm.db import replication_lag, target
 from aicrm.migrate import runner
+from aicrm.migrate._report import Report
 from aicrm.migrate.options import OnlineSettings, Options
-from aicrm.migrate.report import Report
 from tests.conftest import Database, Server, clean_env, create_database, drop_database
 from tests.migrations.legacy import build_every_anomaly
 from tests.migrations.test_online_helpers import (

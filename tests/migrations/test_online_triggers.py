@@ -17,8 +17,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from aicrm.migrate.lock import CLASS_ID
-from aicrm.migrate.online import PAUSE_ENV, PAUSE_OBJECT
+from aicrm.migrate._lock import CLASS_ID
+from aicrm.migrate._online import PAUSE_ENV, PAUSE_OBJECT
 from tests.conftest import Database
 from tests.migrations.legacy import Every, build_every_anomaly
 from tests.migrations.test_online_helpers import (

@@ -25,9 +25,9 @@ from aicrm.crm.pagination import Page
 from aicrm.crm.records import Client, Lead
 from aicrm.crm.timeline import Entry
 from aicrm.crm.users import User
-from aicrm.web import display
-from aicrm.web.render import templates
-from aicrm.web.work import Work
+from aicrm.web import _display as display
+from aicrm.web._render import templates
+from aicrm.web._work import Work
 from tests.web.conftest import Crm, sign_in
 
 TRAPS = {

@@ -82,7 +82,7 @@ def test_the_leads_list_filters_and_searches(client: TestClient, crm: Crm) -> No
 def test_the_leads_list_pages_with_a_cursor(
     client: TestClient, crm: Crm, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("aicrm.web.pages.PAGE_SIZE", 5)
+    monkeypatch.setattr("aicrm.web._pages.PAGE_SIZE", 5)
     sign_in(client, crm.data.read_token)
     seen: list[str] = []
     url: str | None = "/leads?converted=no"

@@ -24,7 +24,7 @@ def mcp(
     The key's scope applies: read to search and read, write to change data.
     Changes are recorded in the history under the key's name.
     """
-    from aicrm.cli.common import database
+    from aicrm.cli._common import database
     from aicrm.mcp import serve
 
     with database():  # an unmigrated database: one line and exit 2, before any protocol

@@ -1,9 +1,9 @@
 """CSV import of leads and contacts: COPY into a staging table, checks in SQL, one INSERT.
 
-This module runs an import; the file is read by :mod:`aicrm.crm.import_file`, the
-columns a file may have are :mod:`aicrm.crm.import_spec`'s, each column's check and
-inserted value come from its kind (:mod:`aicrm.crm.import_kinds`), and the SQL that
-stages, checks and inserts is :mod:`aicrm.crm.import_checks`'.
+This module runs an import; the file is read by :mod:`aicrm.crm._import_file`, the
+columns a file may have are :mod:`aicrm.crm._import_spec`'s, each column's check and
+inserted value come from its kind (:mod:`aicrm.crm._import_kinds`), and the SQL that
+stages, checks and inserts is :mod:`aicrm.crm._import_checks`'.
 
 How an import runs, in one transaction:
 
@@ -24,7 +24,7 @@ How an import runs, in one transaction:
    rows are imported and the rejected ones written to a CSV (line, reason, the
    row's fields);
 5. leads without an owner get one from the assignment rules, round-robin, by a few
-   set-based statements (:mod:`aicrm.crm.import_owners`);
+   set-based statements (:mod:`aicrm.crm._import_owners`);
 6. the valid rows go in with one ``INSERT … SELECT``; the history triggers record
    them as inserted by the actor.
 
@@ -54,12 +54,15 @@ from pathlib import Path
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from aicrm.crm import import_history, import_mapping, import_owners, session, statuses
-from aicrm.crm.import_checks import ERRORS, LOCK_LIMIT, STAGING, Checks
-from aicrm.crm.import_file import Progress, read_header, upload
-from aicrm.crm.import_history import LEADS_HISTORY
-from aicrm.crm.import_mapping import Mapping
-from aicrm.crm.import_spec import CONTACTS, LEADS, Column, Parent, Spec
+from aicrm.crm import _import_history as import_history
+from aicrm.crm import _import_mapping as import_mapping
+from aicrm.crm import _import_owners as import_owners
+from aicrm.crm import session, statuses
+from aicrm.crm._import_checks import ERRORS, LOCK_LIMIT, STAGING, Checks
+from aicrm.crm._import_file import Progress, read_header, upload
+from aicrm.crm._import_history import LEADS_HISTORY
+from aicrm.crm._import_mapping import Mapping
+from aicrm.crm._import_spec import CONTACTS, LEADS, Column, Parent, Spec
 from aicrm.db import Connection
 from aicrm.db.errors import translated
 from aicrm.errors import InvalidInput
@@ -206,7 +209,7 @@ def import_csv(
     """Import the CSV file at ``path`` into ``spec``'s table (:data:`LEADS`,
     :data:`LEADS_HISTORY` or :data:`CONTACTS`); see :func:`import_leads`. ``mapping``
     names a JSON file mapping another CRM's columns and values onto aicrm's
-    (:mod:`aicrm.crm.import_mapping`). The rejects file, when given, is
+    (:mod:`aicrm.crm._import_mapping`). The rejects file, when given, is
     always written (just its header when no row was rejected), and appears only
     once the import has committed."""
     source = Path(path)
@@ -276,7 +279,7 @@ def _translate(conn: Connection, checks: Checks, mapping: Mapping) -> None:
             )
 
 
-# --- historical imports (aicrm.crm.import_history) -----------------------------
+# --- historical imports (aicrm.crm._import_history) -----------------------------
 
 
 def _prepare_history(conn: Connection, checks: Checks, skip_errors: bool) -> None:

@@ -1,9 +1,8 @@
 """The database layer: settings to connections, the embedded server, client tools,
-and where read-only work goes (:mod:`aicrm.db.routing`)."""
+and where read-only work goes (:mod:`aicrm.db._routing`)."""
 
-from aicrm.db.connection import Connection, Target, connect, redact, target
-from aicrm.db.grants import grant
-from aicrm.db.routing import (
+from aicrm.db._connection import Connection, Target, connect, redact, target
+from aicrm.db._routing import (
     Router,
     connect_read,
     hidden_replicas,
@@ -11,6 +10,7 @@ from aicrm.db.routing import (
     replication_lag,
     wait_for_replicas,
 )
+from aicrm.db.grants import grant
 
 __all__ = [
     "Connection",

@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 from psycopg import errors as pg
 
-from aicrm.db.connection import redact
+from aicrm.db._connection import redact
 from aicrm.errors import (
     AicrmError,
     AlreadyConverted,

@@ -35,7 +35,7 @@ import psycopg
 from psycopg import sql
 
 from aicrm.db import script
-from aicrm.db.connection import Connection
+from aicrm.db._connection import Connection
 from aicrm.db.errors import translated
 from aicrm.errors import PrerequisiteFailed, UsageError
 

@@ -2,17 +2,17 @@
 
 Events are written by the database, in the transaction of each change (migration
 013's triggers on leads, clients, contacts, activities and lead merges, into ``crm_events``);
-the delivery worker fans them out into deliveries (:mod:`~aicrm.events.fanout`,
+the delivery worker fans them out into deliveries (:mod:`~aicrm.events._fanout`,
 migration 015); this package manages the subscriptions (:mod:`~aicrm.events.subscriptions`), signs
-the requests (:mod:`~aicrm.events.signing`), delivers them
-(:mod:`~aicrm.events.worker`, over :mod:`~aicrm.events.client`) and prunes what is
+the requests (:mod:`~aicrm.events._signing`), delivers them
+(:mod:`~aicrm.events.worker`, over :mod:`~aicrm.events._client`) and prunes what is
 old (:mod:`~aicrm.events.retention`).
 """
 
-from aicrm.events.client import DeliveryFailed, Poster
-from aicrm.events.fanout import fan_out
+from aicrm.events._client import DeliveryFailed, Poster
+from aicrm.events._fanout import fan_out
+from aicrm.events._signing import HEADER, new_secret, sign, verify
 from aicrm.events.retention import Pruned, prune
-from aicrm.events.signing import HEADER, new_secret, sign, verify
 from aicrm.events.subscriptions import (
     EVENT_TYPES,
     NewSubscription,

@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from aicrm.db import Connection
 from aicrm.db.errors import translated
 from aicrm.errors import InvalidInput, NotFound, UsageError
-from aicrm.events.fanout import fan_out
+from aicrm.events._fanout import fan_out
 
 KINDS = ("lead", "client", "contact", "activity")
 ACTIONS: dict[str, tuple[str, ...]] = {
@@ -161,9 +161,9 @@ def add_subscription(
     conn: Connection, url: str, events: str | list[str], secret: str | None = None
 ) -> NewSubscription:
     """Subscribe ``url`` to ``events`` with ``secret`` (default: a new one from
-    :func:`aicrm.events.signing.new_secret`). Raises :class:`InvalidInput` for a bad
+    :func:`aicrm.events._signing.new_secret`). Raises :class:`InvalidInput` for a bad
     URL, event type or secret (16 to 200 printable characters, no spaces)."""
-    from aicrm.events.signing import new_secret
+    from aicrm.events._signing import new_secret
 
     target = check_url(url)
     wanted = parse_events(events)

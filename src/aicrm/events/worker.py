@@ -1,7 +1,7 @@
 """The delivery worker (``aicrm webhooks run``): pending deliveries to their URLs.
 
 One loop per lane: fan out the events committed since the last pass into deliveries
-(:mod:`~aicrm.events.fanout`, one lane at a time), claim a batch of due deliveries
+(:mod:`~aicrm.events._fanout`, one lane at a time), claim a batch of due deliveries
 (``FOR UPDATE SKIP LOCKED``, so several lanes and workers share the work), POST them
 concurrently, record each outcome and commit; then wait for ``NOTIFY aicrm_events``
 (sent by the event trigger when a lane sleeps) or the next retry or the poll interval,
@@ -36,9 +36,9 @@ from aicrm import __version__
 from aicrm.db import Connection, Target, connect
 from aicrm.db.errors import translated
 from aicrm.errors import AicrmError
-from aicrm.events import signing
-from aicrm.events.client import DeliveryFailed, Poster
-from aicrm.events.fanout import fan_out
+from aicrm.events import _signing as signing
+from aicrm.events._client import DeliveryFailed, Poster
+from aicrm.events._fanout import fan_out
 
 CHANNEL = "aicrm_events"
 STOP_CHECK = 0.2  # seconds: the longest a waiting lane takes to see a stop

@@ -1,6 +1,6 @@
 """The MCP server over the SDK's streamable HTTP transport, at ``/mcp`` in ``aicrm serve``.
 
-The same tools as over stdio (:mod:`aicrm.mcp.tools`), under the key each HTTP
+The same tools as over stdio (:mod:`aicrm.mcp._tools`), under the key each HTTP
 request presents (``Authorization: Bearer KEY`` or ``X-API-Key``), with the API's
 scopes: a read key reads, a write key also changes data. The key is checked twice: by
 :class:`Endpoint` before the request reaches the SDK (no key, a wrong or revoked one:
@@ -35,8 +35,8 @@ from aicrm.apikeys import ApiKey
 from aicrm.db import Connection
 from aicrm.db.errors import translated
 from aicrm.errors import AicrmError, Unauthorized
-from aicrm.mcp.backend import CALLER
-from aicrm.mcp.server import build_server
+from aicrm.mcp._backend import CALLER
+from aicrm.mcp._server import build_server
 
 PATH = "/mcp"
 REFUSED = (
@@ -47,7 +47,7 @@ REFUSED = (
 
 class PoolBackend:
     """The tools' connections for MCP over HTTP: one from the app's pool per call, under
-    the key of the call's HTTP request (:data:`aicrm.mcp.backend.CALLER`)."""
+    the key of the call's HTTP request (:data:`aicrm.mcp._backend.CALLER`)."""
 
     def __init__(self, app: FastAPI) -> None:
         self.app = app

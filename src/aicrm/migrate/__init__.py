@@ -8,8 +8,8 @@ online in phases (:mod:`.online`, from the migration's online form). Modules:
 parts), ``report``. See docs/migration-engine.md.
 """
 
+from aicrm.migrate._report import Report
 from aicrm.migrate.options import OnlineSettings, Options
-from aicrm.migrate.report import Report
 from aicrm.migrate.runner import Status, downgrade, migrate, status, verify
 
 __all__ = [

@@ -12,7 +12,7 @@ everything the new structure expresses. An old instance connects with
 ``options=-csearch_path=aicrm_compat_000,public``.
 
 With ``--rebuild-dependents`` the user's views and materialized views over the
-dropped columns (:mod:`aicrm.migrate.dependents`), and the views built on them, are
+dropped columns (:mod:`aicrm.migrate._dependents`), and the views built on them, are
 dropped before 001's steps and recreated after them on the compatibility views, from
 their own definitions (so unchanged in meaning), with their owners, options, grants,
 comments and, for materialized views, indexes. Functions whose bodies mention the
@@ -36,10 +36,10 @@ from aicrm.db import Connection, Target, connect
 from aicrm.db.errors import translated
 from aicrm.db.script import catalog, trusted
 from aicrm.errors import DependentsFound, PrerequisiteFailed, UsageError
-from aicrm.migrate import dependents
-from aicrm.migrate import rebuild as recreate
+from aicrm.migrate import _dependents as dependents
+from aicrm.migrate import _rebuild as recreate
+from aicrm.migrate._report import Report, StepTiming
 from aicrm.migrate.loader import Migration, split_steps
-from aicrm.migrate.report import Report, StepTiming
 
 TABLES = ("leads", "clients", "contacts")
 

@@ -70,7 +70,7 @@ class Options:
     backup_dir: Path = field(default_factory=config.backup_dir)
     migrations_dir: Path | None = None
     progress: Progress | None = None
-    # The online mode (aicrm.migrate.online): set to run online; an unfinished
+    # The online mode (aicrm.migrate._online): set to run online; an unfinished
     # online run is resumed whatever this says.
     online: OnlineSettings | None = None
     # The compatibility window (aicrm.migrate.compat): open one with 001, and recreate

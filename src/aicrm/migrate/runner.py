@@ -35,22 +35,38 @@ from aicrm.errors import (
     UsageError,
 )
 from aicrm.migrate import (
-    checks,
+    _checks as checks,
+)
+from aicrm.migrate import (
+    _ledger as ledger,
+)
+from aicrm.migrate import (
+    _lock as lock,
+)
+from aicrm.migrate import (
+    _online as online,
+)
+from aicrm.migrate import (
+    _online_state as online_state,
+)
+from aicrm.migrate import (
+    _preflight as preflight,
+)
+from aicrm.migrate import (
+    _prerequisites as prerequisites,
+)
+from aicrm.migrate import (
+    _snapshot as snapshot,
+)
+from aicrm.migrate import (
     compat,
-    ledger,
     loader,
-    lock,
-    online,
-    online_state,
-    preflight,
-    prerequisites,
-    snapshot,
     status_map,
 )
+from aicrm.migrate._report import CheckResult, Report, StepTiming
+from aicrm.migrate._state import State, inspect
 from aicrm.migrate.loader import Migration, Step
 from aicrm.migrate.options import OnlineSettings, Options, Progress
-from aicrm.migrate.report import CheckResult, Report, StepTiming
-from aicrm.migrate.state import State, inspect
 
 APPLICATION = "aicrm migrate"
 
@@ -413,7 +429,7 @@ class Status:
     applied: list[ledger.Entry]
     pending: list[str]
     drift: list[str]
-    online: dict[str, object] | None = None  # an unfinished online run (aicrm.migrate.online)
+    online: dict[str, object] | None = None  # an unfinished online run (aicrm.migrate._online)
     compat: list[dict[str, object]] = field(default_factory=list)  # open windows (compat)
 
     def to_dict(self) -> dict[str, object]:

@@ -34,8 +34,8 @@ from psycopg import sql
 
 from aicrm.db import Connection
 from aicrm.errors import IntegrityRefused, UsageError
+from aicrm.migrate._report import Report, StepTiming
 from aicrm.migrate.loader import Migration
-from aicrm.migrate.report import Report, StepTiming
 
 DEFAULTS = ("new", "contacted", "qualified", "unqualified", "lost", "converted")
 FIXED_BY = 2  # 002 adds the CHECK with the fixed list

@@ -15,7 +15,7 @@
 -- verify'; any row is a failure.
 --
 -- The columns 001 drops: before anything changes, the engine looks for every object
--- that depends on them (aicrm/migrate/dependents.py, docs/dependents.md). Declared
+-- that depends on them (aicrm/migrate/_dependents.py, docs/dependents.md). Declared
 -- here, not in the .sql, so that the checksum of 001 stays what the ledger recorded.
 -- aicrm:drops leads.client_id (use leads.converted_to_client_id), clients.converted_from_lead_id (use the leads whose converted_to_client_id is the client's id)
 
