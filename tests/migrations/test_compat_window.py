@@ -14,6 +14,7 @@ from psycopg import sql
 from aicrm.db.script import trusted
 from tests.conftest import Database
 from tests.migrations.legacy import run_json
+from tests.migrations.test_online_helpers import kill_at
 from tests.production import Production, Shape, drop_roles, production
 from tests.support import MIGRATIONS, schema_dump
 
@@ -259,8 +260,6 @@ def test_impossible_window_requests_are_refused(db: Database) -> None:
     db.execute(trusted((MIGRATIONS / "000_original_schema.sql").read_text()))
     alone = db.cli("db", "migrate", "--rebuild-dependents")
     assert alone.returncode == 2 and "needs --compat-window" in alone.stderr
-    online = db.cli("db", "migrate", "--compat-window", "--online")
-    assert online.returncode == 2 and "without --online" in online.stderr
     assert db.cli("db", "migrate").returncode == 0
     late = db.cli("db", "migrate", "--compat-window")
     assert late.returncode == 2 and "not pending" in late.stderr
@@ -312,3 +311,66 @@ def test_a_rebuilt_view_keeps_its_owner_grants_and_comments(db: Database) -> Non
             )
         finally:
             drop_roles(db, [owner])
+
+
+@pytest.mark.slow
+def test_an_online_run_opens_the_window_at_its_switch(db: Database) -> None:
+    """The online mode: old code reads the legacy columns until the switch, the window's
+    views from the switch's commit on; the window shows the columns of before expand."""
+    with production(db, NO_STATUSES) as prod:
+        with psycopg.connect(old_url(db, prod), autocommit=True) as old:
+            before = old.execute(OLD_READ).fetchall()
+            columns = old.execute("SELECT * FROM leads LIMIT 0").description
+        pipeline = db.execute(PIPELINE)
+        errors: list[BaseException] = []
+        done = threading.Event()
+
+        def keep_reading() -> None:
+            with psycopg.connect(old_url(db, prod), autocommit=True) as conn:
+                while not done.is_set():
+                    try:
+                        conn.execute(OLD_READ).fetchall()
+                    except psycopg.Error as exc:
+                        errors.append(exc)
+                        return
+
+        reader = threading.Thread(target=keep_reading, daemon=True)
+        reader.start()
+        up, report = run_json(
+            db, "db", "migrate", "--online", "--target", "001", "--compat-window",
+            "--rebuild-dependents",
+        )  # fmt: skip
+        done.set()
+        reader.join(timeout=30)
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "applied online" in report["outcome"], report
+        assert not errors, errors
+        assert f"recreated view public.sales_pipeline on {WINDOW}_definer" in report["compat"]
+        assert db.execute(PIPELINE) == pipeline
+        with psycopg.connect(old_url(db, prod), autocommit=True) as old:
+            assert old.execute(OLD_READ).fetchall() == before
+            # the pre-001 columns, in their order: none of those expand added
+            after = old.execute("SELECT * FROM leads LIMIT 0").description
+            assert [c.name for c in after or []] == [c.name for c in columns or []]
+            lead, client = old_code_round(old)
+        assert db.scalar(
+            "SELECT converted_to_client_id FROM leads WHERE id = %s AND is_converted", (lead,)
+        ) == uuid.UUID(client)
+        assert f"window {WINDOW} open" in db.cli("db", "status").stdout
+
+
+@pytest.mark.slow
+def test_a_window_cannot_be_asked_of_an_online_run_started_without_it(db: Database) -> None:
+    db.execute(trusted((MIGRATIONS / "000_original_schema.sql").read_text()))
+    db.execute("INSERT INTO leads (first_name, email) VALUES ('A', 'a@example.org')")
+    # An online run killed in its backfill: its state recorded, no window asked.
+    state = kill_at(db, "phase:backfill:clients", "--target", "001")
+    assert state == "backfill:clients"
+    refused = db.cli("db", "migrate", "--online", "--target", "001", "--compat-window")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "started without --compat-window" in refused.stderr
+    assert db.scalar("SELECT phase FROM aicrm_online_migration") == state
+    # Its advice, followed: resume without the window.
+    done = db.cli("db", "migrate", "--online", "--target", "001")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert db.scalar("SELECT to_regclass('aicrm_online_migration')") is None

@@ -42,7 +42,7 @@ from aicrm.migrate import _lock as lock
 from aicrm.migrate import _online_state as online_state
 from aicrm.migrate import _preflight as preflight
 from aicrm.migrate import _snapshot as snapshot
-from aicrm.migrate import loader
+from aicrm.migrate import compat, loader
 from aicrm.migrate._online_state import RunState, unfinished
 from aicrm.migrate._report import Report, StepTiming
 from aicrm.migrate._state import State
@@ -117,6 +117,8 @@ def run(
                 first,
                 options.archive_orphans,
                 str(report.backup.path),
+                # old code's columns, read before expand adds the new ones
+                compat.old_columns(conn) if _opens_window(migration, options) else None,
             )
         current = unfinished(conn)
         assert current is not None
@@ -132,6 +134,15 @@ def run(
         report.migrations = [migration.label]
         report.to_version = migration.version
         options.archive_orphans = options.archive_orphans or current.archive_orphans
+        if _opens_window(migration, options) and (
+            online_state.compat_columns(conn, migration.version) is None
+        ):
+            raise UsageError(
+                f"The unfinished online run of {migration.label} started without "
+                "--compat-window, so it did not record the columns old code sees; a window "
+                "cannot be opened at its switch. Nothing was changed. Resume it without "
+                "--compat-window, or use the transactional mode for a window."
+            )
         options.say(f"resuming {migration.label} at phase {current.phase}")
         replica = _quiet_mode(conn, migration)
         report.outcome = "resumed"
@@ -145,6 +156,10 @@ def run(
     )
     if later:
         report.outcome += f"; still pending: {', '.join(later)} (run 'aicrm db migrate')"
+
+
+def _opens_window(migration: Migration, options: Options) -> bool:
+    return options.compat_window and compat.has_window(migration)
 
 
 def _quiet_mode(conn: Connection, migration: Migration) -> bool:
@@ -294,9 +309,20 @@ class _Phases:
         def body() -> None:
             locked = time.monotonic()
             lock.lock_tables(conn, migration.locks)
+            # The window opens in the switch's transaction, as in the transactional
+            # mode: old code sees the old columns until this commit, the window after.
+            window = compat.prepare(
+                conn,
+                migration,
+                compat_window=self.options.compat_window,
+                rebuild=self.options.rebuild_dependents,
+                columns=online_state.compat_columns(conn, migration.version),
+            )
             for step in phase.steps:
                 self.options.say(f"switch: {step.description}")
                 conn.execute(trusted(step.sql))
+            if window is not None:
+                self.report.compat = window.open(conn, self.report)
             duration = online_state.elapsed_ms(conn, migration.version)
             ledger.record(
                 conn, migration.version, migration.name, migration.checksum, duration, "applied"

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from psycopg.types.json import Jsonb
+
 from aicrm.db import Connection
 
 TABLE = "aicrm_online_migration"
@@ -26,6 +28,8 @@ CREATE TABLE IF NOT EXISTS aicrm_online_migration (
     batch_size integer NULL,
     archive_orphans boolean NOT NULL,
     backup text NULL,
+    -- with --compat-window: the columns old code sees, read before expand (compat)
+    compat_columns jsonb NULL,
     started_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now()
 )
@@ -42,8 +46,12 @@ SELECT version, name, phase, backfill_after, rows_done, rows_total, batch_size,
 FROM aicrm_online_migration ORDER BY version LIMIT 1
 """
 INSERT = """
-INSERT INTO aicrm_online_migration (version, name, phase, archive_orphans, backup)
-VALUES (%s, %s, %s, %s, %s)
+INSERT INTO aicrm_online_migration (version, name, phase, archive_orphans, backup, compat_columns)
+VALUES (%s, %s, %s, %s, %s, %s)
+"""
+# Through to_jsonb: a run started by an aicrm without the column reads as NULL.
+COMPAT_COLUMNS = """
+SELECT to_jsonb(m) -> 'compat_columns' FROM aicrm_online_migration AS m WHERE version = %s
 """
 SET_PHASE = """
 UPDATE aicrm_online_migration SET phase = %s, backfill_after = NULL, rows_done = 0,
@@ -119,12 +127,25 @@ def unfinished(conn: Connection) -> RunState | None:
 
 
 def create(
-    conn: Connection, version: int, name: str, phase: str, archive_orphans: bool, backup: str
+    conn: Connection,
+    version: int,
+    name: str,
+    phase: str,
+    archive_orphans: bool,
+    backup: str,
+    compat_columns: dict[str, list[str]] | None = None,
 ) -> None:
     """Record a new online run at ``phase`` (inside the caller's transaction)."""
     conn.execute(CREATE)
     conn.execute(COMMENT)
-    conn.execute(INSERT, (version, name, phase, archive_orphans, backup))
+    columns = None if compat_columns is None else Jsonb(compat_columns)
+    conn.execute(INSERT, (version, name, phase, archive_orphans, backup, columns))
+
+
+def compat_columns(conn: Connection, version: int) -> dict[str, list[str]] | None:
+    """The columns old code sees, recorded when the run started with --compat-window."""
+    row = conn.execute(COMPAT_COLUMNS, (version,)).fetchone()
+    return None if row is None or row[0] is None else dict(row[0])
 
 
 def set_phase(conn: Connection, version: int, phase: str) -> None:

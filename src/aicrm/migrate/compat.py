@@ -122,8 +122,9 @@ def refuse_early(
     """Find the plan's dependents before the backup; refuse (exit 3) when some block it.
 
     Also refuses impossible requests: a window with no migration that opens one,
-    --rebuild-dependents without --compat-window, a window with --online, or on a
-    server older than PostgreSQL 15."""
+    --rebuild-dependents without --compat-window, or on a server older than
+    PostgreSQL 15. (``online`` is kept for the callers; an online run opens its
+    window in its switch.)"""
     if rebuild and not compat_window:
         raise UsageError(
             "--rebuild-dependents recreates views on the compatibility views: it needs "
@@ -134,10 +135,6 @@ def refuse_early(
             raise UsageError(
                 "--compat-window opens a window with migration 001, which is not pending "
                 "here; run without it (see 'aicrm db status' for an open window)."
-            )
-        if online:
-            raise UsageError(
-                "--compat-window works with the transactional mode only; run without --online."
             )
         row = conn.execute(SERVER_MAJOR).fetchone()
         if row is None or int(row[0]) < 15:
@@ -232,18 +229,30 @@ class Window:
         return self.notes
 
 
+def old_columns(conn: Connection) -> dict[str, list[str]]:
+    """The columns of leads, clients and contacts as they are now, in order: what old
+    code sees, read before the migration that opens the window changes them."""
+    return {str(r[0]): list(r[1]) for r in conn.execute(COLUMNS, (list(TABLES),)).fetchall()}
+
+
 def prepare(
-    conn: Connection, migration: Migration, *, compat_window: bool, rebuild: bool
+    conn: Connection,
+    migration: Migration,
+    *,
+    compat_window: bool,
+    rebuild: bool,
+    columns: dict[str, list[str]] | None = None,
 ) -> Window | None:
     """Before ``migration``'s steps, in its transaction: record the columns the old
-    code sees and, with ``rebuild``, drop the views to recreate. None when no window
-    is to be opened with this migration."""
+    code sees (``columns``, as :func:`old_columns` read them before an online run's
+    expand; else now) and, with ``rebuild``, drop the views to recreate. None when no
+    window is to be opened with this migration."""
     if not compat_window or not has_window(migration):
         return None
     row = conn.execute(CRM_SCHEMA).fetchone()
     assert row is not None
     crm = str(row[0]).strip('"')
-    columns = {str(r[0]): list(r[1]) for r in conn.execute(COLUMNS, (list(TABLES),)).fetchall()}
+    columns = columns if columns is not None else old_columns(conn)
     rebuilt: list[recreate.Rebuilt] = []
     functions: list[dependents.Dependent] = []
     if rebuild:
@@ -321,6 +330,7 @@ __all__ = [
     "Window",
     "close",
     "has_window",
+    "old_columns",
     "prepare",
     "refuse_downgrade",
     "refuse_early",
