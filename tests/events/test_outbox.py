@@ -109,6 +109,24 @@ def test_one_trigger_writes_the_history_and_the_event_of_an_update(crm_db: Datab
     )
 
 
+def test_event_ids_are_time_ordered(crm_db: Database) -> None:
+    """Migration 016: UUID version 7, whose first 48 bits are the millisecond, so that the
+    unique index on event_id grows at its right edge."""
+    with crm_db.connect() as conn:
+        for n in range(3):
+            with session.transaction(conn):
+                leads.create_lead(conn, email=f"t{n}@x.org")
+    rows = crm_db.execute(
+        "SELECT event_id, (extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+        " FROM crm_events ORDER BY id"
+    )
+    ids = [row[0] for row in rows]
+    assert {i.version for i in ids} == {7}
+    stamps = [i.int >> 80 for i in ids]
+    assert stamps == sorted(stamps)
+    assert 0 <= rows[-1][1] - stamps[-1] < 60_000  # milliseconds since the Unix epoch
+
+
 def test_bulk_conversion_emits_an_event_per_lead(crm_db: Database) -> None:
     with crm_db.connect() as conn:
         with session.transaction(conn):

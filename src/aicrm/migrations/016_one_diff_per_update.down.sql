@@ -132,6 +132,13 @@ BEGIN
     RETURN NULL;
 END $$;
 
+-- step: random event ids and the index on record_id again
+ALTER TABLE crm_events ALTER COLUMN event_id SET DEFAULT gen_random_uuid();
+DROP FUNCTION aicrm_uuid7();
+-- Under the down file's lock on crm_events, as 013 built it on an empty table.
+-- squawk-ignore require-concurrent-index-creation
+CREATE INDEX crm_events_record_idx ON crm_events (record_id, id);
+
 -- step: 015's wake-up trigger on crm_events
 CREATE FUNCTION aicrm_events_fanout() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER AS $$

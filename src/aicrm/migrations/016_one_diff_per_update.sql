@@ -22,6 +22,15 @@
 --     setting, aicrm.events_woken, remembers it), not by a trigger on crm_events after
 --     every statement. A transaction that began before a lane fell asleep is delivered
 --     at most --poll seconds late, as 014 says of long transactions.
+--   * new events get time-ordered ids (UUID version 7: the first 48 bits are the
+--     millisecond), so that the unique index on event_id grows at its right edge like
+--     the primary key: a random UUID (013's gen_random_uuid()) sends every insert to a
+--     random leaf page, a page read once the index outgrows memory and a full-page
+--     image in the WAL at its first change after each checkpoint. Existing events keep
+--     their ids; ids stay opaque to receivers.
+--   * crm_events_record_idx (record_id, id) is dropped: no query reads it (the worker's
+--     order per record uses webhook_deliveries_record_idx), and it cost every event a
+--     random-leaf insert of the same kind.
 -- The functions stay SECURITY DEFINER with a pinned search_path (009, 013): they write
 -- crm_events with their owner's rights.
 -- aicrm:lock leads, clients, contacts, activities, lead_merges, crm_events
@@ -42,6 +51,23 @@ BEGIN
 END $$;
 DROP TRIGGER aicrm_events_fanout ON crm_events;
 DROP FUNCTION aicrm_events_fanout();
+
+-- step: time-ordered event ids; the unused index on record_id goes
+-- A UUID of version 7 (RFC 9562) from gen_random_uuid(): its first six bytes replaced by
+-- the Unix time in milliseconds, its version nibble set to 7 (bits 52 and 53 on top of
+-- version 4's bit 54). PostgreSQL 18's uuidv7() does the same; 15 to 17 lack it.
+CREATE FUNCTION aicrm_uuid7() RETURNS uuid
+LANGUAGE sql VOLATILE PARALLEL SAFE AS $$
+    SELECT encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid())
+        PLACING substring(int8send(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint)
+                          FROM 3)
+        FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid
+$$;
+ALTER TABLE crm_events ALTER COLUMN event_id SET DEFAULT aicrm_uuid7();
+-- crm_events is locked by this migration (its header): writers wait either way, and
+-- dropping an index only removes its catalogue entry and files.
+-- squawk-ignore require-concurrent-index-deletion
+DROP INDEX crm_events_record_idx;
 
 -- step: the generator of the update-history function writes events too
 CREATE OR REPLACE FUNCTION aicrm_history_update_row_rebuild() RETURNS void
