@@ -622,6 +622,35 @@ class ConvertRun:
     load: float
     note: str = ""
     client_cpu: float | None = None  # client CPU seconds per transaction
+    server_cpu: float | None = None  # the server's CPU seconds per transaction
+
+
+def server_cpu_total(server: Server) -> float | None:
+    """The PostgreSQL server's CPU seconds so far, all its processes (from /proc; None
+    when it does not run here): the postmaster's own and its reaped children's
+    (cutime, cstime: backends that have exited), and every live child's."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def stat(pid: int | str) -> list[str]:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()
+
+    try:
+        with psycopg.connect(server.admin, autocommit=True) as conn:
+            postmaster = int(stat(conn.info.backend_pid)[1])
+        fields = stat(postmaster)
+    except (OSError, IndexError, ValueError):
+        return None
+    total = sum(int(f) for f in fields[11:15])
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                child = stat(entry)
+            except (OSError, IndexError):
+                continue
+            if child[1] == str(postmaster):
+                total += int(child[11]) + int(child[12])
+    return total / tick
 
 
 def aicrm_conversions(
@@ -657,9 +686,11 @@ def aicrm_conversions(
         for process in processes:
             process.start()
         barrier.wait()
+        cpu_before = server_cpu_total(server)
         outcomes = [results.get(timeout=duration + 600) for _ in shares]
         for process in processes:
             process.join()
+        cpu_after = server_cpu_total(server)
     errors = [o[3] for o in outcomes if o[3]]
     if errors:
         raise SystemExit(f"error: a conversion worker failed: {errors[0]}")
@@ -670,7 +701,12 @@ def aicrm_conversions(
         note = "a worker ran out of leads before the time was up"
     side = "aicrm before 006" if before_006 else "aicrm"
     client = sum(o[4] for o in outcomes) / max(count, 1)
-    return ConvertRun(number, side, count / seconds, count, seconds, load, note, client)
+    served = (
+        None
+        if cpu_before is None or cpu_after is None
+        else (cpu_after - cpu_before) / max(count, 1)
+    )
+    return ConvertRun(number, side, count / seconds, count, seconds, load, note, client, served)
 
 
 TPS = re.compile(r"tps = ([0-9.]+) \(without initial connection time\)")
