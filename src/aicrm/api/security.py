@@ -12,7 +12,6 @@ form, and the dashboard's forms are accepted only with their own Origin.
 
 from __future__ import annotations
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 POLICY = "; ".join(
@@ -34,11 +33,19 @@ HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
 }
+# As they go on the wire (names lower case, as Starlette's MutableHeaders writes them).
+RAW_HEADERS = tuple(
+    (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in HEADERS.items()
+)
 
 
 class SecurityHeaders:
     """ASGI middleware adding :data:`HEADERS` to every HTTP response (an answer that
-    sets one of them itself keeps its own)."""
+    sets one of them itself keeps its own).
+
+    It works on the raw header list (every request passes here, the API's hot path
+    too): the same headers, in the same order, as :class:`starlette.datastructures.MutableHeaders`
+    would add them, without building one per response."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -50,10 +57,10 @@ class SecurityHeaders:
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in HEADERS.items():
-                    if name not in headers:
-                        headers[name] = value
+                headers = list(message["headers"])
+                present = {name for name, _ in headers}
+                headers.extend(pair for pair in RAW_HEADERS if pair[0] not in present)
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, with_headers)

@@ -21,7 +21,6 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 
-from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -35,6 +34,7 @@ MAX_CLIENTS = 10_000  # addresses remembered at most (the oldest are forgotten f
 # Set in the request's scope by a handler that refused a key without answering 401
 # (the dashboard redirects a page with a wrong cookie to the login form).
 FAILED_SIGN_IN = "aicrm.failed_sign_in"
+CREDENTIAL_HEADERS = frozenset((b"authorization", b"x-api-key"))
 
 
 class Throttle:
@@ -82,13 +82,20 @@ class Throttle:
 
 
 def attempts_sign_in(scope: Scope) -> bool:
-    """Whether a request presents credentials (see the module's docstring)."""
-    headers = Headers(scope=scope)
-    if "authorization" in headers or "x-api-key" in headers:
-        return True
+    """Whether a request presents credentials (see the module's docstring).
+
+    One pass over the raw headers (every request asks): an ``Authorization`` or
+    ``X-API-Key`` header, or the dashboard's cookie in the first ``Cookie`` header
+    (the one :class:`starlette.datastructures.Headers` would give)."""
+    cookie: bytes | None = None
+    for name, value in scope["headers"]:
+        if name in CREDENTIAL_HEADERS:
+            return True
+        if name == b"cookie" and cookie is None:
+            cookie = value
     if scope.get("method") == "POST" and scope.get("path") == "/login":
         return True
-    return "aicrm_key=" in headers.get("cookie", "")
+    return cookie is not None and b"aicrm_key=" in cookie
 
 
 class SignInThrottle:
