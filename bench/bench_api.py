@@ -102,7 +102,7 @@ trips and four hops between the event loop and worker threads):
   read (0.49 → 0.20 ms of worker CPU per request);
 - the record's jsonb columns are spliced into the response as PostgreSQL wrote them;
 - the reads that arrive in the same turn of a worker's event loop share one statement
-  (`unnest` of ids and key prefixes; aicrm/api/batch.py): under load a worker has many in
+  (`unnest` of ids and key prefixes; aicrm/api/_batch.py): under load a worker has many in
   flight, and each round trip through async psycopg cost more CPU than the rest of the
   request. Each still gets its own key check and the record as committed after it
   arrived."""

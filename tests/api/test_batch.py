@@ -1,4 +1,4 @@
-"""Reads by id coalesced per event-loop turn (aicrm.api.batch), against a real database:
+"""Reads by id coalesced per event-loop turn (aicrm.api._batch), against a real database:
 each request gets its own row (key and record) in the order asked, one connection is
 taken per batch, a failure reaches every request of its batch, and a request given up
 before its batch is answered leaves the others alone."""
@@ -14,8 +14,8 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from aicrm import apikeys
-from aicrm.api import batch
-from aicrm.api.reads import KEY_COLUMNS, read_statement
+from aicrm.api import _batch as batch
+from aicrm.api._reads import KEY_COLUMNS, read_statement
 from aicrm.crm.records import Lead
 from tests.conftest import Database
 

@@ -9,7 +9,7 @@ import io
 import httpx
 import pytest
 
-from aicrm.api.security import HEADERS
+from aicrm.api._security import HEADERS
 from tests.api.conftest import Live, assert_problem, unique
 
 

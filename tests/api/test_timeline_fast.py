@@ -1,4 +1,4 @@
-"""The timeline over the API (aicrm.api.timelines): the page PostgreSQL writes is the
+"""The timeline over the API (aicrm.api._timelines): the page PostgreSQL writes is the
 library's page, member for member and in the same order, cursors included, whatever
 the text and the moments; the key is checked first (401), then the record (404), then
 the cursor (422); what is not plainly valid falls through to the documented route."""
@@ -13,8 +13,8 @@ import httpx
 from starlette.routing import Match
 
 from aicrm import apikeys
-from aicrm.api import timelines
-from aicrm.api.routes.common import page_response
+from aicrm.api import _timelines as timelines
+from aicrm.api.routes._common import page_response
 from aicrm.crm import timeline
 from tests.api.conftest import Live, assert_problem, unique
 

@@ -3,7 +3,7 @@
 Authentication follows :func:`aicrm.apikeys.authenticate` (same token format, hash
 and refusals) but refreshes ``last_used_at`` only when it is more than a minute old,
 so a busy key costs one indexed read per request, not a write. The reads by id check
-the key in the same statement as the read (:mod:`aicrm.api.reads`), with
+the key in the same statement as the read (:mod:`aicrm.api._reads`), with
 :func:`credentials` and :func:`live_key` from here.
 """
 

@@ -7,8 +7,8 @@ is too narrow). What stands behind them lives in modules named for the job:
 
 * :mod:`aicrm.api.connections`: the pools, a connection per request, the replica;
 * :mod:`aicrm.api.auth`: the key a request presents, checked, and its scope;
-* :mod:`aicrm.api.etags`: ETags, If-Match and If-None-Match;
-* :mod:`aicrm.api.reads`: one record by id, the hot path (key check and read in one
+* :mod:`aicrm.api._etags`: ETags, If-Match and If-None-Match;
+* :mod:`aicrm.api._reads`: one record by id, the hot path (key check and read in one
   batched statement).
 """
 

@@ -20,8 +20,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from aicrm.api import security
-from aicrm.api.etags import etag_of
+from aicrm.api import _security as security
+from aicrm.api._etags import etag_of
 from aicrm.errors import AicrmError, Stale
 
 MEDIA_TYPE = "application/problem+json"
@@ -161,7 +161,7 @@ def install(app: FastAPI) -> None:
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The OpenAPI ``responses`` entries for these error statuses."""
-    from aicrm.api.schemas import Problem
+    from aicrm.api._schemas import Problem
 
     described = {
         304: "Not modified: the ETag in If-None-Match is current.",

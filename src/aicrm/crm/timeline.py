@@ -61,7 +61,7 @@ ORDER BY at DESC, entry DESC, key DESC
 LIMIT %(limit)s
 """
 
-# A page of TIMELINE as the API sends it, built by PostgreSQL (aicrm.api.timelines): the
+# A page of TIMELINE as the API sends it, built by PostgreSQL (aicrm.api._timelines): the
 # JSON of Entry.to_dict() for each of the first %(size)s rows (TIMELINE runs with limit
 # size + 1) and the next_cursor _encode() writes, as one UTF-8 document that Python
 # passes on unparsed. {timeline} is TIMELINE, formatted. A moment is written as

@@ -8,12 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from aicrm import apikeys
-from aicrm.api import activity_schemas as schemas
-from aicrm.api import timelines
+from aicrm.api import _activity_schemas as schemas
+from aicrm.api import _timelines as timelines
 from aicrm.api.auth import SECURITY
 from aicrm.api.deps import Db, ReadDb, ReadKey, WriteKey
 from aicrm.api.problems import responses
-from aicrm.api.routes.common import Cursor, invalid, json_response, page_response
+from aicrm.api.routes._common import Cursor, invalid, json_response, page_response
 from aicrm.crm import activities, session
 from aicrm.crm.timeline import MAX_PAGE
 

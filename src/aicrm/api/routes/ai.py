@@ -11,10 +11,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
-from aicrm.api import schemas
+from aicrm.api import _schemas as schemas
 from aicrm.api.deps import Db, ReadDb, ReadKey, WriteKey
 from aicrm.api.problems import responses
-from aicrm.api.routes.common import invalid, json_response, utc
+from aicrm.api.routes._common import invalid, json_response, utc
 
 router = APIRouter(tags=["ai"])
 

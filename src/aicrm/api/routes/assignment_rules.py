@@ -10,10 +10,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response, status
 
-from aicrm.api import activity_schemas as schemas
+from aicrm.api import _activity_schemas as schemas
 from aicrm.api.deps import AdminKey, Db, ReadDb, ReadKey
 from aicrm.api.problems import responses
-from aicrm.api.routes.common import json_response
+from aicrm.api.routes._common import json_response
 from aicrm.crm import session, users
 
 router = APIRouter(prefix="/assignment-rules", tags=["users"])

@@ -7,12 +7,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
-from aicrm.api import schemas
+from aicrm.api import _schemas as schemas
+from aicrm.api._reads import get_response
 from aicrm.api.auth import SECURITY
 from aicrm.api.deps import Db, ReadDb, ReadKey, WriteKey
 from aicrm.api.problems import responses
-from aicrm.api.reads import get_response
-from aicrm.api.routes.common import (
+from aicrm.api.routes._common import (
     AsOf,
     Attr,
     CreatedFrom,

@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response, status
 
 from aicrm import apikeys
-from aicrm.api import schemas
+from aicrm.api import _schemas as schemas
 from aicrm.api.auth import SECURITY, check_key
 from aicrm.api.deps import AdminKey, Db
 from aicrm.api.problems import responses
-from aicrm.api.routes.common import json_response
+from aicrm.api.routes._common import json_response
 from aicrm.crm import session
 
 router = APIRouter()

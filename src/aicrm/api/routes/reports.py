@@ -7,10 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
-from aicrm.api import schemas
+from aicrm.api import _schemas as schemas
 from aicrm.api.deps import ReadDb, ReadKey
 from aicrm.api.problems import responses
-from aicrm.api.routes.common import json_response
+from aicrm.api.routes._common import json_response
 from aicrm.crm import reports
 
 router = APIRouter(prefix="/reports", tags=["reports"])

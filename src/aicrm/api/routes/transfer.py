@@ -24,10 +24,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aicrm import apikeys
-from aicrm.api import schemas
+from aicrm.api import _schemas as schemas
 from aicrm.api.deps import Db, ReadDb, ReadKey, WriteKey
 from aicrm.api.problems import responses
-from aicrm.api.routes.common import (
+from aicrm.api.routes._common import (
     Attr,
     CreatedFrom,
     CreatedTo,

@@ -1,5 +1,5 @@
 """Request and response models of activities, users, tasks and timelines (issue #17;
-the rest are in :mod:`aicrm.api.schemas`, whose conventions these follow)."""
+the rest are in :mod:`aicrm.api._schemas`, whose conventions these follow)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from aicrm.api.schemas import EMAIL, EMAIL_PATTERN, NAME, SUMMARY, Model
+from aicrm.api._schemas import EMAIL, EMAIL_PATTERN, NAME, SUMMARY, Model
 from aicrm.crm.activities import MAX_SUBJECT
 
 Kind = Literal["note", "call", "email", "meeting", "task"]

@@ -1,6 +1,6 @@
 """Reading one record by id, the API's hot path: the key check and the read in ONE
 statement, on an async connection (no worker thread, binary rows), shared with the
-reads arriving in the same turn of the event loop (:mod:`aicrm.api.batch`).
+reads arriving in the same turn of the event loop (:mod:`aicrm.api._batch`).
 
 The key is still checked on every request, before anything is answered; the record
 read alongside is discarded when the key is refused. The read goes to the primary
@@ -29,10 +29,10 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from aicrm import apikeys
-from aicrm.api import batch
+from aicrm.api import _batch as batch
+from aicrm.api._etags import etag, not_modified
 from aicrm.api.auth import TOUCH, credentials, live_key, needs_touch, token_of
 from aicrm.api.connections import POOL_TIMEOUT, busy, get_async_pool
-from aicrm.api.etags import etag, not_modified
 from aicrm.crm.records import Record, jsonable
 from aicrm.db.errors import translated
 from aicrm.errors import NotFound

@@ -2,7 +2,7 @@
 
 The assets are those of PyPI's ``fastapi-offline`` (its ``static`` folder); the
 page's start-up code is a file of ours (``api/static/docs.js``), not an inline
-script, so the Content-Security-Policy of :mod:`aicrm.api.security` holds here too.
+script, so the Content-Security-Policy of :mod:`aicrm.api._security` holds here too.
 """
 
 from __future__ import annotations

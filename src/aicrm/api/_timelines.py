@@ -1,5 +1,5 @@
 """The timeline of a lead or a client over the API (issue #17), in the way of the read
-by id (:mod:`aicrm.api.reads`): the key check, the record's existence and the page in
+by id (:mod:`aicrm.api._reads`): the key check, the record's existence and the page in
 ONE statement on an async connection, the page's JSON written by PostgreSQL
 (:data:`aicrm.crm.timeline.PAGE_JSON`, over the library's own TIMELINE query) and sent
 on as bytes, never parsed in Python.
@@ -31,9 +31,9 @@ from starlette.routing import Match, Route
 from starlette.types import Scope
 
 from aicrm import apikeys
+from aicrm.api._reads import JSON, KEY_COLUMNS
 from aicrm.api.auth import TOUCH, credentials, live_key, needs_touch, token_of
 from aicrm.api.connections import POOL_TIMEOUT, busy, get_async_pool
-from aicrm.api.reads import JSON, KEY_COLUMNS
 from aicrm.crm import timeline
 from aicrm.db.errors import translated
 from aicrm.errors import InvalidInput, NotFound

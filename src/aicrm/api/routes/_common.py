@@ -1,6 +1,6 @@
 """What the resource routes share: JSON responses with ETags, list parameters, times,
 and the bodies of the routes every resource has (history, as-of, the If-Match check of
-a change; the read by id is :func:`aicrm.api.reads.get_response`)."""
+a change; the read by id is :func:`aicrm.api._reads.get_response`)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from fastapi import Header, Query
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
-from aicrm.api.etags import check_version, current_version, etag, expected_version
-from aicrm.api.reads import HEADER_LIMIT, JSON
+from aicrm.api._etags import check_version, current_version, etag, expected_version
+from aicrm.api._reads import HEADER_LIMIT, JSON
 from aicrm.crm import history, pagination, store
 from aicrm.crm.pagination import Page
 from aicrm.crm.records import Record

@@ -19,11 +19,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aicrm import __version__
-from aicrm.api import docs, problems, reads, timelines
+from aicrm.api import _docs as docs
+from aicrm.api import _reads as reads
+from aicrm.api import _timelines as timelines
+from aicrm.api import problems
+from aicrm.api._security import SecurityHeaders
 from aicrm.api.routes import activities as activity_routes
 from aicrm.api.routes import ai, assignment_rules, clients, contacts, leads, meta, reports, transfer
 from aicrm.api.routes import users as user_routes
-from aicrm.api.security import SecurityHeaders
 from aicrm.api.throttle import Page, SignInThrottle, Throttle
 from aicrm.db import Connection, Router, Target, target
 
@@ -144,7 +147,7 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url=None,  # served from the package by aicrm.api.docs, not from a CDN
+        docs_url=None,  # served from the package by aicrm.api._docs, not from a CDN
         redoc_url=None,
     )
     # The last added is the outermost: every answer, a 413 or a 429 too, gets the headers.
