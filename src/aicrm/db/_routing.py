@@ -51,7 +51,10 @@ SELECT CASE
     ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8
 END
 """
-PRIMARY_LSN = "SELECT pg_current_wal_lsn()::text"
+# The insert position, not the write position: with synchronous_commit off a commit
+# returns before its WAL is written, and a standby that has replayed everything written
+# may still lack it (the same reason as the online backfill's --max-wal-rate).
+PRIMARY_LSN = "SELECT pg_current_wal_insert_lsn()::text"
 
 # On the primary: the largest replay lag of its streaming standbys, 0 for one that
 # has replayed everything written. replay_lag grows while a standby's replay stands
@@ -77,7 +80,7 @@ WHERE replay_lsn IS NULL AND NOT pg_has_role('pg_read_all_stats', 'USAGE')
 def replica_lag(conn: Connection, primary_lsn: str | None = None) -> float | None:
     """How many seconds the server of ``conn`` (a streaming standby) is behind its
     primary: 0 when it has replayed up to ``primary_lsn`` (the primary's
-    ``pg_current_wal_lsn()`` read just before; without it, all it has received), or
+    ``pg_current_wal_insert_lsn()`` read just before; without it, all it has received), or
     when it is not a standby; None when it cannot tell (its WAL receiver is not
     running, or it has replayed no transaction since it started)."""
     row = conn.execute(REPLICA_LAG, {"primary_lsn": primary_lsn}).fetchone()
@@ -85,7 +88,8 @@ def replica_lag(conn: Connection, primary_lsn: str | None = None) -> float | Non
 
 
 def primary_lsn(conn: Connection) -> str:
-    """The primary's current WAL position (``pg_current_wal_lsn()``), as text."""
+    """The primary's current WAL insert position (``pg_current_wal_insert_lsn()``): every
+    transaction that has committed is before it, even one not written yet."""
     row = conn.execute(PRIMARY_LSN).fetchone()
     assert row is not None
     return str(row[0])
