@@ -125,6 +125,7 @@ def _score(
         conn, stored, lead_ids=keys, every=include_converted, produced=produced_now(),
         as_of=as_of,
     )  # fmt: skip
+    outcomes = time.perf_counter() - started
     progress("reading the leads' features and scoring them")
     frames: Iterator[Frame]
     open_at = as_of is not None
@@ -160,7 +161,11 @@ def _score(
             if len(missing) == 1
             else f"{len(missing)} of the leads do not exist (e.g. {missing[0]})."
         )
-    timings = {"read": time.perf_counter() - started, "predict": predicting}
+    timings = {
+        "outcomes": outcomes,
+        "read": time.perf_counter() - started - outcomes,
+        "predict": predicting,
+    }
     mark = time.perf_counter()
     progress(f"writing {n} scores")
     write_back(conn, rows, actor, stored.version)
