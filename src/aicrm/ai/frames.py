@@ -20,8 +20,8 @@ from aicrm.db.errors import translated
 FloatArray = npt.NDArray[np.float64]
 COPY_BINARY = "COPY ({}) TO STDOUT (FORMAT binary)"
 NO_JIT = "SET LOCAL jit = off"
-# The activity counts and the history of every lead are grouped and hashed: with the
-# default 4MB they spill to disk (a 1M-lead CRM: ~60MB of temporary files, ~10 % slower).
+# The activity counts and the history of every lead are grouped, sorted and hashed:
+# with the default 4MB they spill to disk (a 1M-lead CRM: ~60MB of temporary files).
 BULK_MEMORY = "SET LOCAL work_mem = '64MB'"
 
 
