@@ -77,7 +77,10 @@ def test_a_lead_lost_after_scoring_loses_its_score_at_the_next_run(trained_db: D
         (lead,),
     )
     with trained_db.connect() as conn:
-        result = scoring.score(conn, as_of=AS_OF)
+        # as of AS_OF, before it was lost, it was open: scored again, not closed
+        earlier = scoring.score(conn, lead_ids=[lead], as_of=AS_OF)
+        assert (earlier.scored, earlier.closed) == (1, 0)
+        result = scoring.score(conn)  # today it is lost
     assert result.closed == 1  # only the one that still carried a score
     score, entry = _entry(trained_db, lead)
     assert score is None
@@ -185,11 +188,11 @@ def test_todays_scores_are_calibrated_on_replays_of_past_days(trained_db: Databa
 # by their date.
 OPEN_THEN = """
 SELECT l.id::text FROM leads l
-JOIN lead_status_periods p ON p.lead_id = l.id AND p.entered_at <= %(t)s
-     AND (p.left_at IS NULL OR p.left_at > %(t)s)
+JOIN lead_status_periods p ON p.lead_id = l.id AND p.entered_at <= %s
+     AND (p.left_at IS NULL OR p.left_at > %s)
 JOIN lead_statuses s ON s.name = p.status
-WHERE l.created_at <= %(t)s AND s.category = 'open'
-  AND (l.conversion_date IS NULL OR l.conversion_date > %(t)s)
+WHERE l.created_at <= %s AND s.category = 'open'
+  AND (l.conversion_date IS NULL OR l.conversion_date > %s)
 """
 
 
@@ -197,7 +200,7 @@ def test_scoring_as_of_a_past_moment_reads_which_leads_were_open_then(
     trained_db: Database,
 ) -> None:
     then = AS_OF - timedelta(days=150)
-    open_then = {str(r[0]) for r in trained_db.execute(OPEN_THEN, {"t": then})}
+    open_then = {str(r[0]) for r in trained_db.execute(OPEN_THEN, (then,) * 4)}
     later_converted = str(
         trained_db.scalar(
             "SELECT id FROM leads WHERE created_at <= %s AND conversion_date > %s "
@@ -238,8 +241,8 @@ def test_scoring_as_of_a_past_moment_reads_which_leads_were_open_then(
     assert score is None and entry["values"]["outcome"] == "converted"
     assert entry["values"]["closed_at"] <= then.strftime("%Y-%m-%dT%H:%M:%SZ")
     closed_then = trained_db.scalar(
-        "SELECT count(*) FROM leads l WHERE l.created_at <= %(t)s AND NOT l.id::text = ANY(%(o)s)",
-        {"t": then, "o": list(open_then)},
+        "SELECT count(*) FROM leads l WHERE l.created_at <= %s AND NOT l.id::text = ANY(%s)",
+        (then, list(open_then)),
     )
     assert result.closed == closed_then
     # not yet created then: neither a score nor an outcome

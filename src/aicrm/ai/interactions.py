@@ -79,8 +79,8 @@ def pair_cells(
     a, b = feature_bins(x, columns, pair[0]), feature_bins(x, columns, pair[1])
     if not a or not b:
         return []
-    cell = bin_of(x, a) * len(b) + bin_of(x, b)
-    cell[(bin_of(x, a) < 0) | (bin_of(x, b) < 0)] = -1
+    ia, ib = bin_of(x, a), bin_of(x, b)
+    cell = np.where((ia >= 0) & (ib >= 0), ia * len(b) + ib, -1)
     counts = np.bincount(cell[cell >= 0], minlength=len(a) * len(b))
     return [(a[i // len(b)], b[i % len(b)]) for i in np.flatnonzero(counts >= MIN_CELL)]
 
