@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -76,7 +77,10 @@ def test_a_lead_lost_after_scoring_loses_its_score_at_the_next_run(trained_db: D
         (lead,),
     )
     with trained_db.connect() as conn:
-        result = scoring.score(conn, as_of=AS_OF)
+        # as of AS_OF, before it was lost, it was open: scored again, not closed
+        earlier = scoring.score(conn, lead_ids=[lead], as_of=AS_OF)
+        assert (earlier.scored, earlier.closed) == (1, 0)
+        result = scoring.score(conn)  # today it is lost
     assert result.closed == 1  # only the one that still carried a score
     score, entry = _entry(trained_db, lead)
     assert score is None
@@ -177,3 +181,77 @@ def test_todays_scores_are_calibrated_on_replays_of_past_days(trained_db: Databa
         found = scoring.explain(conn, lead, as_of=AS_OF)
     total = found.bias + sum(f.contribution for f in found.factors)
     assert abs(1 / (1 + math.exp(-total)) - found.score) < 1e-6
+
+
+# Which leads were open at a past moment, read independently of the scoring's SQL: the
+# status periods of migration 010's view (the period that holds the moment), conversions
+# by their date.
+OPEN_THEN = """
+SELECT l.id::text FROM leads l
+JOIN lead_status_periods p ON p.lead_id = l.id AND p.entered_at <= %s
+     AND (p.left_at IS NULL OR p.left_at > %s)
+JOIN lead_statuses s ON s.name = p.status
+WHERE l.created_at <= %s AND s.category = 'open'
+  AND (l.conversion_date IS NULL OR l.conversion_date > %s)
+"""
+
+
+def test_scoring_as_of_a_past_moment_reads_which_leads_were_open_then(
+    trained_db: Database,
+) -> None:
+    then = AS_OF - timedelta(days=150)
+    open_then = {str(r[0]) for r in trained_db.execute(OPEN_THEN, (then,) * 4)}
+    later_converted = str(
+        trained_db.scalar(
+            "SELECT id FROM leads WHERE created_at <= %s AND conversion_date > %s "
+            "ORDER BY id LIMIT 1",
+            (then, then),
+        )
+    )
+    later_lost = str(
+        trained_db.scalar(
+            "SELECT l.id FROM leads l WHERE l.status = 'lost' AND l.created_at <= %s AND "
+            "(SELECT max(h.changed_at) FROM crm_history h WHERE h.row_id = l.id "
+            " AND h.changes ? 'status') > %s ORDER BY l.id LIMIT 1",
+            (then, then),
+        )
+    )
+    converted_before = str(
+        trained_db.scalar(
+            "SELECT id FROM leads WHERE conversion_date <= %s ORDER BY id LIMIT 1", (then,)
+        )
+    )
+    created_after = str(
+        trained_db.scalar("SELECT id FROM leads WHERE created_at > %s ORDER BY id LIMIT 1", (then,))
+    )
+    assert {later_converted, later_lost} <= open_then
+    assert not {converted_before, created_after} & open_then
+    with trained_db.connect() as conn:
+        result = scoring.score(conn, include_converted=True, as_of=then)
+    scored = {
+        str(r[0]) for r in trained_db.execute("SELECT id FROM leads WHERE ai_score IS NOT NULL")
+    }
+    # converted or lost today but open then: scored as of then, like every lead open then
+    assert scored == open_then and result.scored == len(open_then)
+    for lead in (later_converted, later_lost):
+        score, entry = _entry(trained_db, lead)
+        assert score is not None and entry["values"]["tier"] in "ABCD"
+    # closed by then: its outcome as it stood then
+    score, entry = _entry(trained_db, converted_before)
+    assert score is None and entry["values"]["outcome"] == "converted"
+    assert entry["values"]["closed_at"] <= then.strftime("%Y-%m-%dT%H:%M:%SZ")
+    closed_then = trained_db.scalar(
+        "SELECT count(*) FROM leads l WHERE l.created_at <= %s AND NOT l.id::text = ANY(%s)",
+        (then, list(open_then)),
+    )
+    assert result.closed == closed_then
+    # not yet created then: neither a score nor an outcome
+    assert _entry(trained_db, created_after) == (None, None)
+    # the CLI says the same (its --as-of goes to the same code)
+    out = cli(trained_db, "ai", "score", "--as-of", then.isoformat(), "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["scored"] == len(open_then)
+    # explained as of then, a lead converted since is not closed
+    with trained_db.connect() as conn:
+        explained = scoring.explain(conn, later_converted, as_of=then)
+    assert explained.outcome is None and explained.score is not None

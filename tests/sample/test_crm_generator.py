@@ -3,6 +3,7 @@ ground truth that really drives the outcomes."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -245,6 +246,26 @@ def test_the_truth_drives_the_outcomes(generated: tuple[Database, crm.GeneratedC
     # Calibrated: in each quintile the observed rate is near the mean truth.
     for _, count, mean_p, rate in by_quintile:
         assert abs(float(rate) - float(mean_p)) < 4 * (float(mean_p) / count) ** 0.5 + 0.01
+
+
+def test_the_truth_without_the_hidden_intent_is_the_columns_ceiling(
+    generated: tuple[Database, crm.GeneratedCRM],
+) -> None:
+    """p_columns_90d leaves out only the hidden intent: the two log-odds differ by the
+    intent (sd INTENT_SD) once the columns' part is scaled back, and the mean is kept."""
+    db, _ = generated
+    shrink = (1 + math.pi * crm.INTENT_SD**2 / 8) ** 0.5
+    sd, mean_gap, missing = db.execute(
+        """SELECT stddev(ln(p_convert_90d / (1 - p_convert_90d))
+                         - %s * ln(p_columns_90d / (1 - p_columns_90d))),
+                  avg(p_convert_90d) - avg(p_columns_90d),
+                  count(*) FILTER (WHERE p_columns_90d IS NULL)
+           FROM sample_truth""",
+        (shrink,),
+    )[0]
+    assert missing == 0
+    assert abs(float(sd) - crm.INTENT_SD) < 0.05
+    assert abs(float(mean_gap)) < 0.01
 
 
 def test_generated_leads_convert_through_the_library(

@@ -119,17 +119,24 @@ def _score(
     terms = make_terms(stored)
     head = entry_head(stored, as_of)
     # Closed leads first, on the primary: their outcome, not a chance to convert.
+    # With as_of, which leads were closed is read from the history as of then: a lead
+    # converted or lost later was open then (and one created later is not scored).
     closed = write_outcomes(
-        conn, stored, lead_ids=keys, every=include_converted, produced=produced_now()
-    )
+        conn, stored, lead_ids=keys, every=include_converted, produced=produced_now(),
+        as_of=as_of,
+    )  # fmt: skip
+    outcomes = time.perf_counter() - started
     progress("reading the leads' features and scoring them")
     frames: Iterator[Frame]
+    open_at = as_of is not None
     if keys is None:
-        frames = scoring_frames(read, stored.features, as_of=moment, rows=CHUNK)
+        frames = scoring_frames(read, stored.features, as_of=moment, open_at=open_at, rows=CHUNK)
     else:
         keys = [k for k in keys if k not in closed]
         frames = iter(
-            [scoring_frame(read, stored.features, as_of=moment, lead_ids=keys)] if keys else []
+            [scoring_frame(read, stored.features, as_of=moment, lead_ids=keys, open_at=open_at)]
+            if keys
+            else []
         )
     rows: list[Staged] = []
     tiers = np.zeros(len(TIERS), dtype=np.int64)
@@ -154,7 +161,11 @@ def _score(
             if len(missing) == 1
             else f"{len(missing)} of the leads do not exist (e.g. {missing[0]})."
         )
-    timings = {"read": time.perf_counter() - started, "predict": predicting}
+    timings = {
+        "outcomes": outcomes,
+        "read": time.perf_counter() - started - outcomes,
+        "predict": predicting,
+    }
     mark = time.perf_counter()
     progress(f"writing {n} scores")
     write_back(conn, rows, actor, stored.version)

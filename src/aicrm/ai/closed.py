@@ -21,6 +21,7 @@ from typing import Any
 from psycopg import sql
 from psycopg.rows import class_row
 
+from aicrm.ai.feature_sql import STATUS_AT
 from aicrm.ai.store import KIND, StoredModel
 from aicrm.db import Connection
 from aicrm.db.errors import translated
@@ -36,6 +37,25 @@ SELECT l.id, s.category, l.status,
        END AS closed_at
 FROM leads l JOIN lead_statuses s ON s.name = l.status
 WHERE s.category <> 'open' AND {scope}
+"""
+# As of a past moment (scoring --as-of): the status the history gives the lead then
+# (STATUS_AT), or converted when its conversion_date is by then; a lead converted or
+# lost later was open then, one created later is left out. ({status_at}: STATUS_AT)
+CLOSED_AT = """
+SELECT c.id, c.category, c.status, c.closed_at FROM (
+    SELECT l.id,
+           CASE WHEN l.conversion_date <= %(as_of)s THEN 'converted' ELSE s.category END
+               AS category,
+           CASE WHEN l.conversion_date <= %(as_of)s AND s.category IS DISTINCT FROM 'converted'
+                THEN 'converted' ELSE st.status END AS status,
+           CASE WHEN l.conversion_date <= %(as_of)s THEN l.conversion_date ELSE st.at END
+               AS closed_at
+    FROM leads l
+    CROSS JOIN LATERAL ({status_at}) AS st
+    LEFT JOIN lead_statuses s ON s.name = st.status
+    WHERE l.created_at <= %(as_of)s AND {scope}
+) AS c
+WHERE c.category <> 'open'
 """
 BY_IDS = "l.id = ANY(%(lead_ids)s::uuid[])"
 EVERY = "true"
@@ -103,26 +123,36 @@ def write_outcomes(
     lead_ids: Sequence[str] | None,
     every: bool,
     produced: str,
+    as_of: datetime | None = None,
 ) -> set[str]:
     """Clear ``ai_score`` and write the outcome entry of the closed leads in scope:
     the given ids; else every closed lead (``every``) or those still carrying a score.
-    Returns the ids written (lower-case UUID text)."""
+    With ``as_of``, closed is as of that moment by the history (:data:`CLOSED_AT`), not
+    today's status. Returns the ids written (lower-case UUID text)."""
     params: dict[str, Any] = {
         "kind": KIND, "version": stored.version, "produced": produced,
         "horizon": int(stored.horizon), "method": stored.method, "annotator": ANNOTATOR,
+        "as_of": as_of,
     }  # fmt: skip
     scope = sql.SQL(EVERY) if every else sql.SQL(STILL_SCORED)
     if lead_ids is not None:
         scope, params["lead_ids"] = sql.SQL(BY_IDS), list(lead_ids)
-    closed = sql.SQL(CLOSED).format(scope=scope)
+    closed = _closed_query(as_of, scope)
     query = sql.SQL(WRITE_OUTCOMES).format(closed=closed)
     return {str(row[0]) for row in conn.execute(query, params).fetchall()}
 
 
 @translated()
-def outcome(conn: Connection, lead_id: str) -> Outcome | None:
-    """The outcome of this lead if it is converted or lost; None while it is open (or
-    when no lead has that id)."""
-    query = sql.SQL(CLOSED).format(scope=sql.SQL(BY_IDS))
+def outcome(conn: Connection, lead_id: str, as_of: datetime | None = None) -> Outcome | None:
+    """The outcome of this lead if it is converted or lost (as of ``as_of`` by the
+    history, when given); None while it is open (or when no lead has that id)."""
+    query = _closed_query(as_of, sql.SQL(BY_IDS))
     with conn.cursor(row_factory=class_row(Outcome)) as cur:
-        return cur.execute(query, {"lead_ids": [lead_id]}).fetchone()
+        return cur.execute(query, {"lead_ids": [lead_id], "as_of": as_of}).fetchone()
+
+
+def _closed_query(as_of: datetime | None, scope: sql.Composable) -> sql.Composed:
+    """The closed leads in ``scope``: today (:data:`CLOSED`), or as of a moment."""
+    if as_of is None:
+        return sql.SQL(CLOSED).format(scope=scope)
+    return sql.SQL(CLOSED_AT).format(status_at=sql.SQL(STATUS_AT), scope=scope)

@@ -185,7 +185,7 @@ def _explain(conn: Connection, key: str, as_of: datetime | None) -> Explanation:
     if row is None:
         raise NotFound(f"No lead has id {key}.")
     moment = as_of or server_now(conn)
-    closed = outcome(conn, key)
+    closed = outcome(conn, key, as_of)
     frame = scoring_frame(
         conn, stored.features, as_of=moment, lead_ids=[key], include_converted=True
     )

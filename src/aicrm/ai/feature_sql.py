@@ -305,6 +305,40 @@ BY_IDS = "l.id = ANY(%(lead_ids)s::uuid[])"
 # open: of category open (a converted or lost lead has an outcome, aicrm.ai.closed)
 OPEN_ONLY = "l.status IN (SELECT s.name FROM lead_statuses s WHERE s.category = 'open')"
 
+# A lead's status at %(as_of)s, from the history alone, and since when (a subquery over
+# ``leads l``, one row): the last status change by then (or the recorded creation),
+# else what the first change after it changed from; NULL when the history does not
+# say (an upgraded database's lead: no status is read into the past). ``at`` is NULL
+# when the status comes from a later change.
+STATUS_AT = """
+SELECT coalesce(b.status, a.status) AS status, b.at
+FROM (SELECT 1) AS one
+LEFT JOIN LATERAL (
+    SELECT CASE h.operation WHEN 'insert' THEN h.changes ->> 'status'
+                ELSE h.changes -> 'status' ->> 1 END AS status,
+           h.changed_at AS at
+    FROM crm_history h
+    WHERE h.table_name = 'leads' AND h.row_id = l.id AND h.changed_at <= %(as_of)s
+      AND ((h.operation = 'update' AND h.changes ? 'status')
+           OR (h.operation = 'insert' AND NOT h.reconstructed))
+    ORDER BY h.changed_at DESC, h.id DESC LIMIT 1
+) AS b ON true
+LEFT JOIN LATERAL (
+    SELECT h.changes -> 'status' ->> 0 AS status
+    FROM crm_history h
+    WHERE h.table_name = 'leads' AND h.row_id = l.id AND h.changed_at > %(as_of)s
+      AND h.operation = 'update' AND h.changes ? 'status'
+    ORDER BY h.changed_at, h.id LIMIT 1
+) AS a ON true
+"""
+# open at %(as_of)s: created by then, not converted by then, and not of a closed
+# status then as far as the history dates it (aicrm ai score --as-of)
+# ({status_at}: STATUS_AT, composed in)
+OPEN_AT = """l.created_at <= %(as_of)s
+AND (l.conversion_date IS NULL OR l.conversion_date > %(as_of)s)
+AND NOT EXISTS (SELECT 1 FROM ({status_at}) AS st
+                JOIN lead_statuses s ON s.name = st.status WHERE s.category <> 'open')"""
+
 # Each attribute key's JSON types on the labelled leads; numbers written as text count
 # as numbers.
 ATTRIBUTE_KEYS = (

@@ -54,10 +54,12 @@ from aicrm.ai.feature_sql import (
     FEATURE_QUERY,
     FEATURE_ROWS,
     HAS_ACTIVITIES,
+    OPEN_AT,
     OPEN_ONLY,
     ORDERED,
     POSITION,
     SCORING_OBS,
+    STATUS_AT,
     STATUS_EVENTS,
     STATUS_STAGES,
     STATUSES,
@@ -134,10 +136,12 @@ def scoring_frame(
     as_of: datetime,
     lead_ids: Sequence[str] | None = None,
     include_converted: bool = False,
+    open_at: bool = False,
 ) -> Frame:
     """Features of leads as of ``as_of`` (default: open leads; or the given ids), with
-    their positions in the table."""
-    where, extra = _where(lead_ids, include_converted)
+    their positions in the table. ``open_at``: open as of ``as_of`` by the history
+    (:data:`OPEN_AT`), not by today's status."""
+    where, extra = _where(lead_ids, include_converted, open_at)
     query, params = feature_sql(
         sql.SQL(SCORING_OBS).format(where=where), features, ordered=False, position=True
     )
@@ -151,11 +155,12 @@ def scoring_frames(
     *,
     as_of: datetime,
     include_converted: bool = False,
+    open_at: bool = False,
     rows: int = 65_536,
 ) -> Iterator[Frame]:
     """:func:`scoring_frame` of every (open) lead, handed out in frames while the COPY
     runs (:func:`stream_frames`)."""
-    where, extra = _where(None, include_converted)
+    where, extra = _where(None, include_converted, open_at)
     query, params = feature_sql(
         sql.SQL(SCORING_OBS).format(where=where), features, ordered=False, position=True
     )
@@ -181,7 +186,7 @@ def creation_frame(
 
 
 def _where(
-    lead_ids: Sequence[str] | None, include_converted: bool
+    lead_ids: Sequence[str] | None, include_converted: bool, open_at: bool = False
 ) -> tuple[sql.Composable, dict[str, Any]]:
     parts: list[sql.Composable] = []
     params: dict[str, Any] = {}
@@ -189,7 +194,9 @@ def _where(
         parts.append(sql.SQL(BY_IDS))
         params["lead_ids"] = list(lead_ids)
     if not include_converted:
-        parts.append(sql.SQL(OPEN_ONLY))
+        parts.append(
+            sql.SQL(OPEN_AT).format(status_at=sql.SQL(STATUS_AT)) if open_at else sql.SQL(OPEN_ONLY)
+        )
     return (sql.SQL(" AND ").join(parts) if parts else sql.SQL("true")), params
 
 

@@ -20,6 +20,9 @@ from aicrm.db.errors import translated
 FloatArray = npt.NDArray[np.float64]
 COPY_BINARY = "COPY ({}) TO STDOUT (FORMAT binary)"
 NO_JIT = "SET LOCAL jit = off"
+# The activity counts and the history of every lead are grouped, sorted and hashed:
+# with the default 4MB they spill to disk (a 1M-lead CRM: ~60MB of temporary files).
+BULK_MEMORY = "SET LOCAL work_mem = '64MB'"
 
 
 @dataclass
@@ -116,6 +119,7 @@ def stream_frames(
         try:
             with conn.transaction(), conn.cursor() as cur:
                 cur.execute(NO_JIT)
+                cur.execute(BULK_MEMORY)
                 with cur.copy(copy_query, params) as copy:
                     for data in copy:
                         blocks.put(bytes(data))

@@ -4,8 +4,10 @@ Two candidate families are fit and compared by grouped cross-validation (all
 observations of a lead fall in the same fold):
 
 * ``logistic`` (:mod:`aicrm.ai.linear`): L2-regularised logistic regression with
-  missing-value indicators and quantile-bin indicators for numeric features (an
-  additive model that bends), fit by scikit-learn's public ``LogisticRegression``;
+  missing-value indicators and hinges at quantile knots for numeric features (an
+  additive model that bends), plus the cells of the pairs of features found to
+  interact (:mod:`aicrm.ai.interactions`, searched once on the training rows before
+  the cross-validation), fit by scikit-learn's public ``LogisticRegression``;
 * ``boosting`` (:mod:`aicrm.ai.trees`): gradient-boosted trees fit by LightGBM
   (small trees, early stopping), read from its public JSON dump; a candidate from
   :data:`BOOSTING_MIN_POSITIVES` conversions up.
@@ -28,7 +30,8 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -36,6 +39,7 @@ import numpy.typing as npt
 
 # Re-exported: the families and the measures are read through this module.
 from aicrm.ai.linear import Linear as Linear
+from aicrm.ai.linear import find_pairs
 from aicrm.ai.linear import fit_linear as fit_linear
 from aicrm.ai.metrics import auc as auc
 from aicrm.ai.metrics import brier as brier
@@ -113,6 +117,8 @@ class Scorer:
 class Candidate:
     name: str
     params: dict[str, Any]
+    pairs: list[tuple[str, str]] = field(default_factory=list)  # interacting features
+    columns: Sequence[str] | None = None  # the feature of each design column
     oof: FloatArray = field(default_factory=lambda: np.empty(0))  # out-of-fold raw log-odds
     metrics: dict[str, float] = field(default_factory=dict)
 
@@ -139,18 +145,22 @@ def select(
     *,
     seed: int = 0,
     progress: Any = None,
+    columns: Sequence[str] | None = None,
 ) -> tuple[Scorer, list[Candidate], Candidate, dict[str, Any]]:
     """Fit each candidate on the folds, pick the simplest within one standard error
     of the lowest log loss, calibrate, refit.
 
-    ``first`` marks each lead's observation at creation (where the metrics that
-    define the task are measured). Returns the scorer, every candidate with its
-    cross-validated metrics, the winner, and the winner's calibrated metrics."""
-    candidates = [Candidate("logistic", {"C": c}) for c in LOGISTIC_C]
-    if int(y.sum()) >= BOOSTING_MIN_POSITIVES and trees_available():
-        candidates.append(Candidate("boosting", {}))
+    ``columns`` names the feature of each design column: with it, the logistic
+    candidates get the pairs of features that interact. ``first`` marks each lead's
+    observation at creation (where the metrics that define the task are measured).
+    Returns the scorer, every candidate with its cross-validated metrics, the winner,
+    and the winner's calibrated metrics."""
     folds = _folds(groups, y, FOLDS, seed)
     with single_thread():
+        pairs = find_pairs(x, y, columns, progress) if columns is not None else []
+        candidates = [Candidate("logistic", {"C": c}, pairs, columns=columns) for c in LOGISTIC_C]
+        if int(y.sum()) >= BOOSTING_MIN_POSITIVES and trees_available():
+            candidates.append(Candidate("boosting", {}))
         for candidate in candidates:
             if progress is not None:
                 progress(f"cross-validating {candidate.name} {candidate.params or ''}".strip())
@@ -232,15 +242,24 @@ def single_thread() -> Any:
 
 def _fit(candidate: Candidate, x: FloatArray, y: npt.NDArray[np.int8], seed: int) -> Linear | Trees:
     if candidate.name == "logistic":
-        return fit_linear(x, y, float(candidate.params["C"]))
+        return fit_linear(x, y, float(candidate.params["C"]), candidate.columns, candidate.pairs)
     return fit_trees(x, y, seed)
 
 
 def refit(
-    candidate: Candidate, x: FloatArray, y: npt.NDArray[np.int8], a: float, b: float, seed: int
+    candidate: Candidate,
+    x: FloatArray,
+    y: npt.NDArray[np.int8],
+    a: float,
+    b: float,
+    seed: int,
+    columns: Sequence[str] | None = None,
 ) -> Scorer:
-    """``candidate`` fit on these rows, with the calibration ``σ(a·raw + b)`` found
-    for it by cross-validation."""
+    """``candidate`` fit on these rows (whose design columns ``columns`` names, when
+    they differ from the cross-validation's), with the calibration ``σ(a·raw + b)``
+    found for it by cross-validation."""
+    if columns is not None and candidate.columns is not None:
+        candidate = replace(candidate, columns=list(columns))
     with single_thread():
         return Scorer(candidate.name, _fit(candidate, x, y, seed), a, b)
 

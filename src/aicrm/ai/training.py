@@ -361,7 +361,7 @@ def _train_model(
     x_fit = encode(features, encoding, frame.values[fit_rows])
     scorer, candidates, best, final = learn.select(
         x_fit, y[fit_rows], frame.groups[fit_rows], first[fit_rows], seed=options.seed,
-        progress=progress,
+        progress=progress, columns=[c.feature for c in encoding.columns],
     )  # fmt: skip
     p_held = scorer.predict(encode(features, encoding, frame.values[judged]))
     progress("measuring the prior and the active model on the holdout")
@@ -373,7 +373,8 @@ def _train_model(
     progress(f"fitting {best.name} on all {len(y)} observations")
     encoding = fit_encoding(features, frame.values)
     x = encode(features, encoding, frame.values)
-    scorer = learn.refit(best, x, y, scorer.a, scorer.b, options.seed)
+    columns = [c.feature for c in encoding.columns]
+    scorer = learn.refit(best, x, y, scorer.a, scorer.b, options.seed, columns)
     used = {c.feature for c in encoding.columns}
     dropped = [f.name for f in features if f.name not in used]
     if dropped:
@@ -390,6 +391,7 @@ def _train_model(
     }
     cands = [
         {"name": c.name, "params": c.params, "metrics": c.metrics, "chosen": c is best}
+        | ({"interactions": [list(p) for p in c.pairs]} if c.pairs else {})
         for c in candidates
     ]
     params["candidates"] = cands

@@ -18,8 +18,9 @@ go on to convert). The model (docs/synthetic-data.md):
   interaction (a demo counts more at 200+ employees), rare categories with strong
   effects (two industries under 1 % of leads), and drift (ads leads convert better
   over the two years). It is stored in
-  ``sample_truth(lead_id, p_convert_90d)``, a table of its own that a model under
-  evaluation must not read;
+  ``sample_truth(lead_id, p_convert_90d, p_columns_90d)``, a table of its own that a
+  model under evaluation must not read; ``p_columns_90d`` is the best probability the
+  columns alone give (the intent integrated out): the ceiling of any model;
 * the outcome is drawn from that probability. A converting lead goes new →
   contacted → qualified → converted within 90 days; the others stall, or end
   unqualified or lost, on their own clocks. Each lead's path is then cut at
@@ -97,6 +98,7 @@ from aicrm.sample.crm_sql import (
     STAGE_CONTACTS,
     STAGE_LEADS,
     SUMMARY,
+    TRUTH_COLUMNS,
     TRUTH_COMMENT,
     TRUTH_TABLE,
 )
@@ -289,6 +291,7 @@ def generate(
             conn.execute(SET_LOCAL, (name, value))
         conn.execute(RANDOM_FUNCTION.format(seed=sql.Literal(seed * 1000)))
         conn.execute(TRUTH_TABLE)
+        conn.execute(TRUTH_COLUMNS)
         conn.execute(TRUTH_COMMENT)
         params = _parameters(leads, tag, moment)
         for statement in (STAGE_BASE, STAGE_LEADS, STAGE_CONTACTS, FIND_REPEATED_EMAILS):

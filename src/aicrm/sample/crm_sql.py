@@ -40,13 +40,20 @@ REPLICATION_ROLE = "SELECT current_setting('session_replication_role')"
 TRUTH_TABLE = """
 CREATE TABLE IF NOT EXISTS sample_truth (
     lead_id uuid PRIMARY KEY REFERENCES leads (id) ON DELETE CASCADE,
-    p_convert_90d double precision NOT NULL CHECK (p_convert_90d > 0 AND p_convert_90d < 1)
+    p_convert_90d double precision NOT NULL CHECK (p_convert_90d > 0 AND p_convert_90d < 1),
+    p_columns_90d double precision CHECK (p_columns_90d > 0 AND p_columns_90d < 1)
 )
+"""
+# a table made by an older generator: the column added (NULL on its rows)
+TRUTH_COLUMNS = """
+ALTER TABLE sample_truth ADD COLUMN IF NOT EXISTS p_columns_90d double precision
+    CHECK (p_columns_90d > 0 AND p_columns_90d < 1)
 """
 TRUTH_COMMENT = """
 COMMENT ON TABLE sample_truth IS
     'Ground truth of aicrm.sample.crm: each generated lead''s true probability of converting '
-    'within 90 days of its creation. For evaluating models only: a model must not read it.'
+    'within 90 days of its creation (p_columns_90d: the best probability from its columns '
+    'alone, without the hidden intent). For evaluating models only: a model must not read it.'
 """
 
 
@@ -54,6 +61,13 @@ COMMENT ON TABLE sample_truth IS
 # using the columns of the one inside; u(no, k) is the k-th random number of row no.
 STAGE_BASE = """
 CREATE TEMP TABLE aicrm_gen_base ON COMMIT DROP AS
+SELECT g.*,
+       1 / (1 + exp(-greatest(-12, least(12, g.z_columns + g.intent)))) AS p_convert,
+       -- the best probability from the columns alone: the intent integrated out (the
+       -- probit approximation of a logistic-normal mean)
+       1 / (1 + exp(-greatest(-12, least(12, g.z_columns
+                  / sqrt(1 + pi() * %(intent_sd)s ^ 2 / 8))))) AS p_columns
+FROM (
 WITH m AS (
     SELECT %(src_names)s::text[] AS src_names, %(src_cum)s::float8[] AS src_cum,
            %(src_eff)s::float8[] AS src_eff, %(src_demo)s::float8[] AS src_demo,
@@ -74,8 +88,7 @@ SELECT f.no, f.id, f.created_at, f.first_name, f.last_name, f.company_name, f.do
        CASE WHEN m.src_names[f.src] IN ('web', 'ads', 'linkedin') THEN
            m.campaigns[1 + floor(pg_temp.aicrm_gen_u(f.no, 27) * cardinality(m.campaigns))::int]
        END AS utm_campaign,
-       1 / (1 + exp(-greatest(-12, least(12,
-           %(intercept)s + m.src_eff[f.src] + m.ind_eff[f.ind] + m.ctry_eff[f.ctry]
+       %(intercept)s + m.src_eff[f.src] + m.ind_eff[f.ind] + m.ctry_eff[f.ctry]
            + 0.40 - 0.30 * (log(f.employees) - 2.3) ^ 2
            + CASE WHEN f.budget IS NULL THEN %(unknown_budget)s
                   ELSE %(budget_effect)s * (log(f.budget) - 4.5) END
@@ -84,9 +97,9 @@ SELECT f.no, f.id, f.created_at, f.first_name, f.last_name, f.company_name, f.do
            + %(visits_effect)s * (ln(1 + f.monthly_visits) - 5)
            + CASE WHEN m.src_names[f.src] = 'ads'
                   THEN %(ads_drift)s * (1 - f.age_days / %(history_days)s) ELSE 0 END
-           + %(touch_effect)s * ln(1 + f.channel_touches)
-           + %(intent_sd)s * sqrt(-2 * ln(pg_temp.aicrm_gen_u(f.no, 13)))
-                           * cos(2 * pi() * pg_temp.aicrm_gen_u(f.no, 14)))))) AS p_convert
+           + %(touch_effect)s * ln(1 + f.channel_touches) AS z_columns,
+       %(intent_sd)s * sqrt(-2 * ln(pg_temp.aicrm_gen_u(f.no, 13)))
+                     * cos(2 * pi() * pg_temp.aicrm_gen_u(f.no, 14)) AS intent
 FROM (
     SELECT d.*,
            CASE WHEN pg_temp.aicrm_gen_u(d.no, 9)
@@ -167,6 +180,7 @@ FROM (
     ) AS d CROSS JOIN m
     OFFSET 0
 ) AS f CROSS JOIN m
+) AS g
 """
 
 # Step 2: each lead's path through the funnel (days after created_at; NULL: never),
@@ -187,7 +201,7 @@ FROM (
            w.created_at, w.first_name, w.last_name, w.company_name, w.domain, w.source,
            CASE WHEN w.source = 'cold_call' AND pg_temp.aicrm_gen_u(w.no, 28) < 0.1 THEN NULL
                 ELSE w.local || '@' || w.domain END AS email,
-           w.p_convert,
+           w.p_convert, w.p_columns,
            jsonb_strip_nulls(jsonb_build_object(
                'industry', w.industry, 'employees', w.employees,
                'company_size', (%(sizes)s::text[])
@@ -395,8 +409,8 @@ ORDER BY h.row_id, h.changed_at  -- in order of the (table_name, row_id, …) in
 """
 
 INSERT_TRUTH = """
-INSERT INTO sample_truth (lead_id, p_convert_90d)
-SELECT l.id, l.p_convert FROM aicrm_gen_lead AS l
+INSERT INTO sample_truth (lead_id, p_convert_90d, p_columns_90d)
+SELECT l.id, l.p_convert, l.p_columns FROM aicrm_gen_lead AS l
 """
 
 # Without replica mode: what the history triggers wrote for the generated rows.
