@@ -132,8 +132,8 @@ class Point:
 
 
 def evaluate(train_url: str, test_url: str, test_cache: dict[str, Any]) -> Point:
-    from aicrm.ai import features as F
-    from aicrm.ai import model as M
+    from aicrm.ai import _features as F
+    from aicrm.ai import _model as M
     from aicrm.ai import scoring
 
     with psycopg.connect(train_url) as conn:
@@ -341,8 +341,8 @@ def legacy(url: str) -> None:
 def scored_on(stored: Any, test_url: str, cache: dict[str, Any]) -> tuple[float, float, float]:
     """AUC and Brier of ``stored`` on the test CRM's judged leads at creation, and the
     oracle's AUC."""
-    from aicrm.ai import features as feats
-    from aicrm.ai import model as learn
+    from aicrm.ai import _features as feats
+    from aicrm.ai import _model as learn
     from aicrm.ai import scoring
 
     with psycopg.connect(test_url) as conn:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from aicrm.ai.features import creation_frame, discover, scoring_frame
+from aicrm.ai._features import creation_frame, discover, scoring_frame
 from tests.ai.data import AS_OF, L, insert
 from tests.conftest import Database
 

@@ -9,9 +9,9 @@ import random
 import numpy as np
 import pytest
 
+from aicrm.ai import _model as learn
 from aicrm.ai import analysis, scoring
-from aicrm.ai import model as learn
-from aicrm.ai.features import discover, encode, fit_encoding, training_frame
+from aicrm.ai._features import discover, encode, fit_encoding, training_frame
 from tests.ai.data import AS_OF, L, insert
 from tests.conftest import Database
 

@@ -1,4 +1,4 @@
-"""The time-based holdout, the publish gate and the leakage alarm (aicrm.ai.gate):
+"""The time-based holdout, the publish gate and the leakage alarm (aicrm.ai._gate):
 a model that loses to the prior on the newest leads is stored inactive with the
 reason, the prior stays or becomes active, and a feature that alone tells the
 outcome stops training until it is left out, as the refusal advises."""
@@ -10,7 +10,8 @@ import random
 import numpy as np
 import pytest
 
-from aicrm.ai import gate, scoring
+from aicrm.ai import _gate as gate
+from aicrm.ai import scoring
 from aicrm.errors import UsageError
 from tests.ai.data import AS_OF, L, cli, insert
 from tests.conftest import Database
@@ -180,7 +181,7 @@ def test_a_converted_lead_is_not_explained_as_a_chance_to_convert(trained_db: Da
 def test_mailbox_providers_and_disposable_domains_are_not_company_email(
     crm_db: Database,
 ) -> None:
-    from aicrm.ai.features import Feature, creation_frame
+    from aicrm.ai._features import Feature, creation_frame
 
     emails = ["a@hey.com", "b@fastmail.com", "c@zoho.com", "d@gmail.com", "e@mailinator.com",
               "f@acme-industries.com"]  # fmt: skip

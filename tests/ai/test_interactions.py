@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from aicrm.ai import interactions as I
-from aicrm.ai import model as M
-from aicrm.ai.linear import BIN, CELL, HINGE, Linear, find_pairs, fit_linear
+from aicrm.ai import _interactions as I
+from aicrm.ai import _model as M
+from aicrm.ai._linear import BIN, CELL, HINGE, Linear, find_pairs, fit_linear
 
 
 def _data(n: int, interact: bool, seed: int = 0):

@@ -11,9 +11,9 @@ import re
 import pytest
 
 from aicrm.ai import scoring
-from aicrm.ai.features import Feature, creation_frame
+from aicrm.ai._features import Feature, creation_frame
 from aicrm.sample import generate_legacy
-from aicrm.sample.legacy import UNTIL
+from aicrm.sample._legacy import UNTIL
 from tests.conftest import Database
 
 LEADS = 1_500

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from aicrm.ai import features as F
-from aicrm.ai import model as M
+from aicrm.ai import _features as F
+from aicrm.ai import _model as M
 
 
 def _data(n: int = 3000, seed: int = 0):
@@ -18,7 +18,7 @@ def _data(n: int = 3000, seed: int = 0):
 
 
 def test_trees_reproduce_lightgbm_and_their_contributions_add_up() -> None:
-    from aicrm.ai import trees as T
+    from aicrm.ai import _trees as T
 
     x, y = _data()
     x[:200, 4] = np.nan  # missing values in a column, scored as LightGBM scores them

@@ -1,4 +1,4 @@
-"""The CRM generator's activities (aicrm.sample.crm_activities): where they sit, that
+"""The CRM generator's activities (aicrm.sample._crm_activities): where they sit, that
 nothing is dated after now, and that engagement tells converting leads apart."""
 
 from __future__ import annotations

@@ -350,7 +350,7 @@ def _drivers(
     conn: Connection, horizon: int, by_source: list[dict[str, Any]], overall: dict[str, Any]
 ) -> dict[str, Any]:
     from aicrm.ai import scoring
-    from aicrm.ai.features import creation_frame
+    from aicrm.ai._features import creation_frame
 
     try:
         stored = scoring.load_active(conn)

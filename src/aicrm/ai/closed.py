@@ -21,8 +21,8 @@ from typing import Any
 from psycopg import sql
 from psycopg.rows import class_row
 
-from aicrm.ai.feature_sql import STATUS_AT
-from aicrm.ai.store import KIND, StoredModel
+from aicrm.ai._feature_sql import STATUS_AT
+from aicrm.ai._store import KIND, StoredModel
 from aicrm.db import Connection
 from aicrm.db.errors import translated
 

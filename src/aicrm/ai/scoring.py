@@ -1,19 +1,19 @@
 """Lead scoring, the public surface: train, score, explain, and the stored models.
 
-The implementation is split by noun: :mod:`aicrm.ai.window` (which leads are labels),
-:mod:`aicrm.ai.prior` (the transparent fallback), :mod:`aicrm.ai.store` (the
-``ai_models`` rows), :mod:`aicrm.ai.training`, :mod:`aicrm.ai.prediction`,
-:mod:`aicrm.ai.bulk` and :mod:`aicrm.ai.writeback` (scoring every lead), and
-:mod:`aicrm.ai.explain`. This module re-exports what the CLI, the API, the MCP server
+The implementation is split by noun: :mod:`aicrm.ai._window` (which leads are labels),
+:mod:`aicrm.ai._prior` (the transparent fallback), :mod:`aicrm.ai._store` (the
+``ai_models`` rows), :mod:`aicrm.ai._training`, :mod:`aicrm.ai._prediction`,
+:mod:`aicrm.ai._bulk` and :mod:`aicrm.ai._writeback` (scoring every lead), and
+:mod:`aicrm.ai._explain`. This module re-exports what the CLI, the API, the MCP server
 and the web pages call. See docs/lead-scoring.md.
 """
 
-from aicrm.ai.bulk import TOP_FACTORS, ScoreResult, score
-from aicrm.ai.explain import Explanation, Factor, explain, factor_label, readable, stored_factors
-from aicrm.ai.prediction import TIER_SHARES, TIERS, Predictions, predict
-from aicrm.ai.prior import PRIOR_STRENGTH, SEGMENT_KEY, Prior
-from aicrm.ai.store import KIND, StoredModel, fresh_model, list_models, load_active
-from aicrm.ai.training import (
+from aicrm.ai._bulk import TOP_FACTORS, ScoreResult, score
+from aicrm.ai._explain import Explanation, Factor, explain, factor_label, readable, stored_factors
+from aicrm.ai._prediction import TIER_SHARES, TIERS, Predictions, predict
+from aicrm.ai._prior import PRIOR_STRENGTH, SEGMENT_KEY, Prior
+from aicrm.ai._store import KIND, StoredModel, fresh_model, list_models, load_active
+from aicrm.ai._training import (
     HORIZON,
     LANDMARKS,
     MIN_CONVERSIONS,
@@ -21,7 +21,7 @@ from aicrm.ai.training import (
     TrainResult,
     train,
 )
-from aicrm.ai.writeback import ANNOTATOR, WRITE_BACK
+from aicrm.ai._writeback import ANNOTATOR, WRITE_BACK
 
 __all__ = [
     "ANNOTATOR",

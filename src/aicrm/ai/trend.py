@@ -1,6 +1,6 @@
 """Each lead's score trend, read back: the rows the scoring write-back keeps in
 ``lead_score_history`` (migration 011) whenever a lead's score moved by 0.01 or more
-(:data:`aicrm.ai.writeback.TREND_STEP`) or another model scored it."""
+(:data:`aicrm.ai._writeback.TREND_STEP`) or another model scored it."""
 
 from __future__ import annotations
 

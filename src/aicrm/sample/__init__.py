@@ -5,6 +5,6 @@ seedable legacy CRM (leads, clients converted from them, contacts), with a known
 number of each anomaly that migration 001 has to deal with.
 """
 
-from aicrm.sample.legacy import BLOCKING, RESOLVABLE, generate_legacy
+from aicrm.sample._legacy import BLOCKING, RESOLVABLE, generate_legacy
 
 __all__ = ["BLOCKING", "RESOLVABLE", "generate_legacy"]

@@ -4,7 +4,7 @@
 later), and everything that goes with them: contacts (about 0.5 per lead, B2B),
 clients for the leads that converted, the status history in ``crm_history``
 that ``lead_status_periods`` reads, and the activities of the leads reps worked
-(:mod:`aicrm.sample.crm_activities`: more of them, and more recent, on the leads that
+(:mod:`aicrm.sample._crm_activities`: more of them, and more recent, on the leads that
 go on to convert). The model (docs/synthetic-data.md):
 
 * every lead has features in JSONB ``attributes``: ``industry``, ``employees``,
@@ -64,7 +64,7 @@ from psycopg import sql
 
 from aicrm.db.errors import translated
 from aicrm.errors import PrerequisiteFailed, UsageError
-from aicrm.sample.crm_activities import (
+from aicrm.sample._crm_activities import (
     ANALYZE_ACTIVITIES,
     DROP_ACTIVITIES,
     HAS_ACTIVITIES,
@@ -72,7 +72,7 @@ from aicrm.sample.crm_activities import (
     RATES,
     STAGE_ACTIVITIES,
 )
-from aicrm.sample.crm_sql import (
+from aicrm.sample._crm_sql import (
     ANALYZE,
     CURRENT_SETTING,
     DELETE_TRIGGER_HISTORY,
@@ -324,7 +324,7 @@ def generate(
 
 
 def _activities(conn: psycopg.Connection[Any], params: dict[str, Any]) -> int:
-    """Write the leads' activities (:mod:`aicrm.sample.crm_activities`) when the
+    """Write the leads' activities (:mod:`aicrm.sample._crm_activities`) when the
     database has the table; how many."""
     row = conn.execute(HAS_ACTIVITIES).fetchone()
     if not (row and row[0]):

@@ -7,7 +7,7 @@ scores the leads that were open then, as of that date (the features known then, 
 status from the history), and compares with what they did within the horizon. A
 Platt scaling of the model's log-odds, ``logit(p') = a·logit(p) + b``, is fit on the
 older replays and judged on the newest one: the reliability per decile is stored
-(``params.replay``) and :func:`aicrm.ai.prediction.predict` applies ``a`` and ``b``,
+(``params.replay``) and :func:`aicrm.ai._prediction.predict` applies ``a`` and ``b``,
 which keep each score's split into per-feature contributions exact (each contribution
 times ``a``; the bias ``a·bias + b``).
 """
@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from aicrm.ai.features import scoring_frame
-from aicrm.ai.model import calibration_error, calibration_table
-from aicrm.ai.prediction import logits, predict, recalibrate
-from aicrm.ai.store import StoredModel
+from aicrm.ai._features import scoring_frame
+from aicrm.ai._model import calibration_error, calibration_table
+from aicrm.ai._prediction import logits, predict, recalibrate
+from aicrm.ai._store import StoredModel
 from aicrm.db import Connection
 from aicrm.db.errors import translated
 

@@ -1,9 +1,9 @@
-"""The anomalies of a generated legacy database (:mod:`aicrm.sample.legacy`): which
+"""The anomalies of a generated legacy database (:mod:`aicrm.sample._legacy`): which
 rows each takes, and the statements that make them.
 
 Each anomaly is made on a known number of rows, picked from disjoint classes of the
 generated rows (:data:`RESOLVABLE_LAYOUT`, :data:`BLOCKING_LAYOUT`), so the counts in
-the generator's result are exact; see :mod:`aicrm.sample.legacy` for what each means.
+the generator's result are exact; see :mod:`aicrm.sample._legacy` for what each means.
 """
 
 from __future__ import annotations

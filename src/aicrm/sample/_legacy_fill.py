@@ -1,9 +1,9 @@
-"""The statements that fill a legacy database (:mod:`aicrm.sample.legacy`), and the
+"""The statements that fill a legacy database (:mod:`aicrm.sample._legacy`), and the
 vocabulary its values are drawn from.
 
 Each statement takes the generator's parameters by name (``%(leads)s``, the word
 lists of :data:`WORDS` and :data:`SENTENCES`); they run in the order
-:func:`aicrm.sample.legacy.generate_legacy` gives, after ``setseed()``.
+:func:`aicrm.sample._legacy.generate_legacy` gives, after ``setseed()``.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ goes quiet, often with its follow-up task left undone. A rep's diligence (a per-
 log-normal factor) adds noise that says nothing about the outcome. A converted lead's
 activities are on its client, where the conversion moved them (012's trigger), and
 each client gets an onboarding meeting after its conversion: an activity no training
-row may see. Random numbers as in :mod:`aicrm.sample.crm_sql` (a new draw takes a new
+row may see. Random numbers as in :mod:`aicrm.sample._crm_sql` (a new draw takes a new
 stream number, 120 and up); nothing is dated after ``now``.
 """
 

@@ -22,9 +22,9 @@ import numpy as np
 import numpy.typing as npt
 from psycopg import sql
 
-from aicrm.ai.features import Feature, Frame
-from aicrm.ai.model import auc, brier, log_loss
-from aicrm.ai.window import Window, labelled_query
+from aicrm.ai._features import Feature, Frame
+from aicrm.ai._model import auc, brier, log_loss
+from aicrm.ai._window import Window, labelled_query
 from aicrm.db import Connection
 from aicrm.db.errors import translated
 from aicrm.errors import UsageError

@@ -4,7 +4,7 @@ expanded design, kept as plain arrays.
 Each numeric column becomes its value, a missing-value indicator, and hinges
 ``max(0, x - knot)`` at quantile knots: a piecewise-linear curve that bends where the
 data says (an effect that peaks in the middle, or one that flattens), continuous,
-unlike steps. Pairs of features that interact (:mod:`aicrm.ai.interactions`) add one
+unlike steps. Pairs of features that interact (:mod:`aicrm.ai._interactions`) add one
 indicator per cell of their two-way table. Models stored before hinges existed hold
 quantile-bin indicators instead, still read and scored.
 
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from aicrm.ai.interactions import pair_cells, search
+from aicrm.ai._interactions import pair_cells, search
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -198,7 +198,7 @@ SEARCH_C = 1.0
 def find_pairs(
     x: FloatArray, y: npt.NDArray[np.int8], columns: Sequence[str], progress: Any = None
 ) -> list[tuple[str, str]]:
-    """The pairs of features that interact (:func:`aicrm.ai.interactions.search`), with
+    """The pairs of features that interact (:func:`aicrm.ai._interactions.search`), with
     this family's model refit between rounds."""
     return search(
         x, y, columns, lambda pairs: fit_linear(x, y, SEARCH_C, columns, pairs).raw(x), progress

@@ -50,8 +50,8 @@ each, on disjoint rows, and counted in the result (each key counts rows):
 The blocking keys are the names of migration 001's integrity checks and count the
 same rows.
 
-The filling statements and their vocabulary live in :mod:`aicrm.sample.legacy_fill`,
-the anomalies' layout and statements in :mod:`aicrm.sample.legacy_anomalies`; this
+The filling statements and their vocabulary live in :mod:`aicrm.sample._legacy_fill`,
+the anomalies' layout and statements in :mod:`aicrm.sample._legacy_anomalies`; this
 module runs them in order.
 """
 
@@ -64,7 +64,7 @@ from typing import Any
 import psycopg
 
 from aicrm.errors import UsageError
-from aicrm.sample.legacy_anomalies import (
+from aicrm.sample._legacy_anomalies import (
     BLOCKING,
     BLOCKING_LAYOUT,
     BLOCKING_ROWS,
@@ -74,7 +74,7 @@ from aicrm.sample.legacy_anomalies import (
     OrphanMethod,
     make_anomalies,
 )
-from aicrm.sample.legacy_fill import (
+from aicrm.sample._legacy_fill import (
     CLOSE_THE_CIRCLE,
     INSERT_CONVERTED_CLIENTS,
     INSERT_DIRECT_CLIENTS,

@@ -3,12 +3,12 @@
 Two candidate families are fit and compared by grouped cross-validation (all
 observations of a lead fall in the same fold):
 
-* ``logistic`` (:mod:`aicrm.ai.linear`): L2-regularised logistic regression with
+* ``logistic`` (:mod:`aicrm.ai._linear`): L2-regularised logistic regression with
   missing-value indicators and hinges at quantile knots for numeric features (an
   additive model that bends), plus the cells of the pairs of features found to
-  interact (:mod:`aicrm.ai.interactions`, searched once on the training rows before
+  interact (:mod:`aicrm.ai._interactions`, searched once on the training rows before
   the cross-validation), fit by scikit-learn's public ``LogisticRegression``;
-* ``boosting`` (:mod:`aicrm.ai.trees`): gradient-boosted trees fit by LightGBM
+* ``boosting`` (:mod:`aicrm.ai._trees`): gradient-boosted trees fit by LightGBM
   (small trees, early stopping), read from its public JSON dump; a candidate from
   :data:`BOOSTING_MIN_POSITIVES` conversions up.
 
@@ -38,20 +38,20 @@ import numpy as np
 import numpy.typing as npt
 
 # Re-exported: the families and the measures are read through this module.
-from aicrm.ai.linear import Linear as Linear
-from aicrm.ai.linear import find_pairs
-from aicrm.ai.linear import fit_linear as fit_linear
-from aicrm.ai.metrics import auc as auc
-from aicrm.ai.metrics import brier as brier
-from aicrm.ai.metrics import calibration_error as calibration_error
-from aicrm.ai.metrics import calibration_table as calibration_table
-from aicrm.ai.metrics import log_loss as log_loss
-from aicrm.ai.metrics import logit as logit
-from aicrm.ai.metrics import sigmoid as sigmoid
-from aicrm.ai.trees import Trees as Trees
-from aicrm.ai.trees import available as trees_available
-from aicrm.ai.trees import fit_trees as fit_trees
-from aicrm.ai.trees import threads
+from aicrm.ai._linear import Linear as Linear
+from aicrm.ai._linear import find_pairs
+from aicrm.ai._linear import fit_linear as fit_linear
+from aicrm.ai._metrics import auc as auc
+from aicrm.ai._metrics import brier as brier
+from aicrm.ai._metrics import calibration_error as calibration_error
+from aicrm.ai._metrics import calibration_table as calibration_table
+from aicrm.ai._metrics import log_loss as log_loss
+from aicrm.ai._metrics import logit as logit
+from aicrm.ai._metrics import sigmoid as sigmoid
+from aicrm.ai._trees import Trees as Trees
+from aicrm.ai._trees import available as trees_available
+from aicrm.ai._trees import fit_trees as fit_trees
+from aicrm.ai._trees import threads
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from aicrm.ai.features import Feature, Frame, encode
-from aicrm.ai.model import sigmoid
-from aicrm.ai.prior import logit, prior_inputs
-from aicrm.ai.store import StoredModel
+from aicrm.ai._features import Feature, Frame, encode
+from aicrm.ai._model import sigmoid
+from aicrm.ai._prior import logit, prior_inputs
+from aicrm.ai._store import StoredModel
 
 TIERS = ("A", "B", "C", "D")
 TIER_SHARES = (0.10, 0.20, 0.30)  # A: top 10 %, B: next 20 %, C: next 30 %, D: the rest
@@ -82,7 +82,7 @@ def predict(
     """Scores, tiers and per-feature contributions of the frame's rows; with
     ``check``, a warning for each attribute of the model that no row has. With
     ``replayed`` (the default), the model's calibration on replays of past days
-    (:mod:`aicrm.ai.replay`) is applied when it has one."""
+    (:mod:`aicrm.ai._replay`) is applied when it has one."""
     warnings = (
         missing_warnings(stored, attributes_seen(stored, frame.values), len(frame)) if check else []
     )

@@ -1,7 +1,7 @@
 """The SQL text of lead features: every built-in feature's expression, the
 observations (training, scoring, at creation), the status history and its stages,
 and the profiling queries. Only this package's own text: a stored feature spec can
-name a built-in feature, never bring SQL (see :mod:`aicrm.ai.features`)."""
+name a built-in feature, never bring SQL (see :mod:`aicrm.ai._features`)."""
 
 from __future__ import annotations
 

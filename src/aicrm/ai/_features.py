@@ -3,9 +3,9 @@ status history; and the design matrix the models read.
 
 A *feature spec* (a list of :class:`Feature`) is decided when a model is trained
 (which sources, attribute keys and categories exist) and stored with the model as
-JSON (:mod:`aicrm.ai.feature_spec`). Only data travels from that JSON into SQL
+JSON (:mod:`aicrm.ai._feature_spec`). Only data travels from that JSON into SQL
 (attribute keys and category lists are parameters); the SQL text of every built-in
-feature lives in :mod:`aicrm.ai.feature_sql`, so a spec read back from the database
+feature lives in :mod:`aicrm.ai._feature_sql`, so a spec read back from the database
 can name a built-in feature but never inject SQL. This module composes the queries,
 reads the frames, and profiles a training set (:func:`discover`).
 
@@ -33,18 +33,18 @@ import numpy.typing as npt
 from psycopg import sql
 
 # Re-exported: the frame, the design matrix and the spec are read through this module.
-from aicrm.ai.encoding import Column as Column
-from aicrm.ai.encoding import Encoding as Encoding
-from aicrm.ai.encoding import encode as encode
-from aicrm.ai.encoding import fit_encoding as fit_encoding
-from aicrm.ai.feature_spec import LABELS as LABELS
-from aicrm.ai.feature_spec import Feature as Feature
-from aicrm.ai.feature_spec import attribute_expr as attribute_expr
-from aicrm.ai.feature_spec import builtin_expr as builtin_expr
-from aicrm.ai.feature_spec import common_params, raw_expr
-from aicrm.ai.feature_spec import lead_columns_used as lead_columns_used
-from aicrm.ai.feature_spec import param_name as param_name
-from aicrm.ai.feature_sql import (
+from aicrm.ai._encoding import Column as Column
+from aicrm.ai._encoding import Encoding as Encoding
+from aicrm.ai._encoding import encode as encode
+from aicrm.ai._encoding import fit_encoding as fit_encoding
+from aicrm.ai._feature_spec import LABELS as LABELS
+from aicrm.ai._feature_spec import Feature as Feature
+from aicrm.ai._feature_spec import attribute_expr as attribute_expr
+from aicrm.ai._feature_spec import builtin_expr as builtin_expr
+from aicrm.ai._feature_spec import common_params, raw_expr
+from aicrm.ai._feature_spec import lead_columns_used as lead_columns_used
+from aicrm.ai._feature_spec import param_name as param_name
+from aicrm.ai._feature_sql import (
     ACTIVITY_COUNTS,
     ACTIVITY_JOIN,
     ATTRIBUTE_KEYS,
@@ -66,10 +66,10 @@ from aicrm.ai.feature_sql import (
     TOP_VALUES,
     TRAINING_OBS,
 )
-from aicrm.ai.feature_sql import BUILTIN as BUILTIN
-from aicrm.ai.frames import Frame as Frame
-from aicrm.ai.frames import read_frame, stream_frames
-from aicrm.ai.window import LABELLED
+from aicrm.ai._feature_sql import BUILTIN as BUILTIN
+from aicrm.ai._frames import Frame as Frame
+from aicrm.ai._frames import read_frame, stream_frames
+from aicrm.ai._window import LABELLED
 from aicrm.db import Connection
 from aicrm.db.errors import translated
 

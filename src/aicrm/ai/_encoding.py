@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
-    from aicrm.ai.feature_spec import Feature
+    from aicrm.ai._feature_spec import Feature
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -20,9 +20,9 @@ import numpy as np
 import numpy.typing as npt
 from psycopg import sql
 
-from aicrm.ai.features import Frame
-from aicrm.ai.prediction import TIERS, Predictions, groups
-from aicrm.ai.store import KIND, StoredModel
+from aicrm.ai._features import Frame
+from aicrm.ai._prediction import TIERS, Predictions, groups
+from aicrm.ai._store import KIND, StoredModel
 from aicrm.crm import session
 from aicrm.db import Connection
 from aicrm.db.errors import translated

@@ -20,10 +20,10 @@ from psycopg import sql
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
+from aicrm.ai._features import BUILTIN, FEATURE_SET, Encoding, Feature, lead_columns_used
+from aicrm.ai._model import Scorer
+from aicrm.ai._prior import Prior
 from aicrm.ai.annotations import require_schema
-from aicrm.ai.features import BUILTIN, FEATURE_SET, Encoding, Feature, lead_columns_used
-from aicrm.ai.model import Scorer
-from aicrm.ai.prior import Prior
 from aicrm.crm import session
 from aicrm.db import Connection
 from aicrm.db.errors import translated

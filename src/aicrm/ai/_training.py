@@ -2,10 +2,10 @@
 
 Training examples are leads observed at their creation (and, while still open, at
 one later *landmark*), labelled 1 when they converted within the horizon after that
-moment; only observations whose horizon has fully passed count (:mod:`aicrm.ai.window`).
+moment; only observations whose horizon has fully passed count (:mod:`aicrm.ai._window`).
 Below the data minimum (:data:`MIN_LABELLED` labelled leads with at least
 :data:`MIN_CONVERSIONS` conversions and as many non-conversions) no model is fit: the
-score is the transparent prior (:mod:`aicrm.ai.prior`). See docs/lead-scoring.md.
+score is the transparent prior (:mod:`aicrm.ai._prior`). See docs/lead-scoring.md.
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ import numpy as np
 import numpy.typing as npt
 from psycopg import sql
 
-from aicrm.ai import model as learn
-from aicrm.ai.annotations import require_schema
-from aicrm.ai.bulk import Progress, quiet
-from aicrm.ai.features import (
+from aicrm.ai import _model as learn
+from aicrm.ai._bulk import Progress, quiet
+from aicrm.ai._features import (
     Feature,
     Frame,
     creation_frame,
@@ -32,12 +31,13 @@ from aicrm.ai.features import (
     fit_encoding,
     training_frame,
 )
-from aicrm.ai.gate import Verdict, holdout_ids, judge, leakage_alarm, rows_of
-from aicrm.ai.prediction import predict, tier_cutoffs
-from aicrm.ai.prior import Prior, all_values, prior_features, prior_inputs, segment_key
-from aicrm.ai.replay import calibrate
-from aicrm.ai.store import StoredModel, active_or_none, save
-from aicrm.ai.window import EPOCH, Window, labelled_query, server_now
+from aicrm.ai._gate import Verdict, holdout_ids, judge, leakage_alarm, rows_of
+from aicrm.ai._prediction import predict, tier_cutoffs
+from aicrm.ai._prior import Prior, all_values, prior_features, prior_inputs, segment_key
+from aicrm.ai._replay import calibrate
+from aicrm.ai._store import StoredModel, active_or_none, save
+from aicrm.ai._window import EPOCH, Window, labelled_query, server_now
+from aicrm.ai.annotations import require_schema
 from aicrm.crm import session
 from aicrm.db import Connection
 from aicrm.db.errors import translated
@@ -135,7 +135,7 @@ def train(
     """Learn from the CRM's history and store the model.
 
     A trained model is active (unless ``activate`` is false) only when it passes the
-    publish gate (:mod:`aicrm.ai.gate`); otherwise it is stored inactive with the
+    publish gate (:mod:`aicrm.ai._gate`); otherwise it is stored inactive with the
     reason, and when no model was active the prior is stored active instead.
     ``exclude`` names features to leave out. Raises :class:`UsageError` when no lead
     is old enough to be a label (an empty CRM, or one younger than the horizon) and

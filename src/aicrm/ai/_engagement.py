@@ -1,5 +1,5 @@
 """Engagement factors in plain words: "3 calls in the last 14 days", "no activity for
-40 days", "2 overdue tasks" (the features are computed in :mod:`aicrm.ai.feature_sql`,
+40 days", "2 overdue tasks" (the features are computed in :mod:`aicrm.ai._feature_sql`,
 from the activities as they stood at the moment scored)."""
 
 from __future__ import annotations

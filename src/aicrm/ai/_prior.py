@@ -17,8 +17,8 @@ import numpy as np
 import numpy.typing as npt
 from psycopg import sql
 
-from aicrm.ai.features import Feature, Frame, attribute_expr, builtin_expr, param_name
-from aicrm.ai.window import LABELLED, Window, labelled_query
+from aicrm.ai._features import Feature, Frame, attribute_expr, builtin_expr, param_name
+from aicrm.ai._window import LABELLED, Window, labelled_query
 from aicrm.db import Connection
 from aicrm.db.errors import translated
 
@@ -35,7 +35,7 @@ FROM leads l WHERE {labelled}
 """
 
 # Every value a category feature takes on the labelled leads ({expr} is the feature's
-# SQL from aicrm.ai.features: this package's own text, with values as parameters).
+# SQL from aicrm.ai._features: this package's own text, with values as parameters).
 DISTINCT_VALUES = """
 SELECT DISTINCT ({expr})::text AS v FROM leads l WHERE {labelled} ORDER BY 1
 """

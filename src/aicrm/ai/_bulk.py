@@ -2,7 +2,7 @@
 
 :func:`score` reads the features of every open lead (or the given ones) with one
 binary COPY received in frames by a thread while this one predicts and explains the
-frames already there; :mod:`aicrm.ai.writeback` then writes every score in one
+frames already there; :mod:`aicrm.ai._writeback` then writes every score in one
 COPY and one UPDATE, all in one transaction on the caller's connection. The features
 may be read on another connection (``read``: a read replica, docs/deployment.md);
 the active model, the moment and the write-back stay on the caller's (the primary).
@@ -18,12 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from aicrm.ai.closed import write_outcomes
-from aicrm.ai.features import Frame, scoring_frame, scoring_frames
-from aicrm.ai.prediction import TIERS, attributes_seen, missing_warnings, predict
-from aicrm.ai.store import load_active
-from aicrm.ai.window import server_now
-from aicrm.ai.writeback import (
+from aicrm.ai._features import Frame, scoring_frame, scoring_frames
+from aicrm.ai._prediction import TIERS, attributes_seen, missing_warnings, predict
+from aicrm.ai._store import load_active
+from aicrm.ai._window import server_now
+from aicrm.ai._writeback import (
     Staged,
     entry_head,
     make_terms,
@@ -31,6 +30,7 @@ from aicrm.ai.writeback import (
     staging_rows,
     write_back,
 )
+from aicrm.ai.closed import write_outcomes
 from aicrm.crm import ids, session
 from aicrm.db import Connection
 from aicrm.db.errors import translated
