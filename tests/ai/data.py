@@ -20,7 +20,7 @@ AS_OF = datetime(2026, 6, 1, tzinfo=UTC)
 # registers them (if main does not have them yet).
 CLI = (
     "import sys\n"
-    "from aicrm.cli import ai, main\n"
+    "from aicrm.cli import _ai as ai, main\n"
     "names = {g.name for g in main.app.registered_groups}\n"
     "if 'ai' not in names: main.app.add_typer(ai.ai_app, name='ai')\n"
     "if 'analyze' not in names: main.app.add_typer(ai.analyze_app, name='analyze')\n"
