@@ -1,5 +1,5 @@
 -- Migration 016: a change is turned into JSON once, for its history and its event
--- (docs/events-and-webhooks.md, "What the outbox costs"; issue #17's speed target).
+-- (docs/events-and-webhooks.md, "Speed"; issue #17's speed target).
 --   013's event triggers worked beside the history's (002, 007) on every insert, update
 --   and delete of leads, clients and contacts: for an updated row they turned the old
 --   and the new row into JSON and compared them key by key, right after the history's
