@@ -116,15 +116,13 @@ def refuse_early(
     *,
     compat_window: bool,
     rebuild: bool,
-    online: bool,
     report: Report,
 ) -> None:
     """Find the plan's dependents before the backup; refuse (exit 3) when some block it.
 
     Also refuses impossible requests: a window with no migration that opens one,
     --rebuild-dependents without --compat-window, or on a server older than
-    PostgreSQL 15. (``online`` is kept for the callers; an online run opens its
-    window in its switch.)"""
+    PostgreSQL 15. (An online run opens its window in its switch.)"""
     if rebuild and not compat_window:
         raise UsageError(
             "--rebuild-dependents recreates views on the compatibility views: it needs "
@@ -154,12 +152,8 @@ def refuse_early(
         )
         rerun = ""
         if fixable and not rebuild:
-            # The window is the transactional mode's: an online run is told so now.
-            rerun = (
-                ", or rerun "
-                + ("without --online, " * online)
-                + ("with --compat-window --rebuild-dependents")
-            )
+            # Either mode: an online run opens the window in its switch.
+            rerun = ", or rerun with --compat-window --rebuild-dependents"
         raise DependentsFound(
             f"{len(stopping)} object(s) use columns that the migration drops: {names}. "
             "Nothing was changed and no backup was taken. Drop or change each as the "

@@ -134,7 +134,6 @@ def _migrate(
         [m for m in state.pending if m.version <= wanted],
         compat_window=options.compat_window,
         rebuild=options.rebuild_dependents,
-        online=options.online is not None,
         report=report,
     )
     if options.online is not None or online_state.unfinished(conn) is not None:
