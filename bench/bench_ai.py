@@ -132,9 +132,7 @@ class Point:
 
 
 def evaluate(train_url: str, test_url: str, test_cache: dict[str, Any]) -> Point:
-    from aicrm.ai import _features as F
-    from aicrm.ai import _model as M
-    from aicrm.ai import scoring
+    from aicrm.ai import _features as F, _model as M, scoring
 
     with psycopg.connect(train_url) as conn:
         now = conn.execute("SELECT max(created_at) FROM leads").fetchone()[0]  # type: ignore[index]
@@ -341,9 +339,7 @@ def legacy(url: str) -> None:
 def scored_on(stored: Any, test_url: str, cache: dict[str, Any]) -> tuple[float, float, float]:
     """AUC and Brier of ``stored`` on the test CRM's judged leads at creation, and the
     oracle's AUC."""
-    from aicrm.ai import _features as feats
-    from aicrm.ai import _model as learn
-    from aicrm.ai import scoring
+    from aicrm.ai import _features as feats, _model as learn, scoring
 
     with psycopg.connect(test_url) as conn:
         frame = feats.creation_frame(conn, stored.features, horizon=90)

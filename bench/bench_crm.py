@@ -67,8 +67,15 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from aicrm import config
-from aicrm.crm import _import_file as import_file
-from aicrm.crm import conversion, duplicates, ids, importer, session, store
+from aicrm.crm import (
+    _import_file as import_file,
+    conversion,
+    duplicates,
+    ids,
+    importer,
+    session,
+    store,
+)
 from aicrm.crm.records import Lead
 from aicrm.crm.store import Query
 from aicrm.db import embedded, target

@@ -55,8 +55,7 @@ from waits import WaitWatch  # noqa: E402
 from workload import Workload  # noqa: E402
 
 from aicrm.db import tools  # noqa: E402
-from standby import LagWatch  # noqa: E402
-from standby import make as make_standby  # noqa: E402
+from standby import LagWatch, make as make_standby  # noqa: E402
 
 CLONE = "benchonline_run"
 SECTION = "Online migration 001 under load at {size} leads"

@@ -12,8 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from aicrm.ai import _features as F
-from aicrm.ai import scoring
+from aicrm.ai import _features as F, scoring
 from aicrm.ai._engagement import engagement_words
 from aicrm.crm import conversion
 from tests.ai.data import AS_OF, L, insert

@@ -9,8 +9,7 @@ import random
 import numpy as np
 import pytest
 
-from aicrm.ai import _model as learn
-from aicrm.ai import analysis, scoring
+from aicrm.ai import _model as learn, analysis, scoring
 from aicrm.ai._features import discover, encode, fit_encoding, training_frame
 from tests.ai.data import AS_OF, L, insert
 from tests.conftest import Database

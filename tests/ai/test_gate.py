@@ -10,8 +10,7 @@ import random
 import numpy as np
 import pytest
 
-from aicrm.ai import _gate as gate
-from aicrm.ai import scoring
+from aicrm.ai import _gate as gate, scoring
 from aicrm.errors import UsageError
 from tests.ai.data import AS_OF, L, cli, insert
 from tests.conftest import Database

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from aicrm.ai import _interactions as I
-from aicrm.ai import _model as M
+from aicrm.ai import _interactions as I, _model as M
 from aicrm.ai._linear import BIN, CELL, HINGE, Linear, find_pairs, fit_linear
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from aicrm.ai import _features as F
-from aicrm.ai import _model as M
+from aicrm.ai import _features as F, _model as M
 
 
 def _data(n: int = 3000, seed: int = 0):

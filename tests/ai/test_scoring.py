@@ -9,10 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from aicrm.ai import _bulk as bulk
-from aicrm.ai import _features as F
-from aicrm.ai import _model as M
-from aicrm.ai import scoring
+from aicrm.ai import _bulk as bulk, _features as F, _model as M, scoring
 from aicrm.errors import InvalidInput, NotFound, UsageError
 from tests.ai.data import AS_OF, L, generated, insert
 from tests.conftest import Database

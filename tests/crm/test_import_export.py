@@ -11,8 +11,16 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from aicrm.crm import _import_file as import_file
-from aicrm.crm import clients, contacts, conversion, exporter, importer, leads, session
+from aicrm.crm import (
+    _import_file as import_file,
+    clients,
+    contacts,
+    conversion,
+    exporter,
+    importer,
+    leads,
+    session,
+)
 from aicrm.crm.records import Contact, Lead
 from aicrm.crm.store import Query
 from aicrm.errors import InvalidInput

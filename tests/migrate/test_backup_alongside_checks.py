@@ -13,8 +13,7 @@ import pytest
 
 from aicrm.db import Connection, tools
 from aicrm.errors import BackupFailed
-from aicrm.migrate import Options, backup, migrate
-from aicrm.migrate import _checks as checks
+from aicrm.migrate import Options, _checks as checks, backup, migrate
 from aicrm.migrate._report import Finding
 from aicrm.migrate.loader import Check, Migration
 from tests.conftest import Database

@@ -9,8 +9,7 @@ import pytest
 
 from aicrm.db.script import trusted
 from aicrm.errors import UsageError
-from aicrm.migrate import _dependents as dependents
-from aicrm.migrate import loader
+from aicrm.migrate import _dependents as dependents, loader
 from tests.conftest import Database
 from tests.migrations.legacy import run_json
 from tests.production import Shape, production

@@ -8,8 +8,7 @@ import re
 
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 from markupsafe import escape
 
 from aicrm.crm import session, users

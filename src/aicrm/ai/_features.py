@@ -33,21 +33,27 @@ import numpy.typing as npt
 from psycopg import sql
 
 # Re-exported: the frame, the design matrix and the spec are read through this module.
-from aicrm.ai._encoding import Column as Column
-from aicrm.ai._encoding import Encoding as Encoding
-from aicrm.ai._encoding import encode as encode
-from aicrm.ai._encoding import fit_encoding as fit_encoding
-from aicrm.ai._feature_spec import LABELS as LABELS
-from aicrm.ai._feature_spec import Feature as Feature
-from aicrm.ai._feature_spec import attribute_expr as attribute_expr
-from aicrm.ai._feature_spec import builtin_expr as builtin_expr
-from aicrm.ai._feature_spec import common_params, raw_expr
-from aicrm.ai._feature_spec import lead_columns_used as lead_columns_used
-from aicrm.ai._feature_spec import param_name as param_name
+from aicrm.ai._encoding import (
+    Column as Column,
+    Encoding as Encoding,
+    encode as encode,
+    fit_encoding as fit_encoding,
+)
+from aicrm.ai._feature_spec import (
+    LABELS as LABELS,
+    Feature as Feature,
+    attribute_expr as attribute_expr,
+    builtin_expr as builtin_expr,
+    common_params,
+    lead_columns_used as lead_columns_used,
+    param_name as param_name,
+    raw_expr,
+)
 from aicrm.ai._feature_sql import (
     ACTIVITY_COUNTS,
     ACTIVITY_JOIN,
     ATTRIBUTE_KEYS,
+    BUILTIN as BUILTIN,
     BY_IDS,
     CREATION_OBS,
     ENGAGEMENT,
@@ -66,9 +72,7 @@ from aicrm.ai._feature_sql import (
     TOP_VALUES,
     TRAINING_OBS,
 )
-from aicrm.ai._feature_sql import BUILTIN as BUILTIN
-from aicrm.ai._frames import Frame as Frame
-from aicrm.ai._frames import read_frame, stream_frames
+from aicrm.ai._frames import Frame as Frame, read_frame, stream_frames
 from aicrm.ai._window import LABELLED
 from aicrm.db import Connection
 from aicrm.db.errors import translated

@@ -38,20 +38,22 @@ import numpy as np
 import numpy.typing as npt
 
 # Re-exported: the families and the measures are read through this module.
-from aicrm.ai._linear import Linear as Linear
-from aicrm.ai._linear import find_pairs
-from aicrm.ai._linear import fit_linear as fit_linear
-from aicrm.ai._metrics import auc as auc
-from aicrm.ai._metrics import brier as brier
-from aicrm.ai._metrics import calibration_error as calibration_error
-from aicrm.ai._metrics import calibration_table as calibration_table
-from aicrm.ai._metrics import log_loss as log_loss
-from aicrm.ai._metrics import logit as logit
-from aicrm.ai._metrics import sigmoid as sigmoid
-from aicrm.ai._trees import Trees as Trees
-from aicrm.ai._trees import available as trees_available
-from aicrm.ai._trees import fit_trees as fit_trees
-from aicrm.ai._trees import threads
+from aicrm.ai._linear import Linear as Linear, find_pairs, fit_linear as fit_linear
+from aicrm.ai._metrics import (
+    auc as auc,
+    brier as brier,
+    calibration_error as calibration_error,
+    calibration_table as calibration_table,
+    log_loss as log_loss,
+    logit as logit,
+    sigmoid as sigmoid,
+)
+from aicrm.ai._trees import (
+    Trees as Trees,
+    available as trees_available,
+    fit_trees as fit_trees,
+    threads,
+)
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

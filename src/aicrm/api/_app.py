@@ -19,14 +19,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aicrm import __version__
-from aicrm.api import _docs as docs
-from aicrm.api import _reads as reads
-from aicrm.api import _timelines as timelines
-from aicrm.api import problems
+from aicrm.api import _docs as docs, _reads as reads, _timelines as timelines, problems
 from aicrm.api._security import SecurityHeaders
-from aicrm.api.routes import activities as activity_routes
-from aicrm.api.routes import ai, assignment_rules, clients, contacts, leads, meta, reports, transfer
-from aicrm.api.routes import users as user_routes
+from aicrm.api.routes import (
+    activities as activity_routes,
+    ai,
+    assignment_rules,
+    clients,
+    contacts,
+    leads,
+    meta,
+    reports,
+    transfer,
+    users as user_routes,
+)
 from aicrm.api.throttle import Page, SignInThrottle, Throttle
 from aicrm.db import Connection, Router, Target, target
 

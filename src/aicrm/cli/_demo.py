@@ -33,8 +33,7 @@ from aicrm.db.errors import translated
 from aicrm.errors import AicrmError, PrerequisiteFailed, UsageError
 from aicrm.migrate import Options, Report, runner
 from aicrm.migrate.backup import client_env
-from aicrm.sample import RESOLVABLE, generate_legacy
-from aicrm.sample import crm as sample_crm
+from aicrm.sample import RESOLVABLE, crm as sample_crm, generate_legacy
 
 DEMO_DB = "aicrm_demo"
 MARK = "created by aicrm demo"

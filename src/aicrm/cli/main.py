@@ -12,50 +12,22 @@ import typer
 from aicrm import __version__
 from aicrm.cli import (
     _activities as activities,
-)
-from aicrm.cli import (
     _ai as ai,
-)
-from aicrm.cli import (
     _apikey as apikey,
-)
-from aicrm.cli import (
     _clients as clients,
-)
-from aicrm.cli import (
     _contacts as contacts,
-)
-from aicrm.cli import (
     _db as db,
-)
-from aicrm.cli import (
     _demo as demo,
-)
-from aicrm.cli import (
     _leads as leads,
-)
-from aicrm.cli import (
     _output as output,
-)
-from aicrm.cli import (
     _report as report,
-)
-from aicrm.cli import (
     _serve as serve,
-)
-from aicrm.cli import (
     _statuses as statuses,
-)
-from aicrm.cli import (
     _transfer as transfer,
-)
-from aicrm.cli import (
     _users as users,
-)
-from aicrm.cli import (
     _webhooks as webhooks,
+    mcp as mcp_cli,
 )
-from aicrm.cli import mcp as mcp_cli
 from aicrm.errors import AicrmError
 
 app = typer.Typer(

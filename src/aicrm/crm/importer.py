@@ -54,10 +54,13 @@ from pathlib import Path
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from aicrm.crm import _import_history as import_history
-from aicrm.crm import _import_mapping as import_mapping
-from aicrm.crm import _import_owners as import_owners
-from aicrm.crm import session, statuses
+from aicrm.crm import (
+    _import_history as import_history,
+    _import_mapping as import_mapping,
+    _import_owners as import_owners,
+    session,
+    statuses,
+)
 from aicrm.crm._import_checks import ERRORS, LOCK_LIMIT, STAGING, Checks
 from aicrm.crm._import_file import Progress, read_header, upload
 from aicrm.crm._import_history import LEADS_HISTORY

@@ -20,8 +20,11 @@ from aicrm.crm.pagination import Page
 from aicrm.crm.records import Record
 from aicrm.db import Connection
 from aicrm.db.errors import translated
-from aicrm.errors import InvalidInput, NotFound
-from aicrm.errors import Stale as Stale  # re-exported: it lived here before errors.py
+from aicrm.errors import (
+    InvalidInput,
+    NotFound,
+    Stale as Stale,  # re-exported: it lived here before errors.py
+)
 
 R = TypeVar("R", bound=Record)
 

@@ -19,8 +19,7 @@ from pydantic import ValidationError
 from aicrm import __version__
 from aicrm.db import Target, target
 from aicrm.errors import UsageError
-from aicrm.mcp import _tools as tools
-from aicrm.mcp import _tools_work as tools_work
+from aicrm.mcp import _tools as tools, _tools_work as tools_work
 from aicrm.mcp._backend import CALLER, Backend, Calls
 
 INSTRUCTIONS = (

@@ -35,14 +35,17 @@ from aicrm.db import Connection, Target
 from aicrm.db.errors import primary_message, translated
 from aicrm.db.script import trusted
 from aicrm.errors import LockHeld, MigrationFailed, UsageError
-from aicrm.migrate import _backfill as backfill
-from aicrm.migrate import _checks as checks
-from aicrm.migrate import _ledger as ledger
-from aicrm.migrate import _lock as lock
-from aicrm.migrate import _online_state as online_state
-from aicrm.migrate import _preflight as preflight
-from aicrm.migrate import _snapshot as snapshot
-from aicrm.migrate import compat, loader
+from aicrm.migrate import (
+    _backfill as backfill,
+    _checks as checks,
+    _ledger as ledger,
+    _lock as lock,
+    _online_state as online_state,
+    _preflight as preflight,
+    _snapshot as snapshot,
+    compat,
+    loader,
+)
 from aicrm.migrate._online_state import RunState, unfinished
 from aicrm.migrate._report import Report, StepTiming
 from aicrm.migrate._state import State

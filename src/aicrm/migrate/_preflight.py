@@ -14,9 +14,7 @@ from __future__ import annotations
 import time
 
 from aicrm.db import Connection, Target
-from aicrm.migrate import _checks as checks
-from aicrm.migrate import _prerequisites as prerequisites
-from aicrm.migrate import backup
+from aicrm.migrate import _checks as checks, _prerequisites as prerequisites, backup
 from aicrm.migrate._report import Report
 from aicrm.migrate.loader import Migration
 from aicrm.migrate.options import Options

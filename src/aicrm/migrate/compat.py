@@ -36,8 +36,7 @@ from aicrm.db import Connection, Target, connect
 from aicrm.db.errors import translated
 from aicrm.db.script import catalog, trusted
 from aicrm.errors import DependentsFound, PrerequisiteFailed, UsageError
-from aicrm.migrate import _dependents as dependents
-from aicrm.migrate import _rebuild as recreate
+from aicrm.migrate import _dependents as dependents, _rebuild as recreate
 from aicrm.migrate._report import Report, StepTiming
 from aicrm.migrate.loader import Migration, split_steps
 

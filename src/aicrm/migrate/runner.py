@@ -36,29 +36,13 @@ from aicrm.errors import (
 )
 from aicrm.migrate import (
     _checks as checks,
-)
-from aicrm.migrate import (
     _ledger as ledger,
-)
-from aicrm.migrate import (
     _lock as lock,
-)
-from aicrm.migrate import (
     _online as online,
-)
-from aicrm.migrate import (
     _online_state as online_state,
-)
-from aicrm.migrate import (
     _preflight as preflight,
-)
-from aicrm.migrate import (
     _prerequisites as prerequisites,
-)
-from aicrm.migrate import (
     _snapshot as snapshot,
-)
-from aicrm.migrate import (
     compat,
     loader,
     status_map,

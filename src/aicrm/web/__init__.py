@@ -10,10 +10,7 @@ and :mod:`~aicrm.web._charts` format values and draw the summary's bars.
 
 from fastapi import APIRouter
 
-from aicrm.web import _charts as charts
-from aicrm.web import _display as display
-from aicrm.web import _forms as forms
-from aicrm.web import _pages as pages
+from aicrm.web import _charts as charts, _display as display, _forms as forms, _pages as pages
 from aicrm.web._render import PageRoute, error_page, page
 
 router = APIRouter(include_in_schema=False)

@@ -23,8 +23,7 @@ from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import RedirectResponse
 
 from aicrm.api.deps import Db, WriteKey
-from aicrm.crm import activities, leads, session, users
-from aicrm.crm import statuses as crm_statuses
+from aicrm.crm import activities, leads, session, statuses as crm_statuses, users
 from aicrm.crm.records import Lead
 from aicrm.crm.store import Stale
 from aicrm.db import Connection

@@ -21,15 +21,21 @@ from aicrm.ai import closed, scoring, trend
 from aicrm.ai.annotations import Annotation
 from aicrm.api.auth import authenticate
 from aicrm.api.deps import Db, ReadDb, ReadKey, WriteKey
-from aicrm.crm import clients, contacts, conversion, leads, reports, store, timeline, users
-from aicrm.crm import statuses as crm_statuses
+from aicrm.crm import (
+    clients,
+    contacts,
+    conversion,
+    leads,
+    reports,
+    statuses as crm_statuses,
+    store,
+    timeline,
+    users,
+)
 from aicrm.crm.records import Lead
 from aicrm.db import Connection
 from aicrm.errors import DuplicateFound, Forbidden, InvalidInput, Unauthorized
-from aicrm.web import _charts as charts
-from aicrm.web import _display as display
-from aicrm.web import _tasks as tasks
-from aicrm.web import _work as work
+from aicrm.web import _charts as charts, _display as display, _tasks as tasks, _work as work
 from aicrm.web._render import PageRoute, page
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute)

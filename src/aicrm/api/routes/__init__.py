@@ -6,8 +6,6 @@ parameters, history and as-of); :func:`aicrm.api.create_app` mounts them all.
 
 from aicrm.api.routes import (
     _common as common,
-)
-from aicrm.api.routes import (
     activities,
     ai,
     assignment_rules,

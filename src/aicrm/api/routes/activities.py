@@ -8,8 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from aicrm import apikeys
-from aicrm.api import _activity_schemas as schemas
-from aicrm.api import _timelines as timelines
+from aicrm.api import _activity_schemas as schemas, _timelines as timelines
 from aicrm.api.auth import SECURITY
 from aicrm.api.deps import Db, ReadDb, ReadKey, WriteKey
 from aicrm.api.problems import responses
