@@ -35,7 +35,7 @@
 -- crm_events with their owner's rights.
 -- aicrm:lock leads, clients, contacts, activities, lead_merges, crm_events
 
--- step: the wake-up, once per transaction
+-- step: the wake-up, once per transaction; the record kind of a table's events
 -- Sets aicrm.events_woken for the rest of the transaction (set_config's is_local; the
 -- SET clause of a calling function concerns search_path only, so it outlives the
 -- call). A session that sets it itself only delays its own deliveries to the worker's
@@ -49,6 +49,12 @@ BEGIN
         PERFORM pg_notify('aicrm_events', '');
     END IF;
 END $$;
+-- The record kind of a table's events, for the tables whose history writes them.
+CREATE FUNCTION aicrm_events_kind(table_name text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE table_name WHEN 'leads' THEN 'lead' WHEN 'clients' THEN 'client'
+                           WHEN 'contacts' THEN 'contact' END
+$$;
 DROP TRIGGER aicrm_events_fanout ON crm_events;
 DROP FUNCTION aicrm_events_fanout();
 
@@ -76,8 +82,6 @@ DECLARE
     branches text := '';
     relation regclass;
     name text;
-    -- the record kind of each table's events (013)
-    kinds constant jsonb := '{"leads": "lead", "clients": "client", "contacts": "contact"}';
 BEGIN
     FOREACH name IN ARRAY ARRAY['leads', 'clients', 'contacts'] LOOP
         relation := to_regclass(quote_ident(current_schema()) || '.' || quote_ident(name));
@@ -86,7 +90,7 @@ BEGIN
             E'    %s TG_TABLE_NAME = %L THEN\n        changes := %s;\n'
             || E'        kind := %L;\n        hidden := %L;\n%s',
             CASE WHEN branches = '' THEN 'IF' ELSE 'ELSIF' END, name,
-            aicrm_history_changes_sql(relation), kinds ->> name,
+            aicrm_history_changes_sql(relation), aicrm_events_kind(name),
             aicrm_history_untracked(relation),
             CASE WHEN name = 'leads'
                  THEN E'        converted := NEW.is_converted AND NOT OLD.is_converted;\n'
@@ -203,12 +207,6 @@ BEGIN
     RETURN NULL;
 END $$;
 
--- The record kind of a table's events, for the tables whose history writes them.
-CREATE FUNCTION aicrm_events_kind(table_name text) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE table_name WHEN 'leads' THEN 'lead' WHEN 'clients' THEN 'client'
-                           WHEN 'contacts' THEN 'contact' END
-$$;
 
 -- step: 013's event functions (activities, merges) wake the worker themselves
 CREATE OR REPLACE FUNCTION aicrm_events_insert() RETURNS trigger
