@@ -18,7 +18,12 @@ on for ``--cooldown`` seconds, stops it and checks every write it made:
   wall time of all its attempts until one succeeds, or "did not complete in N
   attempts". Then once more, on a fresh clone *without* the workload
   (``naive-quiet``), a separate and clearly labelled column: the script's time
-  when nothing else runs, which is not the issue's comparison.
+  when nothing else runs, which is not the issue's comparison;
+* ``none`` (opt-in, ``--modes online,none``): no migration at all, the workload
+  alone on a fresh clone for as long as the previous mode took (``--idle-seconds``
+  otherwise): what the machine does to the workload by itself, the floor that the
+  other columns' latencies are read against (a virtual disk's fsync can stall every
+  commit for hundreds of milliseconds with no migration running).
 
 Reported per mode: the migration's wall time; the longest any workload operation
 took (its wait included), the p99 and p50; operations over 200 ms; errors; writes
@@ -60,7 +65,7 @@ from standby import LagWatch, make as make_standby  # noqa: E402
 CLONE = "benchonline_run"
 SECTION = "Online migration 001 under load at {size} leads"
 MODES = ("transactional", "online", "naive")
-COLUMNS = ("transactional", "online", "naive", "naive-quiet")
+COLUMNS = ("transactional", "online", "naive", "naive-quiet", "none")
 
 
 def say(text: str) -> None:
@@ -83,10 +88,16 @@ def clone(admin: str, template: str, major: int) -> str:
 
 
 def command(
-    mode: str, conninfo: str, batch_seconds: float, max_replica_lag: float | None = None
+    mode: str,
+    conninfo: str,
+    batch_seconds: float,
+    max_replica_lag: float | None = None,
+    idle_seconds: float = 60.0,
 ) -> tuple[list[str], dict[str, str]]:
     backups = base.OUT / "backups" / "bench_online"
     env = base.child_env(conninfo, AICRM_HOME=os.environ["AICRM_HOME"], BACKUP_DIR=str(backups))
+    if mode == "none":  # no migration: the workload alone for that long
+        return [sys.executable, "-c", f"import time; time.sleep({idle_seconds:.1f})"], env
     aicrm = [sys.executable, "-m", "aicrm", "db", "migrate", "--target", "001", "--json"]
     if mode == "transactional":
         return aicrm, env
@@ -128,7 +139,7 @@ def run_mode(
     assert oids is not None
     # the throttle is the online backfill's; the other modes' lag is sampled unthrottled
     bound = args.max_replica_lag if args.standby is not None and mode == "online" else None
-    argv, env = command(mode, conninfo, args.batch_seconds, bound)
+    argv, env = command(mode, conninfo, args.batch_seconds, bound, args.idle_seconds or 60.0)
     if mode == "online" and args.max_wal_rate:
         argv += ["--max-wal-rate", str(args.max_wal_rate)]
     attempts = args.naive_attempts if mode == "naive" else 1
@@ -176,6 +187,7 @@ def run_mode(
         "failures": failures,
         "without_workload": args.threads == 0,
         "slowest": [(1000 * o.seconds, o.kind, o.started - t0) for o in slowest],
+        "slowest_during": [waits.during(o.started, o.started + o.seconds) for o in slowest[:4]],
         "wall": wall,
         "lock_held": watch.held,
         "waits": waits.summary(),
@@ -245,6 +257,7 @@ def render(
         "online": "`aicrm db migrate --online`",
         "naive": "`naive_001.sql` (psql), under the workload",
         "naive-quiet": "`naive_001.sql` (psql), without the workload",
+        "none": "no migration: the workload alone",
     }
     lines = [
         f"## {_title(args)}",
@@ -337,6 +350,7 @@ def render(
     if tx:
         lines += _transactional_parts(tx)
     lines += _comparison(by)
+    lines += _floor(by)
     on = by.get("online", {}).get("report")
     if on:
         lines += [
@@ -359,6 +373,8 @@ def render(
         slow = ", ".join(f"{ms:.0f} ms {kind} at {at:+.1f} s" for ms, kind, at in r["slowest"][:4])
         errors = "; ".join(r["workload"]["error_samples"]) or "none"
         lines.append(f"* {r['mode']}: slowest operations {slow or 'none'}; errors: {errors}.")
+        for (ms, kind, at), seen in zip(r["slowest"], r.get("slowest_during", []), strict=False):
+            lines.append(f"  * during the {ms:.0f} ms {kind} at {at:+.1f} s: {seen}.")
     lines.append("")
     lines += _waits(results, args.interval)
     return "\n".join(lines)
@@ -416,6 +432,8 @@ def _waits(results: list[dict[str, Any]], interval: float) -> list[str]:
 
 
 def _total(r: dict[str, Any]) -> str:
+    if r["mode"] == "none":
+        return f"— (the workload alone, {r['wall']:.2f} s)"
     if not r.get("completed", True):
         return f"did not complete in {len(r['failures'])} attempts ({r['wall']:.2f} s)"
     tries = len(r["failures"]) + 1
@@ -494,6 +512,21 @@ def _comparison(by: dict[str, dict[str, Any]]) -> list[str]:
     return [*(line for pair in zip(out, [""] * len(out), strict=True) for line in pair)]
 
 
+def _floor(by: dict[str, dict[str, Any]]) -> list[str]:
+    """The online mode's latencies against the workload's alone on the same machine."""
+    on, none = by.get("online"), by.get("none")
+    if on is None or none is None:
+        return []
+    a, b = on["workload"], none["workload"]
+    return [
+        f"**Online vs no migration, the same workload for about as long:** longest operation "
+        f"{a['max_ms']:,.0f} ms against {b['max_ms']:,.0f} ms; operations over 200 ms "
+        f"{a['over_200ms']} of {a['operations']:,} against {b['over_200ms']} of "
+        f"{b['operations']:,}; p99 {a['p99_ms']:.1f} ms against {b['p99_ms']:.1f} ms.",
+        "",
+    ]
+
+
 def write_section(text: str, title: str) -> None:
     current = base.RESULTS.read_text() if base.RESULTS.exists() else "# Benchmarks\n"
     pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
@@ -555,6 +588,12 @@ def main() -> None:
         default=None,
         help="the online backfill's bound on its WAL rate (MB/s; default: none)",
     )
+    parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=None,
+        help="the 'none' mode's length (s; default: the previous mode's wall time, else 60)",
+    )
     parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
     args = parser.parse_args()
     args.standby = None  # the standby's conninfo, once made (--replica)
@@ -594,6 +633,8 @@ def _bench(args: argparse.Namespace) -> None:
             standby = make_standby(admin)
             args.standby = standby.conninfo()
         for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
+            if mode == "none" and args.idle_seconds is None and results:
+                args.idle_seconds = results[-1]["wall"]
             results.append(run_mode(mode, admin, template, major, args))
             if mode == "naive" and not args.no_naive_quiet:
                 quiet = argparse.Namespace(**{**vars(args), "threads": 0, "naive_attempts": 1})

@@ -5,7 +5,8 @@ seed's rollback command works as written::
 
     psql -h $DB_HOST -p $DB_PORT -U $DB_USER -d $DB_NAME < backup_before_migration_….sql
 
-The file is created with mode 0600 before pg_dump writes a byte, as ``NAME.sql.partial``;
+The file is created with mode 0600 before pg_dump writes a byte, as ``NAME.sql.partial``,
+and written by a thread that flushes it as it goes (:mod:`aicrm.migrate._sink`);
 it is only accepted, and renamed to ``NAME.sql``, when pg_dump exits 0 and the file
 ends with pg_dump's end-of-dump marker. :func:`start` returns while pg_dump runs (the
 runner does its read-only integrity checks meanwhile); :meth:`Running.discard` stops
@@ -29,6 +30,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from aicrm.db import Target, connect, redact, tools
 from aicrm.errors import BackupFailed, UsageError
+from aicrm.migrate._sink import Sink
 
 END_MARKER = b"-- PostgreSQL database dump complete"
 UNKNOWN_BEFORE_17 = {b"SET transaction_timeout = 0;"}
@@ -80,29 +82,36 @@ class Running:
         self.started = time.monotonic()
         self._messages = tempfile.TemporaryFile()  # noqa: SIM115 (closed by wait or discard)
         self._proc: subprocess.Popen[bytes] | None = None
+        self._sink: Sink | None = None
         self._done: Backup | None = None
 
     def _launch(self, pg_dump: Path) -> None:
         conninfo, env = client_env(self.where)
         fd = os.open(self.partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            # pg_dump writes straight into the file; its messages go to a temporary
-            # file (a pipe nobody reads while it runs could fill up and stall it).
+            # pg_dump writes into a pipe that a thread copies into the file, flushing
+            # as it goes (_sink: a dump flushed in one burst stalls the application's
+            # commits); its messages go to a temporary file (a pipe nobody reads
+            # while it runs could fill up and stall it).
             self._proc = subprocess.Popen(
                 [str(pg_dump), "--no-password", "--dbname", conninfo],
-                stdout=fd,
+                stdout=subprocess.PIPE,
                 stderr=self._messages,
                 env=env,
             )
         except BaseException:
+            os.close(fd)
             self.partial.unlink(missing_ok=True)
             self._messages.close()
             raise
-        finally:
-            os.close(fd)
+        assert self._proc.stdout is not None
+        self._sink = Sink(self._proc.stdout, fd)
 
     def failed(self) -> bool:
-        """True once pg_dump has exited with an error (without waiting for it)."""
+        """True once pg_dump has exited with an error, or writing its output has
+        failed (without waiting for either)."""
+        if self._sink is not None and self._sink.error is not None:
+            return True
         return self._proc is not None and self._proc.poll() not in (None, 0)
 
     def wait(self) -> Backup:
@@ -115,6 +124,15 @@ class Running:
         assert self._proc is not None
         try:
             returncode = self._proc.wait()
+            assert self._sink is not None
+            self._sink.join()
+            if self._sink.error is not None:
+                error = self._sink.error
+                raise BackupFailed(
+                    f"Could not write the backup {self.partial.name}: "
+                    f"{error.strerror or error}. Nothing was changed; free space in "
+                    f"{self.path.parent} or set BACKUP_DIR to a folder with room."
+                )
             if returncode != 0:
                 self._messages.seek(0)
                 text = self._messages.read().decode("utf-8", "replace")
@@ -122,7 +140,6 @@ class Running:
                 raise BackupFailed(
                     f"pg_dump failed (exit {returncode}): {reason}. Nothing was changed."
                 )
-            _fsync(self.partial)
             if not is_complete(self.partial):
                 raise BackupFailed(
                     f"pg_dump exited 0 but {self.path.name} lacks the end-of-dump marker; the "
@@ -151,6 +168,8 @@ class Running:
                 self._proc.kill()
         if self._proc is not None:
             self._proc.wait()
+        if self._sink is not None:
+            self._sink.join()
         self._messages.close()
         self.partial.unlink(missing_ok=True)
         if self._done is not None:
@@ -183,14 +202,6 @@ def start(where: Target, folder: Path) -> Running:
 
 def _partial(path: Path) -> Path:
     return path.with_name(path.name + ".partial")
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _fsync_dir(folder: Path) -> None:
