@@ -625,7 +625,7 @@ def _bench(args: argparse.Namespace) -> None:
     template = args.template or f"bench001_tpl_{args.leads}_s{args.seed}"
     info = base.ensure_template(admin, template, args.leads, args.seed, args.reuse_template)
     load = os.getloadavg()[0]
-    results = []
+    results: list[dict[str, Any]] = []
     standby = None
     try:
         if args.replica:
