@@ -289,7 +289,7 @@ def test_the_truth_without_the_hidden_intent_is_the_columns_ceiling(
     db, _ = generated
 
     def shrink(sd: float) -> float:
-        return (1 + math.pi * sd**2 / 8) ** 0.5
+        return math.sqrt(1 + math.pi * sd**2 / 8)
 
     rows = db.execute(
         """SELECT l.attributes ? 'purchase_timeline' AS answered, count(*),
