@@ -136,7 +136,7 @@ def test_leads_look_real(generated: tuple[Database, crm.GeneratedCRM]) -> None:
     )
     assert set(keys) >= {"industry", "employees", "company_size", "region", "country",
                          "budget", "channel_touches", "demo_requested",
-                         "monthly_visits"}  # fmt: skip
+                         "monthly_visits", "purchase_timeline"}  # fmt: skip
     assert set(dict(db.execute("SELECT source, count(*) FROM leads GROUP BY 1"))) == {
         name for name, *_ in crm.SOURCES
     }
@@ -248,23 +248,70 @@ def test_the_truth_drives_the_outcomes(generated: tuple[Database, crm.GeneratedC
         assert abs(float(rate) - float(mean_p)) < 4 * (float(mean_p) / count) ** 0.5 + 0.01
 
 
+def test_the_form_answer_shows_part_of_the_intent(
+    generated: tuple[Database, crm.GeneratedCRM],
+) -> None:
+    """purchase_timeline: asked only by the sources with a form, answered by about the
+    share FORM_ANSWERED says, the answers in their shares, the truth rising with them."""
+    db, _ = generated
+    by_source = dict(db.execute(
+        """SELECT source, avg((attributes ? 'purchase_timeline')::int) FROM leads GROUP BY 1"""
+    ))  # fmt: skip
+    for name, *_ in crm.SOURCES:
+        expected = crm.FORM_ANSWERED.get(name, 0.0)
+        assert abs(float(by_source[name]) - expected) < (0.07 if expected else 1e-9), name
+    answers = db.execute(
+        """SELECT l.attributes ->> 'purchase_timeline', count(*), avg(t.p_convert_90d)
+           FROM leads l JOIN sample_truth t ON t.lead_id = l.id
+           WHERE l.attributes ? 'purchase_timeline' GROUP BY 1"""
+    )
+    total = sum(int(n) for _, n, _ in answers)
+    share = {str(a): int(n) / total for a, n, _ in answers}
+    truth = {str(a): float(p) for a, _, p in answers}
+    assert set(share) == {name for name, _, _ in crm.PURCHASE_TIMELINE}
+    for name, expected, _ in crm.PURCHASE_TIMELINE:
+        assert abs(share[name] - expected) < 0.05, name
+    assert truth["this quarter"] > truth["this year"] > truth["just researching"]
+    # the answers' effects have mean 0 and leave the intent's variance to the hidden part
+    mean = sum(s * e for _, s, e in crm.PURCHASE_TIMELINE)
+    variance = sum(s * e**2 for _, s, e in crm.PURCHASE_TIMELINE) - mean**2
+    assert abs(mean) < 1e-9 and 0 < crm.ANSWER_SD < crm.INTENT_SD
+    assert abs(variance + crm.ANSWER_SD**2 - crm.INTENT_SD**2) < 1e-9
+
+
 def test_the_truth_without_the_hidden_intent_is_the_columns_ceiling(
     generated: tuple[Database, crm.GeneratedCRM],
 ) -> None:
-    """p_columns_90d leaves out only the hidden intent: the two log-odds differ by the
-    intent (sd INTENT_SD) once the columns' part is scaled back, and the mean is kept."""
+    """p_columns_90d leaves out only the hidden part of the intent: once the columns'
+    part (the form answer included) is scaled back with the lead's own hidden sd, the
+    two log-odds differ by that part, sd ANSWER_SD where the form was answered and
+    INTENT_SD where not, mean 0; and the mean probability is kept."""
     db, _ = generated
-    shrink = (1 + math.pi * crm.INTENT_SD**2 / 8) ** 0.5
-    sd, mean_gap, missing = db.execute(
-        """SELECT stddev(ln(p_convert_90d / (1 - p_convert_90d))
-                         - %s * ln(p_columns_90d / (1 - p_columns_90d))),
-                  avg(p_convert_90d) - avg(p_columns_90d),
+
+    def shrink(sd: float) -> float:
+        return math.sqrt(1 + math.pi * sd**2 / 8)
+
+    rows = db.execute(
+        """SELECT l.attributes ? 'purchase_timeline' AS answered, count(*),
+                  stddev(g.gap), avg(g.gap)
+           FROM sample_truth t JOIN leads l ON l.id = t.lead_id
+           CROSS JOIN LATERAL (SELECT ln(t.p_convert_90d / (1 - t.p_convert_90d))
+               - CASE WHEN l.attributes ? 'purchase_timeline' THEN %s ELSE %s END
+                 * ln(t.p_columns_90d / (1 - t.p_columns_90d)) AS gap) AS g
+           GROUP BY 1""",
+        (shrink(crm.ANSWER_SD), shrink(crm.INTENT_SD)),
+    )
+    hidden = {bool(a): (int(n), float(sd), float(mean)) for a, n, sd, mean in rows}
+    assert set(hidden) == {True, False}
+    for answered, sd in ((True, crm.ANSWER_SD), (False, crm.INTENT_SD)):
+        n, got_sd, got_mean = hidden[answered]
+        assert n > 500 and abs(got_sd - sd) < 0.05 and abs(got_mean) < 4 * sd / n**0.5
+    mean_gap, missing = db.execute(
+        """SELECT avg(p_convert_90d) - avg(p_columns_90d),
                   count(*) FILTER (WHERE p_columns_90d IS NULL)
-           FROM sample_truth""",
-        (shrink,),
+           FROM sample_truth"""
     )[0]
     assert missing == 0
-    assert abs(float(sd) - crm.INTENT_SD) < 0.05
     assert abs(float(mean_gap)) < 0.01
 
 

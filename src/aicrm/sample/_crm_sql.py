@@ -53,7 +53,8 @@ TRUTH_COMMENT = """
 COMMENT ON TABLE sample_truth IS
     'Ground truth of aicrm.sample.crm: each generated lead''s true probability of converting '
     'within 90 days of its creation (p_columns_90d: the best probability from its columns '
-    'alone, without the hidden intent). For evaluating models only: a model must not read it.'
+    'alone, the hidden part of its intent integrated out). For evaluating models only: '
+    'a model must not read it.'
 """
 
 
@@ -62,11 +63,12 @@ COMMENT ON TABLE sample_truth IS
 STAGE_BASE = """
 CREATE TEMP TABLE aicrm_gen_base ON COMMIT DROP AS
 SELECT g.*,
-       1 / (1 + exp(-greatest(-12, least(12, g.z_columns + g.intent)))) AS p_convert,
-       -- the best probability from the columns alone: the intent integrated out (the
-       -- probit approximation of a logistic-normal mean)
+       1 / (1 + exp(-greatest(-12, least(12, g.z_columns + g.hidden)))) AS p_convert,
+       -- the best probability from the columns alone: the hidden part of the intent
+       -- integrated out with this lead's own sd (the probit approximation of a
+       -- logistic-normal mean)
        1 / (1 + exp(-greatest(-12, least(12, g.z_columns
-                  / sqrt(1 + pi() * %(intent_sd)s ^ 2 / 8))))) AS p_columns
+                  / sqrt(1 + pi() * g.hidden_sd ^ 2 / 8))))) AS p_columns
 FROM (
 WITH m AS (
     SELECT %(src_names)s::text[] AS src_names, %(src_cum)s::float8[] AS src_cum,
@@ -79,7 +81,9 @@ WITH m AS (
            %(ctry_eff)s::float8[] AS ctry_eff,
            %(first_names)s::text[] AS first_names, %(last_names)s::text[] AS last_names,
            %(prefixes)s::text[] AS prefixes, %(suffixes)s::text[] AS suffixes,
-           %(free_domains)s::text[] AS free_domains, %(campaigns)s::text[] AS campaigns
+           %(free_domains)s::text[] AS free_domains, %(campaigns)s::text[] AS campaigns,
+           %(src_form)s::float8[] AS src_form, %(tl_names)s::text[] AS tl_names,
+           %(tl_cum)s::float8[] AS tl_cum, %(tl_eff)s::float8[] AS tl_eff
 )
 SELECT f.no, f.id, f.created_at, f.first_name, f.last_name, f.company_name, f.domain,
        f.local, m.src_names[f.src] AS source, m.ind_names[f.ind] AS industry,
@@ -88,6 +92,7 @@ SELECT f.no, f.id, f.created_at, f.first_name, f.last_name, f.company_name, f.do
        CASE WHEN m.src_names[f.src] IN ('web', 'ads', 'linkedin') THEN
            m.campaigns[1 + floor(pg_temp.aicrm_gen_u(f.no, 27) * cardinality(m.campaigns))::int]
        END AS utm_campaign,
+       m.tl_names[f.timeline] AS purchase_timeline,
        %(intercept)s + m.src_eff[f.src] + m.ind_eff[f.ind] + m.ctry_eff[f.ctry]
            + 0.40 - 0.30 * (log(f.employees) - 2.3) ^ 2
            + CASE WHEN f.budget IS NULL THEN %(unknown_budget)s
@@ -97,11 +102,22 @@ SELECT f.no, f.id, f.created_at, f.first_name, f.last_name, f.company_name, f.do
            + %(visits_effect)s * (ln(1 + f.monthly_visits) - 5)
            + CASE WHEN m.src_names[f.src] = 'ads'
                   THEN %(ads_drift)s * (1 - f.age_days / %(history_days)s) ELSE 0 END
-           + %(touch_effect)s * ln(1 + f.channel_touches) AS z_columns,
-       %(intent_sd)s * sqrt(-2 * ln(pg_temp.aicrm_gen_u(f.no, 13)))
-                     * cos(2 * pi() * pg_temp.aicrm_gen_u(f.no, 14)) AS intent
+           + %(touch_effect)s * ln(1 + f.channel_touches)
+           -- the visible part of the intent: the lead's answer to the form's question
+           + coalesce(m.tl_eff[f.timeline], 0) AS z_columns,
+       -- the hidden part of the intent, N(0, hidden_sd): smaller when the form answer
+       -- shows the rest
+       CASE WHEN f.timeline IS NULL THEN %(intent_sd)s ELSE %(answer_sd)s END
+           * sqrt(-2 * ln(pg_temp.aicrm_gen_u(f.no, 13)))
+           * cos(2 * pi() * pg_temp.aicrm_gen_u(f.no, 14)) AS hidden,
+       CASE WHEN f.timeline IS NULL THEN %(intent_sd)s ELSE %(answer_sd)s END AS hidden_sd
 FROM (
     SELECT d.*,
+           -- "When do you plan to buy?" on the web-to-lead form of the sources that have
+           -- one (m.src_form: the share of their leads that answer it; 0: no form),
+           -- drawn before the intent, which it then shifts
+           CASE WHEN pg_temp.aicrm_gen_u(d.no, 43) < m.src_form[d.src]
+                THEN width_bucket(pg_temp.aicrm_gen_u(d.no, 44), m.tl_cum) + 1 END AS timeline,
            CASE WHEN pg_temp.aicrm_gen_u(d.no, 9)
                      < CASE WHEN d.demo_requested THEN 0.8 ELSE 0.45 END THEN
                (round(greatest(500, least(2000000, (2000 + d.employees * 150)
@@ -208,7 +224,7 @@ FROM (
                    [width_bucket(w.employees, %(size_bounds)s::int[]) + 1],
                'region', w.region, 'country', w.country, 'budget', w.budget,
                'channel_touches', w.channel_touches, 'demo_requested', w.demo_requested,
-               'utm_campaign', w.utm_campaign,
+               'utm_campaign', w.utm_campaign, 'purchase_timeline', w.purchase_timeline,
                'monthly_visits', CASE WHEN pg_temp.aicrm_gen_u(w.no, 42) < 0.5
                    THEN to_jsonb(w.monthly_visits)
                    ELSE to_jsonb(to_char(w.monthly_visits, 'FM999,999,999')) END))

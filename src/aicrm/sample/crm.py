@@ -10,17 +10,25 @@ go on to convert). The model (docs/synthetic-data.md):
 * every lead has features in JSONB ``attributes``: ``industry``, ``employees``,
   ``company_size``, ``region``, ``country``, ``budget`` (absent when unknown),
   ``channel_touches``, ``demo_requested``, ``monthly_visits`` (a number on half the
-  leads, text with thousands separators such as ``"1,200"`` on the others) and, for
-  paid or social sources, ``utm_campaign``; its ``source`` is one of :data:`SOURCES`;
+  leads, text with thousands separators such as ``"1,200"`` on the others), for
+  paid or social sources ``utm_campaign``, and ``purchase_timeline`` on the leads that
+  answered the web-to-lead form's "When do you plan to buy?" (:data:`FORM_ANSWERED`:
+  web, ads and LinkedIn leads, about 39 % of all; absent for the sources without a
+  form and for those who skipped it); its ``source`` is one of :data:`SOURCES`;
 * its **true probability of converting within 90 days** is a logistic function of
-  those features plus a hidden per-lead "intent" no column shows. The function has
+  those features plus a per-lead "intent" (N(0, :data:`INTENT_SD`) in log-odds). The
+  form answer shows part of it, as real lead forms do: the answer is drawn first, and
+  the intent is its effect (:data:`PURCHASE_TIMELINE`, mean 0) plus a hidden part,
+  N(0, :data:`ANSWER_SD` ≈ 0.40) for a lead that answered, N(0, 0.60) for one that did
+  not (the same total variance either way). The function has
   what real data has: a non-monotone effect (company size peaks in the middle), an
   interaction (a demo counts more at 200+ employees), rare categories with strong
   effects (two industries under 1 % of leads), and drift (ads leads convert better
   over the two years). It is stored in
   ``sample_truth(lead_id, p_convert_90d, p_columns_90d)``, a table of its own that a
   model under evaluation must not read; ``p_columns_90d`` is the best probability the
-  columns alone give (the intent integrated out): the ceiling of any model;
+  columns alone give (the hidden part of the intent integrated out, with that lead's
+  own sd): the ceiling of any model;
 * the outcome is drawn from that probability. A converting lead goes new →
   contacted → qualified → converted within 90 days; the others stall, or end
   unqualified or lost, on their own clocks. Each lead's path is then cut at
@@ -152,7 +160,7 @@ DEMO_EFFECT = 0.90
 TOUCH_EFFECT = 0.35  # per log(1 + channel touches)
 UNKNOWN_BUDGET_EFFECT = -0.25
 BUDGET_EFFECT = 0.50  # per decade of budget above 10^4.5
-INTENT_SD = 0.60  # the hidden per-lead intent, in log-odds
+INTENT_SD = 0.60  # the per-lead intent, in log-odds (hidden unless the form shows part of it)
 # A demo requested by a company of 200+ employees adds this on top of DEMO_EFFECT.
 DEMO_LARGE_EFFECT = 0.60
 # The custom attribute ``monthly_visits`` (a log-normal count, written as text with
@@ -162,6 +170,28 @@ VISITS_EFFECT = 0.30
 # Drift: ads leads convert better over time, by this much from the oldest lead to the
 # newest (linear in the lead's creation within the history).
 ADS_DRIFT = 0.60
+# The web-to-lead form's question "When do you plan to buy?", the custom attribute
+# ``purchase_timeline``. Only the sources with a form ask it: the share of their leads
+# that answer (the question is optional; the others skip it). Referrals, events,
+# partners and cold calls come without a form: never answered.
+FORM_ANSWERED: dict[str, float] = {"web": 0.70, "ads": 0.60, "linkedin": 0.75}
+# The answers: (value, share of the answers, its part of the intent in log-odds). The
+# shares' mean effect is 0, so the intent keeps mean 0; the answers are drawn
+# independently of every other column (the intent is), and a skipped question tells
+# nothing. "This quarter" against "just researching": odds x3.2, a stated timeline
+# being cheap to give and often optimistic.
+PURCHASE_TIMELINE: tuple[tuple[str, float, float], ...] = (
+    ("this quarter", 0.20, 0.75),
+    ("this year", 0.25, 0.20),
+    ("next year", 0.20, -0.30),
+    ("just researching", 0.35, -0.40),
+)
+_TIMELINE_MEAN = sum(share * effect for _, share, effect in PURCHASE_TIMELINE)
+_TIMELINE_VAR = sum(share * effect**2 for _, share, effect in PURCHASE_TIMELINE) - _TIMELINE_MEAN**2
+ANSWER_SD = (INTENT_SD**2 - _TIMELINE_VAR) ** 0.5
+"""The sd of the intent the answer does not show: the answer's effect plus N(0, ANSWER_SD)
+has the same variance as the intent of a lead without an answer (INTENT_SD²); the answer
+shows about 55 % of it (0.1965 of 0.36), ANSWER_SD ≈ 0.404 stays hidden."""
 WINDOW_DAYS = 90
 HISTORY_DAYS = 730
 
@@ -442,6 +472,11 @@ def _parameters(leads: int, tag: str, moment: datetime) -> dict[str, Any]:
         "visits_effect": VISITS_EFFECT,
         "ads_drift": ADS_DRIFT,
         "intent_sd": INTENT_SD,
+        "answer_sd": ANSWER_SD,
+        "src_form": [FORM_ANSWERED.get(s[0], 0.0) for s in SOURCES],
+        "tl_names": [t[0] for t in PURCHASE_TIMELINE],
+        "tl_cum": _cumulative([t[1] for t in PURCHASE_TIMELINE]),
+        "tl_eff": [t[2] for t in PURCHASE_TIMELINE],
         "act_kinds": [r[0] for r in RATES],
         "act_streams": [r[1] for r in RATES],
         "act_yes": [r[2] for r in RATES],
