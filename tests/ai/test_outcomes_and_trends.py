@@ -169,11 +169,19 @@ def test_todays_scores_are_calibrated_on_replays_of_past_days(trained_db: Databa
     a, _b = replay["platt"]
     assert a > 0
     # judged on the newest replayed day, which the fit did not see: each decile's mean
-    # score within 0.05 of the rate its leads converted at (the target)
+    # score close to the rate its leads converted at. The 0.05 is the bench's
+    # target (5,000 leads, bench/RESULTS.md); a decile here holds some 40 leads, whose
+    # observed rate has a sampling sd of up to 0.07 by itself (on 11 seeds, 0.05 failed
+    # on about half, with the previous generator as with this one). So each decile must
+    # be within 0.05 or three standard errors of the rate its mean score predicts,
+    # whichever is larger (for a top decile predicted at 0.19, 0.18): a decile off by
+    # more than its own noise allows still fails.
     table = replay["reliability"]
     assert len(table) == 10 and sum(row["n"] for row in table) > 300
     for row in table:
-        assert abs(row["predicted"] - row["observed"]) <= 0.05, (row, table)
+        p, n = row["predicted"], row["n"]
+        bound = max(0.05, 3 * math.sqrt(p * (1 - p) / n))
+        assert abs(p - row["observed"]) <= bound, (row, bound, table)
     assert replay["calibration_error"] <= replay["calibration_error_before"] + 0.01
     # scoring applies it, and an explanation still adds up to the score
     lead = str(trained_db.scalar(CLOSED, ("open",)))
