@@ -26,6 +26,9 @@ from aicrm.migrate.loader import Check, Migration
 
 EXPORT_SNAPSHOT = "SELECT pg_export_snapshot()"
 READ_ONLY_SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+# Per sort or hash of each check, on each of the checks' connections, for this
+# transaction only: the few checks of a migration, not a server-wide setting.
+CHECK_WORK_MEM = "64MB"
 
 
 def integrity(
@@ -174,8 +177,15 @@ def _read_only_snapshot(conn: Connection, snapshot_id: str | None, timeout: floa
     if snapshot_id is not None:
         conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot_id)))
     # The connections are the parallelism: serial plans, so that the checks and
-    # pg_dump (beside them) share the cores instead of queueing for them.
-    lock.settings(conn, statement_timeout=timeout, custom={"max_parallel_workers_per_gather": "0"})
+    # pg_dump (beside them) share the cores instead of queueing for them. And room to
+    # hash in memory: at 1M leads the checks' joins spilled 951 MB of temporary files
+    # at the default 4MB, a burst of writes that every WAL fsync, so every commit of
+    # the live application, waited behind (docs/online-migration.md).
+    lock.settings(
+        conn,
+        statement_timeout=timeout,
+        custom={"max_parallel_workers_per_gather": "0", "work_mem": CHECK_WORK_MEM},
+    )
 
 
 def _estimated_cost(conn: Connection, check: Check) -> float:
