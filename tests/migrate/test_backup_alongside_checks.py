@@ -250,3 +250,34 @@ def test_discarding_a_finished_backup_deletes_it(db: Database, tmp_path: Path) -
     assert done.path.exists() and backup.is_complete(done.path)
     running.discard()
     assert os.listdir(tmp_path / "b") == []
+
+
+SETTINGS_CHECK = """-- name: check_settings
+-- kind: integrity
+-- severity: resolvable
+-- description: the settings a check runs under
+SELECT current_setting('work_mem') || ' ' || current_setting('max_parallel_workers_per_gather')
+       || ' ' || current_setting('transaction_read_only') AS id
+"""
+
+
+@pytest.mark.parametrize("connections", [1, 2])
+def test_checks_hash_in_memory_on_serial_read_only_plans(
+    db: Database, tmp_path: Path, connections: int
+) -> None:
+    # At the default 4MB, 001's checks spilled 951 MB of temporary files at 1M leads: a
+    # write burst the application's commits waited behind (docs/online-migration.md).
+    folder = _at_000(db, tmp_path, severity="resolvable")
+    (folder / "001_change.checks.sql").write_text(SETTINGS_CHECK)
+    options = Options(
+        migrations_dir=folder,
+        backup_dir=tmp_path / "backups",
+        check_connections=connections,
+        dry_run=True,
+    )
+    report = migrate(options, where=db.target())
+    assert [(f.check, f.samples) for f in report.findings] == [
+        ("check_settings", [f"{checks.CHECK_WORK_MEM} 0 on"])
+    ]
+    # SET LOCAL: nothing of it outlives the checks' transactions
+    assert db.scalar("SELECT current_setting('work_mem')") != checks.CHECK_WORK_MEM

@@ -59,7 +59,7 @@ def integrity(
         findings = found
     elif where is not None:
         with conn.transaction():
-            lock.settings(conn, statement_timeout=statement_timeout)
+            _read_only_snapshot(conn, None, statement_timeout)
             findings = [finding(conn, migration, check) for check in checks]
     else:
         findings = [finding(conn, migration, check) for check in checks]
