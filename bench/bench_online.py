@@ -142,6 +142,8 @@ def run_mode(
     argv, env = command(mode, conninfo, args.batch_seconds, bound, args.idle_seconds or 60.0)
     if mode == "online" and args.max_wal_rate:
         argv += ["--max-wal-rate", str(args.max_wal_rate)]
+    if mode == "online" and args.throttle:
+        argv += ["--throttle", str(args.throttle)]
     attempts = args.naive_attempts if mode == "naive" else 1
     load_before = os.getloadavg()[0]
     say(f"{column}: {shlex.join(argv[:8])} … (load {load_before:.2f})")
@@ -587,6 +589,12 @@ def main() -> None:
         type=float,
         default=None,
         help="the online backfill's bound on its WAL rate (MB/s; default: none)",
+    )
+    parser.add_argument(
+        "--throttle",
+        type=float,
+        default=None,
+        help="the online backfill's pause after each batch (s; default: none)",
     )
     parser.add_argument(
         "--idle-seconds",
