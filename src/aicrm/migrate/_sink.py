@@ -4,12 +4,12 @@ pg_dump used to write straight into the file, which was fsynced once at the end:
 whole dump (hundreds of MB at 1M leads) sat dirty in the page cache and went to the
 disk in one burst, either at that fsync or when the kernel's writeback came for it.
 While such a burst is under way, every fsync of the server's WAL queues behind it, and
-every commit of the live application waits for its WAL's fsync: the application
-stalled for half a second at a time during an online run's pre-flight
-(bench/RESULTS.md, docs/online-migration.md). So pg_dump writes into a pipe, and a
-thread copies the pipe into the file and flushes it every :data:`FLUSH_EVERY` bytes:
-the disk sees the backup as a steady stream of small writes, which the WAL's fsyncs
-pass between.
+every commit of the live application waits for its WAL's fsync (the online bench's
+slowest operations were all such waits: docs/online-migration.md). So pg_dump writes
+into a pipe, and a thread copies the pipe into the file and flushes it every
+:data:`FLUSH_EVERY` bytes: the disk sees the backup as a steady stream of small writes,
+which the WAL's fsyncs pass between. (The bench did not isolate this cause as it did
+the checks' temporary files; the change follows the mechanism.)
 """
 
 from __future__ import annotations
