@@ -22,7 +22,6 @@ undoes an unfinished run from any phase (the form's abort). Locks and retries ar
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import time
@@ -106,11 +105,18 @@ def run(
         report.migrations = [migration.label]
         report.to_version = migration.version
         replica = _quiet_mode(conn, migration)
-        # The integrity checks on one connection, not several: the application keeps
-        # the cores that pg_dump (beside them) leaves; an online run's pre-flight
-        # holds no lock, so its length costs nothing (docs/online-migration.md).
-        gentle = dataclasses.replace(options, check_connections=1)
-        preflight.run(conn, where, [migration], gentle, report, check_first=True, take_backup=True)
+        # Gently: the checks on one connection, then the backup, so that the live
+        # application keeps the cores; an online run's pre-flight holds no lock.
+        preflight.run(
+            conn,
+            where,
+            [migration],
+            options,
+            report,
+            check_first=True,
+            take_backup=True,
+            gentle=True,
+        )
         assert report.backup is not None
         first = migration.online.expanded()[0]
         with conn.transaction():

@@ -29,10 +29,15 @@ def run(
     *,
     check_first: bool,
     take_backup: bool,
+    gentle: bool = False,
 ) -> None:
     """Check the prerequisites for ``plan``'s tables, then run the first migration's
     integrity checks (when ``check_first``) alongside the backup (when
     ``take_backup``); ``report.backup`` holds the verified backup on return.
+
+    ``gentle`` (the online mode, whose pre-flight holds no lock, so its length costs
+    nothing): the checks on one connection, then the backup, one at a time, so that
+    the live application keeps the cores (docs/online-migration.md).
 
     Raises the refusal or the failure of whichever comes first in the seed's order;
     a refused or failed run leaves no backup behind."""
@@ -46,7 +51,7 @@ def run(
     )
     report.timings["prerequisites"] = time.monotonic() - mark
     running = None
-    if take_backup:
+    if take_backup and not gentle:
         options.say(f"backing up to {options.backup_dir} (pg_dump, alongside the checks)")
         running = backup.start(where, options.backup_dir)
     try:
@@ -61,7 +66,7 @@ def run(
                 report,
                 archive_orphans=options.archive_orphans,
                 where=where,
-                connections=options.check_connections,
+                connections=1 if gentle else options.check_connections,
                 statement_timeout=options.statement_timeout,
                 backup_running=running,
             )
@@ -70,6 +75,9 @@ def run(
         if running is not None:
             running.discard()  # a refused or failed run leaves no backup behind
         raise
+    if take_backup and gentle:
+        options.say(f"backing up to {options.backup_dir} (pg_dump, after the checks)")
+        running = backup.start(where, options.backup_dir)
     if running is not None:
         mark = time.monotonic()
         report.backup = running.wait()
