@@ -14,7 +14,7 @@ import pytest
 from aicrm.db import Connection, tools
 from aicrm.errors import BackupFailed
 from aicrm.migrate import Options, _checks as checks, backup, migrate
-from aicrm.migrate._report import Finding
+from aicrm.migrate._report import Finding, Report
 from aicrm.migrate.loader import Check, Migration
 from tests.conftest import Database
 from tests.support import copy_migrations, schema_dump, table_digests
@@ -62,6 +62,16 @@ def _at_000(db: Database, tmp_path: Path, severity: str = "blocking") -> Path:
     )
     (folder / "001_change.checks.sql").write_text(CHECKS.format(severity=severity))
     return folder
+
+
+def _dry_run(db: Database, folder: Path, tmp_path: Path, connections: int) -> Report:
+    options = Options(
+        migrations_dir=folder,
+        backup_dir=tmp_path / "backups",
+        check_connections=connections,
+        dry_run=True,
+    )
+    return migrate(options, where=db.target())
 
 
 def _files(folder: Path) -> list[str]:
@@ -211,13 +221,7 @@ def test_findings_do_not_depend_on_the_number_of_connections(
     db: Database, tmp_path: Path, connections: int
 ) -> None:
     folder = _at_000(db, tmp_path, severity="resolvable")
-    options = Options(
-        migrations_dir=folder,
-        backup_dir=tmp_path / "backups",
-        check_connections=connections,
-        dry_run=True,
-    )
-    report = migrate(options, where=db.target())
+    report = _dry_run(db, folder, tmp_path, connections)
     assert [(f.check, f.count) for f in report.findings] == [
         ("no_at_sign", 1),
         ("web_leads", 30),
@@ -269,13 +273,7 @@ def test_checks_hash_in_memory_on_serial_read_only_plans(
     # write burst the application's commits waited behind (docs/online-migration.md).
     folder = _at_000(db, tmp_path, severity="resolvable")
     (folder / "001_change.checks.sql").write_text(SETTINGS_CHECK)
-    options = Options(
-        migrations_dir=folder,
-        backup_dir=tmp_path / "backups",
-        check_connections=connections,
-        dry_run=True,
-    )
-    report = migrate(options, where=db.target())
+    report = _dry_run(db, folder, tmp_path, connections)
     assert [(f.check, f.samples) for f in report.findings] == [
         ("check_settings", [f"{checks.CHECK_WORK_MEM} 0 on"])
     ]

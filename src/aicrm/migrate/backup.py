@@ -129,7 +129,7 @@ class Running:
             if self._sink.error is not None:
                 error = self._sink.error
                 raise BackupFailed(
-                    f"Could not write the backup {self.partial.name}: "
+                    f"Could not write the backup {self.path.name}: "
                     f"{error.strerror or error}. Nothing was changed; free space in "
                     f"{self.path.parent} or set BACKUP_DIR to a folder with room."
                 )
