@@ -265,3 +265,51 @@ def test_conversions_racing_a_real_run(db: Database) -> None:
         _assert_same(end_state(db), end_state(reference))
     finally:
         drop_twin(reference)
+
+
+def untouched_row_write(every: Every, table: str) -> Write:
+    """A write, during a backfill batch of ``table``, to a row of that batch that the
+    backfill leaves alone (nothing of 001 to do for it yet), turning it into one that
+    needs 001's rules. It must not wait for the batch (``lock_timeout`` says so if it
+    does), and its trigger must get it right."""
+
+    def apply(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+        conn.execute("SET LOCAL lock_timeout = '5s'")
+        if table == "leads":  # L10, never converted, gets a claim
+            conn.execute(
+                "INSERT INTO clients (id, name, converted_from_lead_id, created_at, updated_at) "
+                "VALUES (%s, 'claim', %s, %s, %s)",
+                (u(31, 7), every["L10"], T0, T0),
+            )
+        elif table == "clients":  # C1, a plain conversion, loses its claim
+            conn.execute(
+                "UPDATE clients SET converted_from_lead_id = NULL WHERE id = %s", (every["C1"],)
+            )
+        else:  # K4, a lead's contact only, gets a client too
+            conn.execute(
+                "UPDATE contacts SET client_id = %s WHERE id = %s", (every["C5"], every["K4"])
+            )
+
+    return apply
+
+
+@pytest.mark.slow
+def test_writes_to_rows_the_backfill_leaves_alone_do_not_wait_for_it(db: Database) -> None:
+    """The backfill locks only the rows 001 has something to do for; a write inside a
+    batch to one it left alone goes through at once and ends as if made before."""
+    every = build_every_anomaly(db, blocking=False)
+    reference = twin(db, "tx")
+    try:
+        batches = [
+            (f"batch:{table}:1", untouched_row_write(every, table))
+            for table in ("leads", "clients", "contacts")
+        ]
+        with psycopg.connect(reference.url, autocommit=True) as conn:
+            for _, write in batches:
+                with conn.transaction():
+                    write(conn)
+        run_with_writes(db, batches)
+        migrate(reference, "--target", "001")
+        _assert_same(end_state(db), end_state(reference))
+    finally:
+        drop_twin(reference)

@@ -291,33 +291,75 @@ END
 $$;
 
 -- One backfill batch of a table: the next rows after ``after`` in id order, at most
--- ``size``; returns the last id done (NULL when there was none) and how many.
+-- ``size``; returns the last id walked (NULL when there was none) and how many.
+--
+-- Of those rows it locks and recomputes only the ones 001's rules may change or
+-- record something for (the rest keep the new columns' defaults, which are already
+-- right for them): leads with client_id or a claim; clients whose conversion is not
+-- the plain one-lead, both-sides-agree kind; contacts without exactly one existing
+-- parent. Every other row stays untouched: no row lock, so no WAL record and no page
+-- dirtied for it (at 1M leads this halves the backfill's WAL and leaves most contact
+-- and client pages alone). Skipping is safe because the test reads a snapshot: a row
+-- that a concurrent writer turns into one that needs work is recomputed by that
+-- writer's own trigger, and a row that needs work is locked and read again here.
 CREATE OR REPLACE FUNCTION migration_001_backfill(tbl text, after uuid, size integer,
                                                   OUT last_id uuid, OUT done integer)
 LANGUAGE plpgsql AS $$
 DECLARE
+    walked uuid[];
     ids uuid[];
     orphans integer;
     archiving boolean := coalesce(current_setting('aicrm.archive_orphans', true), '') = 'on';
     start uuid := coalesce(after, '00000000-0000-0000-0000-000000000000');
 BEGIN
     IF tbl = 'leads' THEN
-        ids := ARRAY(SELECT id FROM leads WHERE id > start ORDER BY id LIMIT size FOR NO KEY UPDATE);
+        walked := ARRAY(SELECT id FROM leads WHERE id > start ORDER BY id LIMIT size);
     ELSIF tbl = 'clients' THEN
-        ids := ARRAY(SELECT id FROM clients WHERE id > start ORDER BY id LIMIT size FOR NO KEY UPDATE);
+        walked := ARRAY(SELECT id FROM clients WHERE id > start ORDER BY id LIMIT size);
     ELSE
-        ids := ARRAY(SELECT id FROM contacts WHERE id > start ORDER BY id LIMIT size FOR NO KEY UPDATE);
+        walked := ARRAY(SELECT id FROM contacts WHERE id > start ORDER BY id LIMIT size);
     END IF;
-    done := cardinality(ids);
-    last_id := ids[done];
+    done := cardinality(walked);
+    last_id := walked[done];
     IF done = 0 THEN
         RETURN;
     END IF;
     IF tbl = 'leads' THEN
+        ids := ARRAY(
+            SELECT l.id FROM leads AS l
+            WHERE l.id > start AND l.id <= last_id
+              AND (l.client_id IS NOT NULL
+                   OR EXISTS (SELECT 1 FROM clients AS c WHERE c.converted_from_lead_id = l.id))
+            ORDER BY l.id FOR NO KEY UPDATE OF l);
         PERFORM migration_001_sync_leads(ids, true);
         RETURN;
     ELSIF tbl = 'clients' THEN
+        -- The plain kind, which needs nothing: its claim names a lead converted to it,
+        -- and no other lead converted to it.
+        ids := ARRAY(
+            SELECT c.id FROM clients AS c
+            WHERE c.id > start AND c.id <= last_id
+              AND NOT (c.converted_from_lead_id IS NOT NULL
+                       AND EXISTS (SELECT 1 FROM leads AS l
+                                   WHERE l.id = c.converted_from_lead_id
+                                     AND l.converted_to_client_id = c.id)
+                       AND NOT EXISTS (SELECT 1 FROM leads AS l
+                                       WHERE l.converted_to_client_id = c.id
+                                         AND l.id <> c.converted_from_lead_id))
+            ORDER BY c.id FOR NO KEY UPDATE OF c);
         PERFORM migration_001_sync_clients(ids, true);
+        RETURN;
+    END IF;
+    ids := ARRAY(
+        SELECT k.id FROM contacts AS k
+        WHERE k.id > start AND k.id <= last_id
+          AND ((k.lead_id IS NULL) = (k.client_id IS NULL)
+               OR (k.lead_id IS NOT NULL
+                   AND NOT EXISTS (SELECT 1 FROM leads AS l WHERE l.id = k.lead_id))
+               OR (k.client_id IS NOT NULL
+                   AND NOT EXISTS (SELECT 1 FROM clients AS c WHERE c.id = k.client_id)))
+        ORDER BY k.id FOR NO KEY UPDATE OF k);
+    IF cardinality(ids) = 0 THEN
         RETURN;
     END IF;
 
