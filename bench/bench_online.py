@@ -144,6 +144,8 @@ def run_mode(
         argv += ["--max-wal-rate", str(args.max_wal_rate)]
     if mode == "online" and args.throttle:
         argv += ["--throttle", str(args.throttle)]
+    if mode == "online" and args.pause_ratio is not None:
+        argv += ["--pause-ratio", str(args.pause_ratio)]
     attempts = args.naive_attempts if mode == "naive" else 1
     load_before = os.getloadavg()[0]
     say(f"{column}: {shlex.join(argv[:8])} … (load {load_before:.2f})")
@@ -237,6 +239,8 @@ def _costs(report: dict[str, Any]) -> dict[str, Any]:
         "replica_waits": int(report.get("replica_waits") or 0),
         "replica_lag_max": report.get("replica_lag_max"),
         "replica_note": report.get("replica_note"),
+        "pace": float(report.get("pace_seconds") or 0.0),
+        "pause_ratio": report.get("pause_ratio"),
         "phases": [
             (s["step"], float(s["seconds"])) for s in steps if s["step"].startswith("phase")
         ],
@@ -358,7 +362,8 @@ def render(
         lines += [
             "The online mode's phases (its report); locks: "
             f"{on['lock_attempts']} short transactions, {on['lock_wait']:.2f} s waited on lock "
-            f"timeouts in all, switch held {on['lock_held']:.3f} s:",
+            f"timeouts in all, switch held {on['lock_held']:.3f} s; the backfill paused "
+            f"{on['pace']:.1f} s in all after its batches (--pause-ratio {on['pause_ratio']}):",
             "",
             "| phase | seconds |",
             "|---|---:|",
@@ -597,6 +602,13 @@ def main() -> None:
         help="the online backfill's pause after each batch (s; default: none)",
     )
     parser.add_argument(
+        "--pause-ratio",
+        type=float,
+        default=None,
+        help="the online backfill's pause after each batch, as a multiple of the batch's "
+        "time (default: aicrm's, 1; 0: flat out)",
+    )
+    parser.add_argument(
         "--idle-seconds",
         type=float,
         default=None,
@@ -618,7 +630,8 @@ def _title(args: argparse.Namespace) -> str:
     size = f"{args.leads // 1_000_000}M" if args.leads % 1_000_000 == 0 else f"{args.leads:,}"
     hogs = f", with {args.cpu_hogs} CPU hog(s) beside it" if args.cpu_hogs else ""
     replica = ", with a streaming replica" if args.replica else ""
-    return SECTION.format(size=size) + replica + hogs
+    paced = "" if args.pause_ratio is None else f", --pause-ratio {args.pause_ratio:g}"
+    return SECTION.format(size=size) + replica + hogs + paced
 
 
 def _bench(args: argparse.Namespace) -> None:

@@ -137,6 +137,16 @@ def migrate(
             min=0.01, max=5.0, help="With --online: the time each backfill batch aims at."
         ),
     ] = 0.05,
+    pause_ratio: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=100.0,
+            help="With --online: after each backfill batch, pause this many times as long as "
+            "the batch took (default 1: at most half the time busy, which keeps the "
+            "application's latency on a loaded server; 0: flat out).",
+        ),
+    ] = 1.0,
     throttle: Annotated[
         float,
         typer.Option(min=0.0, help="With --online: seconds to pause after each backfill batch."),
@@ -195,6 +205,7 @@ def migrate(
     if online:
         settings = OnlineSettings(
             batch_seconds=batch_seconds,
+            pause_ratio=pause_ratio,
             throttle=throttle,
             max_replica_lag=max_replica_lag,
             max_wal_rate=None if max_wal_rate is None else max_wal_rate * 1_000_000,

@@ -9,6 +9,13 @@ doubling at a time); the transaction setting ``aicrm.backfill`` tells the form's
 triggers to stand aside, and ``session_replication_role = replica`` (when allowed)
 keeps user triggers from firing.
 
+After each batch the backfill pauses ``pause_ratio`` times as long as the batch's
+transaction took (plus ``throttle`` seconds): at the default 1 it works at most half
+the time. Flat out, its backend keeps a CPU busy and its WAL keeps the disk
+flushing, and on a loaded machine the application's commits then wait behind a
+slow WAL flush or for a CPU (docs/online-migration.md, "The machine's own floor").
+A slower machine makes the batches' transactions longer and so the pauses too.
+
 With ``max_replica_lag`` the backfill waits after each batch (between its
 transactions, never inside one) while a streaming standby lags more than that, so
 that it never outruns the replicas by more than the bound. With ``max_wal_rate`` it
@@ -72,6 +79,7 @@ def run(phases: Phases, table: str, function: str, recorded: RunState | None) ->
     """Backfill ``table`` with ``function`` from the ``recorded`` progress (None: from
     the start)."""
     conn, settings, options = phases.conn, phases.settings, phases.options
+    phases.report.pause_ratio = settings.pause_ratio
     version = phases.migration.version
     after = recorded.backfill_after if recorded else None
     done = recorded.rows_done if recorded else 0
@@ -116,7 +124,9 @@ def run(phases: Phases, table: str, function: str, recorded: RunState | None) ->
             last[0] = row[0]
             return count
 
+        mark = time.monotonic()
         count = phases.short(body, f"backfill batch of {table}", settings.row_lock_timeout, custom)
+        took = time.monotonic() - mark
         if count == 0:
             break
         after = last[0]
@@ -139,8 +149,10 @@ def run(phases: Phases, table: str, function: str, recorded: RunState | None) ->
                 f"{rate:,.0f} rows/s, ~{left:,.0f} s left, batch {size:,}"
             )
         keep_behind_replicas(phases, table)
-        if settings.throttle > 0:
-            time.sleep(settings.throttle)
+        pace = settings.pause_ratio * took + settings.throttle
+        if pace > 0:
+            phases.report.pace_seconds += pace
+            time.sleep(pace)
         if settings.max_wal_rate:
             written = wal_position(conn) - wal_start
             behind = written / settings.max_wal_rate - (time.monotonic() - started)

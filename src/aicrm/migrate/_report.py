@@ -78,6 +78,10 @@ class Report:
     replica_note: str | None = None
     # The backfill's pauses to keep its WAL under --max-wal-rate (seconds in all).
     wal_wait_seconds: float = 0.0
+    # The backfill's pauses after its batches, --pause-ratio and --throttle (seconds
+    # in all), and the ratio.
+    pace_seconds: float = 0.0
+    pause_ratio: float | None = None
     objects_added: list[str] = field(default_factory=list)
     objects_dropped: list[str] = field(default_factory=list)
     rows_changed: list[RowChanges] = field(default_factory=list)
@@ -165,6 +169,11 @@ class Report:
             )
             if self.replica_note:
                 out.append(f"  {self.replica_note}")
+        if self.pause_ratio is not None:
+            out.append(
+                f"pace: the backfill paused {self.pace_seconds:.1f} s in all after its batches "
+                f"(--pause-ratio {self.pause_ratio:g})"
+            )
         if self.wal_wait_seconds:
             out.append(f"WAL rate: the backfill paused {self.wal_wait_seconds:.1f} s in all")
         if self.objects_added or self.objects_dropped:

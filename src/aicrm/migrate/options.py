@@ -18,8 +18,11 @@ Progress = Callable[[str], None]
 @dataclass
 class OnlineSettings:
     """How an online run paces itself. ``batch_seconds``: the time each backfill
-    batch aims at (the batch size adapts to it); ``throttle``: a pause after each
-    batch (seconds); ``lock_timeout``: the bound on each wait for a table lock
+    batch aims at (the batch size adapts to it); ``pause_ratio``: after each batch, a
+    pause this many times as long as the batch's transaction took (1: the backfill
+    works at most half the time, so the application keeps a share of the server's CPU
+    and WAL flushes on a busy machine; 0: flat out); ``throttle``: a further fixed
+    pause after each batch (seconds); ``lock_timeout``: the bound on each wait for a table lock
     (seconds; a waiting DDL statement makes the application's queries queue behind
     it, so this is short), retried ``lock_retries`` times with backoff;
     ``row_lock_timeout``: the bound on a batch's wait for rows the application is
@@ -34,6 +37,7 @@ class OnlineSettings:
     the application's commit latency."""
 
     batch_seconds: float = 0.05
+    pause_ratio: float = 1.0
     throttle: float = 0.0
     lock_timeout: float = 0.05
     lock_retries: int = 30
