@@ -54,6 +54,15 @@ def test_pause_ratio_zero_runs_the_backfill_flat_out(db: Database) -> None:
     assert db.scalar("SELECT count(*) FROM leads WHERE is_converted") == 300
 
 
+def test_the_report_says_how_long_the_backfill_paused(db: Database) -> None:
+    _converted_leads(db, 50)
+    done = db.cli("db", "migrate", "--target", "001", "--online", "--pause-ratio", "2")
+    assert done.returncode == 0, done.stderr
+    line = next(x for x in done.stdout.splitlines() if x.startswith("pace:"))
+    assert line.startswith("pace: the backfill paused ")
+    assert line.endswith("s in all after its batches (--pause-ratio 2)")
+
+
 def test_a_negative_pause_ratio_is_refused(db: Database) -> None:
     done = db.cli("db", "migrate", "--online", "--pause-ratio", "-1")
     assert done.returncode == 2
