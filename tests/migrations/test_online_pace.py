@@ -33,7 +33,9 @@ def _online(db: Database, *args: str) -> dict[str, Any]:
 
 
 def _backfill_seconds(report: dict[str, Any]) -> float:
-    return sum(s["seconds"] for s in report["steps"] if s["step"].startswith("phase backfill"))
+    return float(
+        sum(s["seconds"] for s in report["steps"] if s["step"].startswith("phase backfill"))
+    )
 
 
 def test_the_backfill_pauses_after_its_batches_by_default(db: Database) -> None:
