@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from aicrm.migrate._lock import CLASS_ID, OBJECT_ID
+from aicrm.migrate._lock import CLASS_ID, OBJECT_ID, bounded_session
+from aicrm.migrate._online import SERIAL
 from tests.conftest import Database
 from tests.support import copy_migrations, wait_for
 
@@ -109,3 +110,18 @@ def test_runner_waits_for_a_lock_and_reports_the_wait(db: Database, tmp_path) ->
     assert report["lock_wait_seconds"] > 0
     assert report["lock_attempts"] >= 1
     assert _version(db) == 1
+
+
+def test_a_bounded_session_carries_its_settings_and_they_end_with_it(db: Database) -> None:
+    """The online mode's autocommit steps (CREATE INDEX CONCURRENTLY) run on a session
+    of their own with their bounds and serial plans as startup options: they hold for
+    that session only, not for the next connection."""
+    conn = bounded_session(db.target(), "aicrm migrate", 2.0, 0.0, SERIAL)
+    try:
+        assert conn.execute("SHOW lock_timeout").fetchone() == ("2s",)
+        assert conn.execute("SHOW max_parallel_maintenance_workers").fetchone() == ("0",)
+        assert conn.execute("SHOW max_parallel_workers_per_gather").fetchone() == ("0",)
+    finally:
+        conn.close()
+    with db.connect(autocommit=True) as other:
+        assert other.execute("SHOW max_parallel_maintenance_workers").fetchone() != ("0",)

@@ -164,13 +164,19 @@ def runner_lock(where: Target, wait_seconds: float, application: str) -> Iterato
 
 
 def bounded_session(
-    where: Target, application: str, lock_timeout: float, statement_timeout: float
+    where: Target,
+    application: str,
+    lock_timeout: float,
+    statement_timeout: float,
+    custom: Mapping[str, str] | None = None,
 ) -> Connection:
     """An autocommit connection of its own for statements PostgreSQL refuses in a
-    transaction (no ``SET LOCAL`` there): its bounds are startup options, so they
-    end with the connection, which the caller closes."""
+    transaction (no ``SET LOCAL`` there): its bounds, and the ``custom`` settings by
+    name, are startup options, so they end with the connection, which the caller
+    closes."""
     options = conninfo_to_dict(where.conninfo).get("options") or ""
     bounds = f"-c lock_timeout={_ms(lock_timeout)} -c statement_timeout={_ms(statement_timeout)}"
+    bounds += "".join(f" -c {name}={value}" for name, value in (custom or {}).items())
     bounded = dataclasses.replace(
         where, conninfo=make_conninfo(where.conninfo, options=f"{options} {bounds}".strip())
     )

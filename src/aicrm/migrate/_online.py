@@ -54,6 +54,12 @@ from aicrm.migrate.options import OnlineSettings, Options
 
 T = TypeVar("T")
 
+# Every statement of the online run on one core: PostgreSQL's parallel workers (a
+# count(*) of leads for the backfill's progress, CREATE INDEX CONCURRENTLY's build)
+# would take the other cores from the application it runs beside, which is what this
+# mode is for. Slower on an idle server; the run holds no lock meanwhile.
+SERIAL = {"max_parallel_workers_per_gather": "0", "max_parallel_maintenance_workers": "0"}
+
 # For tests only: a comma-separated list of points (``phase:backfill:leads``,
 # ``expand:3``, ``batch:leads:2``, ``switch``) where the runner waits on the
 # advisory lock (CLASS_ID, PAUSE_OBJECT) that a test holds, so that it can kill the
@@ -288,7 +294,11 @@ class _Phases:
         match = INDEX_NAME.search(step.sql)
         name = match.group(1) if match else None
         conn = lock.bounded_session(
-            self.where, "aicrm migrate", self.settings.ddl_wait, self.options.statement_timeout
+            self.where,
+            "aicrm migrate",
+            self.settings.ddl_wait,
+            self.options.statement_timeout,
+            SERIAL,
         )
 
         def body() -> None:
@@ -400,7 +410,7 @@ class _Phases:
                 self.conn,
                 lock_timeout=timeout,
                 statement_timeout=self.options.statement_timeout,
-                custom={"synchronous_commit": "off", **(custom or {})},
+                custom={"synchronous_commit": "off", **SERIAL, **(custom or {})},
             )
             return body()
 
