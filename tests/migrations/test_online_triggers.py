@@ -158,10 +158,20 @@ def run_with_writes(db: Database, at: list[tuple[str, Write]]) -> None:
 )
 @pytest.mark.slow
 def test_writes_during_the_run_end_as_if_made_before(db: Database, points: tuple[str, ...]) -> None:
+    _same_as_made_before(
+        db, lambda every: [(point, writes(every, n)) for n, point in enumerate(points, 1)]
+    )
+
+
+def _same_as_made_before(
+    db: Database, batches_of: Callable[[Every], list[tuple[str, Write]]]
+) -> None:
+    """The online run with each batch of writes made while it waits at its point ends
+    as a transactional run on a twin to which the same writes were made before."""
     every = build_every_anomaly(db, blocking=False)
     reference = twin(db, "tx")
     try:
-        batches = [(point, writes(every, n)) for n, point in enumerate(points, 1)]
+        batches = batches_of(every)
         with psycopg.connect(reference.url, autocommit=True) as conn:
             for _, write in batches:
                 with conn.transaction():
@@ -297,19 +307,10 @@ def untouched_row_write(every: Every, table: str) -> Write:
 def test_writes_to_rows_the_backfill_leaves_alone_do_not_wait_for_it(db: Database) -> None:
     """The backfill locks only the rows 001 has something to do for; a write inside a
     batch to one it left alone goes through at once and ends as if made before."""
-    every = build_every_anomaly(db, blocking=False)
-    reference = twin(db, "tx")
-    try:
-        batches = [
+    _same_as_made_before(
+        db,
+        lambda every: [
             (f"batch:{table}:1", untouched_row_write(every, table))
             for table in ("leads", "clients", "contacts")
-        ]
-        with psycopg.connect(reference.url, autocommit=True) as conn:
-            for _, write in batches:
-                with conn.transaction():
-                    write(conn)
-        run_with_writes(db, batches)
-        migrate(reference, "--target", "001")
-        _assert_same(end_state(db), end_state(reference))
-    finally:
-        drop_twin(reference)
+        ],
+    )
